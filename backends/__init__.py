@@ -1,0 +1,1 @@
+"""Backends: one module per runtime, registered under the ``infrabench.backends`` entry point."""

@@ -1,0 +1,109 @@
+"""A deterministic backend and a fake clock: the test seam of the harness.
+
+With a ``FakeClock``, each ``run`` advances the clock by the next scripted duration, so the timing
+loop, statistics and throughput can be asserted exactly with no sleeps. Without one (in a worker
+process), ``run`` busy-waits ``latency_ms`` on the real clock. Suite options make it fail on
+purpose, to test that a broken case becomes a failed row and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from backends.base import BackendSettings, Capabilities
+from harness.errors import BackendError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from harness.optimize.artifacts import Artifact
+
+FAILURES = ("", "unavailable", "load", "run", "exception", "crash", "hang")
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self.ns = start_ns
+
+    def now_ns(self) -> int:
+        return self.ns
+
+    def advance(self, ns: int) -> None:
+        self.ns += ns
+
+
+class FakeBackend:
+    """Does no real inference. ``durations(i)`` gives the ns of the i-th run (0-based)."""
+
+    name: ClassVar[str] = "fake"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        consumes="onnx",
+        options={"latency_ms": float, "fail": FAILURES},
+    )
+
+    def __init__(
+        self, clock: FakeClock | None = None, durations: Callable[[int], int] | None = None
+    ) -> None:
+        self.clock = clock
+        self.durations = durations
+        self.calls = 0
+        self.latency_ms = 0.2
+        self.fail = ""
+        self.threads: int | None = None
+        self._inputs: Mapping[str, np.ndarray] = {}
+
+    def check(self) -> None:
+        return None
+
+    def versions(self) -> dict[str, str]:
+        return {"fake": "1"}
+
+    def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
+        self.threads = settings.threads
+        self.latency_ms = float(settings.options.get("latency_ms", self.latency_ms))
+        self.fail = str(settings.options.get("fail", ""))
+        if self.fail == "unavailable":
+            raise BackendUnavailable("fake runtime asked to be unavailable")
+        if self.fail == "load":
+            raise BackendError("fake: load failed on purpose")
+        return None
+
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> None:
+        self._inputs = inputs
+
+    def run(self) -> int | None:
+        index = self.calls
+        self.calls += 1
+        if self.fail == "run":
+            raise BackendError("fake: run failed on purpose")
+        if self.fail == "exception":
+            raise ZeroDivisionError("fake: a bug in a backend")
+        if self.fail == "crash":
+            os.abort()
+        if self.fail == "hang":
+            while True:
+                time.sleep(1)
+        if self.clock is not None:
+            self.clock.advance(self.durations(index) if self.durations else 1_000_000)
+            return None
+        end = time.perf_counter_ns() + int(self.latency_ms * 1e6)
+        while time.perf_counter_ns() < end:
+            pass
+        return None
+
+    def synchronize(self) -> None:
+        return None
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(v, dtype=np.float32) for name, v in self._inputs.items()}
+
+    def executed_precision(self) -> str | None:
+        return "fp32"
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,105 @@
+"""onnxruntime: the ONNX artifact in an ONNX Runtime session (CPU execution provider by default)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from backends.base import BackendSettings, Capabilities
+from harness.errors import BackendError, BackendUnavailable
+from harness.optimize.onnx_info import graph_precision
+
+if TYPE_CHECKING:
+    from harness.optimize.artifacts import Artifact
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
+
+
+class OnnxRuntimeBackend:
+    name: ClassVar[str] = "onnxruntime"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        consumes="onnx",
+        devices=("cpu", "cuda"),
+        options={"execution_provider": tuple(PROVIDERS), "graph_optimization": OPTIMIZATION_LEVELS},
+        runtime_modules=("onnxruntime",),
+        install_hint="pip install onnxruntime",
+    )
+
+    def __init__(self) -> None:
+        self._session: Any = None
+        self._feeds: dict[str, np.ndarray] = {}
+        self._out: list[Any] = []
+        self._path: Path | None = None
+
+    def check(self) -> None:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"onnxruntime cannot be imported: {exc}") from None
+        ort.disable_telemetry_events()
+
+    def versions(self) -> dict[str, str]:
+        import onnxruntime as ort
+
+        return {"onnxruntime": ort.__version__}
+
+    def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
+        import onnxruntime as ort
+
+        ep = str(settings.options.get("execution_provider", "cpu"))
+        level = str(settings.options.get("graph_optimization", "all"))
+        if PROVIDERS[ep] not in ort.get_available_providers():
+            raise BackendUnavailable(
+                f"ONNX Runtime here has no {PROVIDERS[ep]} (available: "
+                f"{', '.join(ort.get_available_providers())})"
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = settings.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level]
+        try:
+            self._session = ort.InferenceSession(
+                str(artifact.onnx_path), sess_options=opts, providers=[PROVIDERS[ep]]
+            )
+        except Exception as exc:  # ORT raises its own untyped errors for bad graphs
+            raise BackendError(f"onnxruntime could not load the model: {exc}") from None
+        self._path = artifact.onnx_path
+        return None
+
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> None:
+        names = [i.name for i in self._session.get_inputs()]
+        self._feeds = {n: np.ascontiguousarray(inputs[n]) for n in names}
+
+    def run(self) -> int | None:
+        self._out = self._session.run(None, self._feeds)
+        return None
+
+    def synchronize(self) -> None:
+        return None
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        names = [o.name for o in self._session.get_outputs()]
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, self._out, strict=True)}
+
+    def executed_precision(self) -> str | None:
+        # The CPU provider runs each node in its graph type; quantized nodes run int8 kernels.
+        return graph_precision(self._path) if self._path else None
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,114 @@
+"""openvino: the ONNX artifact compiled by OpenVINO for the CPU device.
+
+Inference precision defaults to f32: on CPUs with AVX512-BF16 or AMX, OpenVINO would otherwise
+silently run bf16, which is a different variant, not a faster fp32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from backends.base import BackendSettings, Capabilities
+from harness.errors import BackendError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from harness.optimize.artifacts import Artifact
+
+PRECISIONS = ("f32", "bf16", "f16")
+HINTS = ("LATENCY", "THROUGHPUT")
+_RUNTIME_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+_COMPUTE_LAYERS = {"FullyConnected", "MatMul", "Convolution", "Deconvolution"}
+
+
+class OpenVinoBackend:
+    name: ClassVar[str] = "openvino"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        consumes="onnx",
+        options={"inference_precision": PRECISIONS, "performance_hint": HINTS, "num_streams": int},
+        runtime_modules=("openvino",),
+        install_hint='pip install "infrabench[openvino]"',
+    )
+
+    def __init__(self) -> None:
+        self._compiled: Any = None
+        self._request: Any = None
+
+    def check(self) -> None:
+        # Only OpenVINO's tools (ovc, benchmark_app) use openvino_telemetry; the Core API used
+        # here, including its ONNX frontend, sends nothing.
+        try:
+            import openvino  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailable(f"openvino cannot be imported: {exc}") from None
+
+    def versions(self) -> dict[str, str]:
+        import openvino as ov
+
+        return {"openvino": ov.get_version()}
+
+    def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
+        import openvino as ov
+
+        if settings.device != "cpu":
+            raise BackendUnavailable(
+                f"openvino backend runs on CPU only here, not {settings.device}"
+            )
+        config = {
+            "INFERENCE_NUM_THREADS": settings.threads,
+            "INFERENCE_PRECISION_HINT": settings.options.get("inference_precision", "f32"),
+            "PERFORMANCE_HINT": settings.options.get("performance_hint", "LATENCY"),
+            "NUM_STREAMS": settings.options.get("num_streams", 1),
+        }
+        core = ov.Core()
+        try:
+            model = core.read_model(str(artifact.onnx_path))
+            start = time.perf_counter()
+            self._compiled = core.compile_model(model, "CPU", config)
+            compile_s = time.perf_counter() - start
+        except RuntimeError as exc:
+            raise BackendError(f"openvino could not compile the model: {exc}") from None
+        self._request = self._compiled.create_infer_request()
+        return compile_s
+
+    def prepare(self, inputs: Mapping[str, np.ndarray]) -> None:
+        for port in self._compiled.inputs:
+            name = port.get_any_name()
+            self._request.set_tensor(name, self._ov_tensor(np.ascontiguousarray(inputs[name])))
+
+    @staticmethod
+    def _ov_tensor(array: np.ndarray) -> Any:
+        import openvino as ov
+
+        return ov.Tensor(array, shared_memory=True)
+
+    def run(self) -> int | None:
+        self._request.infer()
+        return None
+
+    def synchronize(self) -> None:
+        return None  # infer() is synchronous
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        return {
+            port.get_any_name(): np.array(self._request.get_tensor(port).data, dtype=np.float32)
+            for port in self._compiled.outputs
+        }
+
+    def executed_precision(self) -> str | None:
+        """The runtime precision most compute layers (FC, MatMul, Conv) really executed in."""
+        counts: Counter[str] = Counter()
+        for op in self._compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "layerType" in info and info["layerType"].astype(str) in _COMPUTE_LAYERS:
+                precision = info["runtimePrecision"].astype(str)
+                counts[_RUNTIME_PRECISION.get(precision, precision)] += 1
+        return counts.most_common(1)[0][0] if counts else None
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None

@@ -1,0 +1,161 @@
+"""The ``infrabench`` command. The only module that decides the process's exit code.
+
+Exit codes: 0 ok; 1 cases failed (or, later, a regression); 2 bad input, printed on one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from backends.base import availability, backend_class, backend_names
+from harness import __version__
+from harness.config import Case, find_suite, load_suite, suite_names
+from harness.environment import fingerprint
+from harness.errors import ConfigError, HarnessError
+from harness.models import get_model, model_names
+from harness.optimize.artifacts import cache_root
+from harness.optimize.variants import get_variant, variant_names
+from harness.render import FORMATS, render
+from harness.result import CaseResult
+from harness.runner import Runner
+from harness.store import Store, store_path
+
+DEFAULT_SUITE = "quick"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+class ProgressReporter:
+    """A progress bar on stderr; one line per finished case."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+
+    def case_started(self, index: int, total: int, case: Case, activity: str) -> None:
+        self.progress.update(self.task, total=total, description=f"{case.case_id}: {activity}")
+
+    def case_done(self, index: int, total: int, result: CaseResult) -> None:
+        p50 = f"p50 {result.latency_ms_p50:.3f} ms" if result.latency_ms_p50 else result.reason
+        self.progress.console.print(f"  {result.status:7} {result.case_id}  {p50}")
+        self.progress.update(self.task, completed=index + 1)
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    fp = fingerprint()
+    backends = {name: availability(name) for name in backend_names()}
+    if args.json:
+        usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
+        print(json.dumps({**fp, "backends": usable}, indent=2))
+        return 0
+    for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
+                "machine", "os", "python", "git_sha"):  # fmt: skip
+        print(f"{key:16} {fp[key]}")
+    print(f"{'isa_flags':16} {' '.join(fp['isa_flags']) or '(none of interest)'}")
+    print(f"{'gpus':16} {', '.join(g['name'] for g in fp['gpus']) or 'none'}")
+    print("versions         " + ", ".join(f"{k} {v}" for k, v in fp["versions"].items()))
+    print("backends")
+    for name, reason in backends.items():
+        print(f"  {name:14} {'usable' if reason is None else 'unusable: ' + reason}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "backends":
+        for name in backend_names():
+            caps = backend_class(name).capabilities
+            print(f"{name:14} consumes {caps.consumes:5} devices {','.join(caps.devices)}")
+    elif args.what == "models":
+        for name in model_names():
+            print(f"{name:14} {get_model(name).description}")
+    elif args.what == "variants":
+        for name in variant_names():
+            print(f"{name:14} {get_variant(name).description}")
+    else:
+        for name, path in suite_names().items():
+            print(f"{name:14} {path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    suite = load_suite(find_suite(args.suite)).override(args.backend, args.variant, args.model)
+    with Store(store_path(args.store)) as store:
+        console = Console(stderr=True)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=console, disable=args.json) as progress:
+            runner = Runner(store, cache_root(args.cache), args.inline, ProgressReporter(progress))
+            run_id = runner.run(suite)
+        results = store.cases(run_id)
+    fmt = "json" if args.json else "table"
+    print(render(results, fmt, title=f"run {run_id} (suite {suite.name})"), end="")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with Store(store_path(args.store), read_only=True) as store:
+        run_id = store.resolve_run(args.run)
+        run = store.run(run_id)
+        results = store.cases(run_id)
+    print(render(results, args.format, title=f"run {run_id} (suite {run['suite']})"), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="infrabench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"infrabench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    env = sub.add_parser("env", help="hardware fingerprint and which backends are usable here")
+    env.add_argument("--json", action="store_true")
+    env.set_defaults(func=_cmd_env)
+
+    lst = sub.add_parser("list", help="list backends, models, variants or suites")
+    lst.add_argument("what", choices=("backends", "models", "variants", "suites"))
+    lst.set_defaults(func=_cmd_list)
+
+    run = sub.add_parser("run", help="run a suite and store the results")
+    run.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="suite name or .toml path")
+    run.add_argument("--backend", action="append", metavar="B", help="replace the suite's backends")
+    run.add_argument("--variant", action="append", metavar="V", help="replace the suite's variants")
+    run.add_argument("--model", action="append", metavar="M", help="replace the suite's models")
+    run.add_argument("--json", action="store_true", help="print the rows as JSON")
+    run.add_argument("--inline", action="store_true", help="run cases in this process (debug)")
+    run.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
+    run.add_argument("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
+    run.set_defaults(func=_cmd_run)
+
+    show = sub.add_parser("show", help="show the results of a stored run")
+    show.add_argument("run", nargs="?", default="latest", help="run id, its prefix, or latest")
+    show.add_argument("--format", choices=FORMATS, default="table")
+    show.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
+    show.set_defaults(func=_cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"infrabench: error: {exc}", file=sys.stderr)
+        return 2
+    except HarnessError as exc:
+        print(f"infrabench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("infrabench: interrupted; every finished case is already stored", file=sys.stderr)
+        return 130

@@ -1,0 +1,324 @@
+"""Suite files (TOML) -> typed, validated cases. Validation only: no I/O beyond reading the file.
+
+A suite file::
+
+    name = "quick"
+    description = "..."
+    models = ["minilm-l6"]
+    variants = ["fp32"]
+    backends = ["torch-eager", "onnxruntime", "openvino"]
+    batch_sizes = [1, 8]
+    seq_lens = [128]
+    threads = "auto"            # or a list of thread counts, e.g. [1, 2]
+    scenario = "single-stream"
+    baseline = "torch-eager/fp32"
+
+    [measure]                   # TimingPolicy fields, plus timeout_s per case
+    budget_s = 8
+
+    [options.onnxruntime]       # backend options, checked against the backend's declared ones
+    execution_provider = "cpu"
+
+Every error names the file, the key and what is allowed, on one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from backends.base import backend_class, backend_names
+from harness.errors import ConfigError
+from harness.measure.timing import TimingPolicy
+from harness.models import get_model, model_names
+from harness.optimize.variants import get_variant, variant_names
+
+SCENARIOS = ("single-stream",)
+SUITES_ENV = "INFRABENCH_SUITES"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: model x variant x backend x shape x threads x scenario."""
+
+    model: str
+    variant: str
+    backend: str
+    batch_size: int
+    seq_len: int | None
+    threads: int
+    scenario: str = "single-stream"
+    device: str = "cpu"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> str:
+        return f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
+
+    @property
+    def case_id(self) -> str:
+        return "/".join(
+            (self.model, self.variant, self.backend, self.shape, f"t{self.threads}", self.scenario)
+        )
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite. ``threads`` holds 0 for "auto" (every CPU this process may use)."""
+
+    name: str
+    path: str
+    description: str = ""
+    models: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ("fp32",)
+    backends: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = (1,)
+    seq_lens: tuple[int, ...] = (128,)
+    threads: tuple[int, ...] = (0,)
+    scenario: str = "single-stream"
+    baseline: tuple[str, str] = ("torch-eager", "fp32")
+    timing: TimingPolicy = field(default_factory=TimingPolicy)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def cases(self, auto_threads: int) -> Iterator[Case]:
+        """Expand into cases; models without a sequence axis get one case per batch size."""
+        for model in self.models:
+            seqs: tuple[int | None, ...] = (
+                self.seq_lens if get_model(model).uses_sequence else (None,)
+            )
+            for variant in self.variants:
+                for backend in self.backends:
+                    for threads in self.threads:
+                        for batch in self.batch_sizes:
+                            for seq in seqs:
+                                yield Case(
+                                    model=model,
+                                    variant=variant,
+                                    backend=backend,
+                                    batch_size=batch,
+                                    seq_len=seq,
+                                    threads=threads or auto_threads,
+                                    scenario=self.scenario,
+                                    options=self.options.get(backend, {}),
+                                )
+
+    def override(
+        self,
+        backends: list[str] | None = None,
+        variants: list[str] | None = None,
+        models: list[str] | None = None,
+    ) -> Suite:
+        """The suite with CLI selections replacing its lists (each name validated)."""
+        where = "command line"
+        return replace(
+            self,
+            backends=tuple(_choice(where, "--backend", b, backend_names()) for b in backends)
+            if backends
+            else self.backends,
+            variants=tuple(_choice(where, "--variant", v, variant_names()) for v in variants)
+            if variants
+            else self.variants,
+            models=tuple(_choice(where, "--model", m, model_names()) for m in models)
+            if models
+            else self.models,
+        )
+
+
+def _choice(where: str, key: str, value: Any, allowed: list[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{where}: {key}: unknown value {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _str_list(where: str, key: str, value: Any, allowed: list[str]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: {key} must be a non-empty list of strings, got {value!r}")
+    return tuple(_choice(where, key, v, allowed) for v in value)
+
+
+def _positive_ints(where: str, key: str, value: Any) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ConfigError(
+            f"{where}: {key} must be a non-empty list of positive integers, got {value!r}"
+        )
+    return tuple(value)
+
+
+def _threads(where: str, key: str, value: Any) -> tuple[int, ...]:
+    if value == "auto":
+        return (0,)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return (value,)
+    try:
+        return _positive_ints(where, key, value)
+    except ConfigError:
+        raise ConfigError(
+            f'{where}: {key} must be "auto" or a list of positive integers, got {value!r}'
+        ) from None
+
+
+def _string(where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _baseline(where: str, key: str, value: Any) -> tuple[str, str]:
+    backend, _, variant = _string(where, key, value).partition("/")
+    if not variant:
+        raise ConfigError(f'{where}: {key} must be "BACKEND/VARIANT", got {value!r}')
+    return (
+        _choice(where, key, backend, backend_names()),
+        _choice(where, key, variant, variant_names()),
+    )
+
+
+_TIMING_FIELDS = {f.name: f.type for f in fields(TimingPolicy)}
+
+
+def _measure(where: str, table: Any) -> tuple[TimingPolicy, float]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [measure] must be a table, got {table!r}")
+    allowed = [*_TIMING_FIELDS, "timeout_s"]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [measure]; allowed: {', '.join(allowed)}"
+            )
+        want_int = _TIMING_FIELDS.get(key) == "int"
+        ok = isinstance(value, int) if want_int else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok or value <= 0:
+            kind = "a positive integer" if want_int else "a positive number"
+            raise ConfigError(f"{where}: measure.{key} must be {kind}, got {value!r}")
+        values[key] = value
+    timeout = float(values.pop("timeout_s", DEFAULT_TIMEOUT_S))
+    policy = TimingPolicy(**values)
+    if not 0 < policy.confidence < 1:
+        raise ConfigError(
+            f"{where}: measure.confidence must lie in (0, 1), got {policy.confidence}"
+        )
+    return policy, timeout
+
+
+def _options(where: str, table: Any, backends: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [options] must be a table of backend tables, got {table!r}")
+    result: dict[str, dict[str, Any]] = {}
+    for backend, opts in table.items():
+        _choice(where, "[options]", backend, backend_names())
+        declared = backend_class(backend).capabilities.options
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{where}: [options.{backend}] must be a table, got {opts!r}")
+        for key, value in opts.items():
+            if key not in declared:
+                allowed = ", ".join(declared) or "(none)"
+                raise ConfigError(
+                    f"{where}: unknown key {key!r} in [options.{backend}]; allowed: {allowed}"
+                )
+            spec = declared[key]
+            if isinstance(spec, tuple):
+                _choice(where, f"options.{backend}.{key}", value, list(spec))
+            elif isinstance(value, bool) is not (spec is bool) or not isinstance(value, spec):
+                raise ConfigError(
+                    f"{where}: options.{backend}.{key} must be {spec.__name__}, got {value!r}"
+                )
+        result[backend] = dict(opts)
+    return result
+
+
+_Parser = Callable[[str, str, Any], Any]
+_KEYS: dict[str, _Parser] = {
+    "name": _string,
+    "description": _string,
+    "models": lambda w, k, v: _str_list(w, k, v, model_names()),
+    "variants": lambda w, k, v: _str_list(w, k, v, variant_names()),
+    "backends": lambda w, k, v: _str_list(w, k, v, backend_names()),
+    "batch_sizes": _positive_ints,
+    "seq_lens": _positive_ints,
+    "threads": _threads,
+    "scenario": lambda w, k, v: _choice(w, k, v, list(SCENARIOS)),
+    "baseline": _baseline,
+}
+_TABLES = ("measure", "options")
+
+
+def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
+    """Validate a parsed TOML document; ``where`` names the file in error messages."""
+    allowed = [*_KEYS, *_TABLES]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(allowed)}")
+        if key in _KEYS:
+            values[key] = _KEYS[key](where, key, value)
+    for required in ("models", "backends"):
+        if required not in values:
+            raise ConfigError(f"{where}: missing key {required!r}")
+    for variant in values.get("variants", ()):
+        get_variant(variant)
+    if "measure" in data:
+        values["timing"], values["timeout_s"] = _measure(where, data["measure"])
+    backends = values["backends"]
+    values["options"] = _options(where, data.get("options", {}), backends)
+    values.setdefault("name", Path(where).stem)
+    return Suite(path=where, **values)
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and validate one suite file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: suite file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read suite file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_suite(data, str(path))
+
+
+def suite_dirs() -> list[Path]:
+    """Where suite names are looked up: $INFRABENCH_SUITES, ./suites, the source tree's suites."""
+    dirs = [Path(p) for p in os.environ.get(SUITES_ENV, "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def suite_names() -> dict[str, Path]:
+    """Every suite findable by name; earlier directories win."""
+    found: dict[str, Path] = {}
+    for directory in suite_dirs():
+        for path in sorted(directory.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def find_suite(name_or_path: str) -> Path:
+    """A suite by file path or by name; ConfigError listing the known names otherwise."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.is_file():
+        if not candidate.is_file():
+            raise ConfigError(f"{candidate}: suite file not found")
+        return candidate
+    names = suite_names()
+    if name_or_path not in names:
+        raise ConfigError(
+            f"unknown suite {name_or_path!r}; allowed: {', '.join(names) or '(none found)'} "
+            "or a path to a .toml file"
+        )
+    return names[name_or_path]

@@ -1,0 +1,126 @@
+"""The hardware and software fingerprint recorded with every run.
+
+Two results are comparable only when their fingerprints match; ``fingerprint_sha256`` hashes the
+parts that change performance (CPU, ISA, cores, memory, GPU, OS, library versions), not the git sha.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+# ISA extensions that decide which kernels a runtime can use (int8 dot products, bf16, AMX).
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    "neon", "asimd", "sve",
+)  # fmt: skip
+PACKAGES = (
+    "infrabench", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino",
+    "transformers", "apache-tvm", "tensorrt", "duckdb",
+)  # fmt: skip
+
+
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in info:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def cpu_model() -> str:
+    info = _cpuinfo()
+    return info.get("model name") or info.get("Model") or platform.processor() or "unknown"
+
+
+def isa_flags() -> list[str]:
+    """The ISA extensions of interest this CPU reports."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), the default thread count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the libraries that matter, read without importing them."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def gpus() -> list[dict[str, str]]:
+    """NVIDIA GPUs from ``nvidia-smi`` (name, memory, driver), or an empty list."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[c.strip() for c in line.split(",")] for line in out.strip().splitlines()]
+    return [{"name": r[0], "memory": r[1], "driver": r[2]} for r in rows if len(r) == 3]
+
+
+def git_sha() -> str | None:
+    """The commit of the infrabench source tree, when it is a git checkout."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists() or shutil.which("git") is None:
+        return None
+    try:
+        return subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fingerprint() -> dict[str, Any]:
+    """Everything recorded about the machine a run happened on."""
+    data: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "isa_flags": isa_flags(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cpus": psutil.cpu_count(logical=True),
+        "usable_cpus": usable_cpus(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gpus": gpus(),
+        "versions": package_versions(),
+    }
+    data["fingerprint_sha256"] = hashlib.sha256(
+        json.dumps(data, sort_keys=True).encode()
+    ).hexdigest()
+    data["git_sha"] = git_sha()
+    return data

@@ -1,0 +1,144 @@
+"""One case, start to finish, inside a worker process: load -> prepare -> measure -> result.
+
+What is timed: ``load_s`` is ``backend.load`` (runtime session creation and compilation);
+``first_inference_ms`` is the first ``run`` + ``synchronize`` after ``prepare``; latency samples
+are later iterations of the same, after a warm-up that ends when timing is steady.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from typing import Any
+
+from backends.base import BackendSettings, backend_class
+from harness.config import Case
+from harness.errors import BackendError, BackendUnavailable
+from harness.measure.clock import Clock, PerfCounterClock
+from harness.measure.memory import peak_rss_mb, rss_mb
+from harness.measure.stats import LatencyStats, samples_to_ms
+from harness.measure.timing import TimingPolicy, measure, time_once
+from harness.models import get_model
+from harness.optimize.artifacts import Artifact
+from harness.optimize.variants import get_variant
+from harness.result import CaseResult
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Variables that must be set before any math library starts its thread pool."""
+    return dict.fromkeys(THREAD_ENV_VARS, str(threads))
+
+
+def pin_cpus(threads: int) -> str:
+    """Restrict this process to ``threads`` of the CPUs it may use; return them as text."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "unpinned"
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[: max(1, min(threads, len(allowed)))]
+    os.sched_setaffinity(0, chosen)
+    return ",".join(str(c) for c in chosen)
+
+
+def base_result(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
+    """The identifying columns of a case's row, before anything is measured."""
+    return CaseResult(
+        run_id=run_id,
+        case_id=case.case_id,
+        model=case.model,
+        variant=case.variant,
+        backend=case.backend,
+        device=case.device,
+        precision=get_variant(case.variant).precision,
+        threads=case.threads,
+        batch_size=case.batch_size,
+        seq_len=case.seq_len,
+        shape=case.shape,
+        scenario=case.scenario,
+        artifact_sha256=artifact.sha256 if artifact else None,
+        artifact_mb=artifact.size_mb if artifact else None,
+        params_m=artifact.params_m if artifact else None,
+    )
+
+
+def execute(
+    run_id: str, case: Case, artifact: Artifact, policy: TimingPolicy, clock: Clock
+) -> tuple[CaseResult, list[float]]:
+    """Run one case in this process and return its row and raw samples (ms)."""
+    result = base_result(run_id, case, artifact)
+    backend = backend_class(case.backend)()
+    try:
+        backend.check()
+    except BackendUnavailable as exc:
+        result.status, result.reason = "skipped", str(exc)
+        return result, []
+    result.affinity = pin_cpus(case.threads)
+    settings = BackendSettings(threads=case.threads, device=case.device, options=case.options)
+    inputs = get_model(case.model).example_inputs(case.batch_size, case.seq_len)
+    try:
+        before = rss_mb()
+        start = clock.now_ns()
+        result.compile_s = backend.load(artifact, settings)
+        result.load_s = (clock.now_ns() - start) / 1e9
+        result.model_mem_mb = max(rss_mb() - before, 0.0)
+        backend.prepare(inputs)
+        result.first_inference_ms = time_once(backend, clock) / 1e6
+        timing = measure(backend, clock, policy)
+        result.executed_precision = backend.executed_precision()
+        result.versions = json.dumps(backend.versions(), sort_keys=True)
+    except BackendUnavailable as exc:
+        result.status, result.reason = "skipped", str(exc)
+        return result, []
+    except BackendError as exc:
+        result.status, result.reason = "failed", str(exc)
+        return result, []
+    finally:
+        backend.close()
+    samples = samples_to_ms(timing.samples_ns)
+    stats = LatencyStats.from_samples(samples, case.batch_size, policy.confidence)
+    fill_latency(result, stats)
+    result.warmup_iters = timing.warmup_iters
+    result.warmup_s = timing.warmup_s
+    result.warmup_steady = timing.steady
+    result.stop_reason = timing.stop_reason
+    result.p50_rel_ci_width = timing.rel_ci_width
+    result.peak_rss_mb = peak_rss_mb()
+    if stats.p99.value is None:
+        result.details = json.dumps({"p99": f"insufficient samples ({stats.n})"})
+    return result, samples.tolist()
+
+
+def fill_latency(result: CaseResult, stats: LatencyStats) -> None:
+    """Copy statistics into the row's latency columns (``None`` stays ``None``)."""
+    for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
+        setattr(result, f"latency_ms_{name}", q.value)
+        setattr(result, f"latency_ms_{name}_ci_low", q.ci_low)
+        setattr(result, f"latency_ms_{name}_ci_high", q.ci_high)
+    result.latency_ms_mean = stats.mean_ms
+    result.n_samples = stats.n
+    result.cv = stats.cv
+    result.throughput_per_s = stats.throughput_per_s
+
+
+def run_case_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: payload has run_id, case, artifact and policy as plain dicts."""
+    case = Case(**payload["case"])
+    result, samples = execute(
+        payload["run_id"],
+        case,
+        Artifact.from_dict(payload["artifact"]),
+        TimingPolicy(**payload["policy"]),
+        PerfCounterClock(),
+    )
+    return {"result": result.to_dict(), "samples_ms": samples}
+
+
+def case_payload(run_id: str, case: Case, artifact: Artifact, policy: TimingPolicy) -> dict:
+    return {
+        "run_id": run_id,
+        "case": {**asdict(case), "options": dict(case.options)},
+        "artifact": artifact.to_dict(),
+        "policy": asdict(policy),
+    }

@@ -1,0 +1,1 @@
+"""Clock, timing loop, statistics and memory probes. Imports no ML runtime."""

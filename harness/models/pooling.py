@@ -1,0 +1,22 @@
+"""Torch modules shared by text models. Imports torch: import this module lazily."""
+
+from __future__ import annotations
+
+import torch
+
+
+class SentenceEmbedding(torch.nn.Module):
+    """Encoder -> mean pooling over real (unmasked) tokens -> L2 normalisation.
+
+    The same pipeline as sentence-transformers' Transformer + Pooling(mean) + Normalize modules.
+    """
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2.0, dim=-1)

@@ -1,0 +1,1 @@
+"""Artifacts: export to ONNX, optimization variants, and the content-addressed cache."""

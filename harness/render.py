@@ -1,0 +1,117 @@
+"""Results as a terminal table, markdown, CSV or JSON. JSON and CSV carry every column."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.measure.stats import min_samples_for
+from harness.result import COLUMNS, CaseResult
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _p50(r: CaseResult) -> str:
+    if r.latency_ms_p50 is None:
+        return "-"
+    low, high = _num(r.latency_ms_p50_ci_low, 3), _num(r.latency_ms_p50_ci_high, 3)
+    return f"{r.latency_ms_p50:.3f} [{low}, {high}]"
+
+
+def _p99(r: CaseResult) -> str:
+    if r.status != "ok":
+        return "-"
+    if r.latency_ms_p99 is None:
+        return f"insufficient (n<{min_samples_for(0.99, 0.95)})"
+    return _num(r.latency_ms_p99, 3)
+
+
+def _speedup(r: CaseResult) -> str:
+    return "-" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}x"
+
+
+_DISPLAY: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
+    ("model", lambda r: r.model),
+    ("variant", lambda r: r.variant),
+    ("backend", lambda r: r.backend),
+    ("prec", lambda r: r.executed_precision or "-"),
+    ("thr", lambda r: str(r.threads)),
+    ("batch", lambda r: str(r.batch_size)),
+    ("seq", lambda r: "-" if r.seq_len is None else str(r.seq_len)),
+    ("status", lambda r: r.status),
+    ("p50 ms [95% CI]", _p50),
+    ("p90 ms", lambda r: _num(r.latency_ms_p90, 3)),
+    ("p99 ms", _p99),
+    ("n", lambda r: "-" if r.n_samples is None else str(r.n_samples)),
+    ("cv", lambda r: _num(r.cv, 3)),
+    ("items/s", lambda r: _num(r.throughput_per_s, 1)),
+    ("load s", lambda r: _num(r.load_s)),
+    ("1st ms", lambda r: _num(r.first_inference_ms, 1)),
+    ("peak MB", lambda r: _num(r.peak_rss_mb, 0)),
+    ("model MB", lambda r: _num(r.model_mem_mb, 0)),
+    ("speedup", _speedup),
+    ("reason", lambda r: r.reason or ""),
+)
+
+
+def display_rows(results: list[CaseResult]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the human-readable view (a subset of the columns)."""
+    return [h for h, _ in _DISPLAY], [[f(r) for _, f in _DISPLAY] for r in results]
+
+
+def table(results: list[CaseResult], title: str = "") -> str:
+    header, rows = display_rows(results)
+    out = Table(title=title or None, show_lines=False)
+    for name in header:
+        out.add_column(name, overflow="fold")
+    styles = {"failed": "red", "skipped": "yellow"}
+    for r, row in zip(results, rows, strict=True):
+        out.add_row(*row, style=styles.get(r.status))
+    console = Console(file=io.StringIO(), width=220, force_terminal=False)
+    console.print(out)
+    text: str = console.file.getvalue()  # type: ignore[attr-defined]
+    return text
+
+
+def markdown(results: list[CaseResult], title: str = "") -> str:
+    header, rows = display_rows(results)
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def as_csv(results: list[CaseResult]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: "" if v is None else v for k, v in r.to_dict().items()})
+    return buffer.getvalue()
+
+
+def as_json(results: list[CaseResult]) -> str:
+    rows: list[dict[str, Any]] = [r.to_dict() for r in results]
+    return json.dumps(rows, indent=2, default=str) + "\n"
+
+
+def render(results: list[CaseResult], fmt: str, title: str = "") -> str:
+    """``fmt`` is one of FORMATS."""
+    if fmt == "table":
+        return table(results, title)
+    if fmt == "markdown":
+        return markdown(results, title)
+    if fmt == "csv":
+        return as_csv(results)
+    return as_json(results)

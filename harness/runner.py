@@ -1,0 +1,129 @@
+"""Expands a suite into cases, runs each in a fresh worker, and stores each result as it lands.
+
+An artifact is built (in a worker too) the first time a case needs it. A case whose backend
+runtime is missing is stored as skipped without starting a worker. A crash, hang or exception in
+a worker becomes that case's failed row; the run goes on and earlier rows are already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from backends.base import quick_unavailable_reason
+from harness import worker
+from harness.config import Case, Suite
+from harness.environment import fingerprint, usable_cpus
+from harness.errors import WorkerError
+from harness.execute import base_result, case_payload, thread_env
+from harness.optimize.artifacts import Artifact
+from harness.result import CaseResult
+from harness.store import Store
+
+BUILD_TIMEOUT_S = 1800.0
+
+
+class Reporter(Protocol):
+    """Progress callbacks; the CLI draws a progress bar, tests record events."""
+
+    def case_started(self, index: int, total: int, case: Case, activity: str) -> None: ...
+
+    def case_done(self, index: int, total: int, result: CaseResult) -> None: ...
+
+
+class SilentReporter:
+    def case_started(self, index: int, total: int, case: Case, activity: str) -> None:
+        return None
+
+    def case_done(self, index: int, total: int, result: CaseResult) -> None:
+        return None
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "no message"
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _failed(result: CaseResult, exc: WorkerError, stage: str) -> CaseResult:
+    result.status = "failed"
+    result.reason = _one_line(f"{stage}: {exc}")
+    result.details = json.dumps({"stage": stage, "kind": exc.kind, "detail": exc.detail})
+    return result
+
+
+class Runner:
+    """Runs one suite into one store. ``inline`` runs cases in this process (debugging only)."""
+
+    def __init__(
+        self,
+        store: Store,
+        cache: Path,
+        inline: bool = False,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.inline = inline
+        self.reporter = reporter or SilentReporter()
+        self._artifacts: dict[tuple[str, str], Artifact | WorkerError] = {}
+
+    def run(self, suite: Suite, run_id: str | None = None) -> str:
+        """Run every case of ``suite``; return the run id. Results are stored case by case."""
+        run_id = run_id or new_run_id()
+        self.store.start_run(run_id, suite.name, suite.path, fingerprint())
+        cases = list(suite.cases(usable_cpus()))
+        for index, case in enumerate(cases):
+            result, samples = self._run_case(run_id, suite, case, index, len(cases))
+            self.store.add_case(result, samples)
+            self.store.update_speedups(run_id, *suite.baseline)
+            self.reporter.case_done(index, len(cases), result)
+        self.store.finish_run(run_id)
+        return run_id
+
+    def _artifact(self, model: str, variant: str) -> Artifact | WorkerError:
+        key = (model, variant)
+        if key not in self._artifacts:
+            try:
+                data = worker.call(
+                    "harness.optimize.artifacts:build_in_worker",
+                    {"model": model, "variant": variant, "cache": str(self.cache)},
+                    timeout_s=BUILD_TIMEOUT_S,
+                    inline=self.inline,
+                )
+                self._artifacts[key] = Artifact.from_dict(data)
+            except WorkerError as exc:
+                self._artifacts[key] = exc
+        return self._artifacts[key]
+
+    def _run_case(
+        self, run_id: str, suite: Suite, case: Case, index: int, total: int
+    ) -> tuple[CaseResult, list[float]]:
+        result = base_result(run_id, case, None)
+        reason = quick_unavailable_reason(case.backend)
+        if reason is not None:
+            result.status, result.reason = "skipped", reason
+            return result, []
+        self.reporter.case_started(index, total, case, f"building {case.model}/{case.variant}")
+        artifact = self._artifact(case.model, case.variant)
+        if isinstance(artifact, WorkerError):
+            return _failed(result, artifact, "artifact build"), []
+        self.reporter.case_started(index, total, case, "measuring")
+        try:
+            data = worker.call(
+                "harness.execute:run_case_in_worker",
+                case_payload(run_id, case, artifact, suite.timing),
+                timeout_s=suite.timeout_s,
+                inline=self.inline,
+                env=thread_env(case.threads),
+            )
+        except WorkerError as exc:
+            return _failed(base_result(run_id, case, artifact), exc, "worker"), []
+        return CaseResult.from_dict(data["result"]), data["samples_ms"]

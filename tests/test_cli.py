@@ -1,0 +1,135 @@
+"""The ``infrabench`` command end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.result import COLUMNS
+
+Write = Callable[..., Path]
+
+TINY = """
+    name = "tiny"
+    models = ["tiny-mlp"]
+    backends = ["torch-eager", "onnxruntime", "openvino", "fake"]
+    batch_sizes = [1, 8]
+    threads = [1]
+    [measure]
+    budget_s = 0.3
+    warmup_max_s = 0.2
+    timeout_s = 120
+"""
+
+
+def infrabench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())", *args],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    base = tmp_path_factory.mktemp("e2e")
+    suite = base / "tiny.toml"
+    suite.write_text(TINY)
+    store = base / "store.duckdb"
+    return store, infrabench("run", str(suite), "--store", str(store))
+
+
+def test_run_prints_a_table_with_one_row_per_backend_and_batch(tiny_run: tuple) -> None:
+    _, proc = tiny_run
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "tiny-mlp" in line]
+    assert len(lines) == 8
+    assert all(" ok " in line or " skipped " in line for line in lines)
+    assert "suite tiny" in proc.stdout
+
+
+def test_show_json_has_the_design_columns(tiny_run: tuple) -> None:
+    store, _ = tiny_run
+    proc = infrabench("show", "latest", "--format", "json", "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 8
+    for row in rows:
+        assert list(row) == list(COLUMNS)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["backend"] for r in ok} >= {"fake", "onnxruntime"}
+    assert all(r["latency_ms_p50"] > 0 and r["throughput_per_s"] > 0 for r in ok)
+    assert all(r["fidelity"] is None and r["energy_source"] is None for r in rows)
+
+
+def test_show_csv_and_markdown(tiny_run: tuple) -> None:
+    store, _ = tiny_run
+    out = infrabench("show", "--format", "csv", "--store", str(store)).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 8 and rows[0]["energy_source"] == ""
+    md = infrabench("show", "--format", "markdown", "--store", str(store)).stdout
+    assert md.count("| tiny-mlp |") == 8 and "|---|" in md
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "nope"], "unknown suite 'nope'; allowed:"),
+        (["run", "quick", "--backend", "warp-drive"], "--backend: unknown value 'warp-drive'"),
+        (["show", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+        (["list", "gpus"], "argument what: invalid choice: 'gpus'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_bad_suite_file_is_exit_2(write_suite: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_suite('models = ["tiny-mlp"]\nbackends = ["fake"]\nbatch_sizes = "8"\n')
+    assert main(["run", str(path), "--store", str(path.with_suffix(".duckdb"))]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: batch_sizes must be a non-empty list of positive integers" in err
+    assert not path.with_suffix(".duckdb").exists()  # nothing was started
+
+
+def test_show_without_a_store_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--store", str(tmp_path / "none.duckdb")]) == 2
+    assert "no results store here" in capsys.readouterr().err
+
+
+def test_env_json_says_which_backends_are_usable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["env", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cpu_model"] and isinstance(data["isa_flags"], list)
+    assert data["backends"]["fake"] == {"usable": True, "reason": None}
+    assert data["versions"]["numpy"]
+
+
+@pytest.mark.parametrize("what", ["backends", "models", "variants", "suites"])
+def test_list(what: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", what]) == 0
+    expected = {"backends": "onnxruntime", "models": "minilm-l6", "variants": "fp32",
+                "suites": "quick"}[what]  # fmt: skip
+    assert expected in capsys.readouterr().out
+
+
+def test_failed_cases_make_run_exit_1(write_suite: Write, tmp_path: Path) -> None:
+    path = write_suite(
+        'models = ["tiny-mlp"]\nbackends = ["fake"]\n[measure]\nbudget_s = 0.2\n'
+        '[options.fake]\nfail = "run"\n'
+    )
+    assert main(["run", str(path), "--store", str(tmp_path / "s.duckdb")]) == 1

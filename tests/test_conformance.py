@@ -1,0 +1,89 @@
+"""Every registered backend that is usable here honours the Backend protocol on tiny-mlp."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from backends.base import BackendSettings, availability, backend_class, backend_names
+from harness.config import Case
+from harness.execute import execute
+from harness.measure.clock import PerfCounterClock
+from harness.measure.timing import TimingPolicy
+from harness.models import get_model
+from harness.optimize.artifacts import Artifact, build, cache_root
+
+POLICY = TimingPolicy(budget_s=0.2, warmup_max_s=0.2, min_samples=10)
+
+
+def _usable() -> list[object]:
+    params = []
+    for name in backend_names():
+        reason = availability(name)
+        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+@pytest.fixture(scope="module")
+def artifact() -> Artifact:
+    return build("tiny-mlp", "fp32", cache_root())
+
+
+@pytest.fixture(autouse=True)
+def _keep_affinity() -> Iterator[None]:
+    """execute() pins CPUs; in this inline test that would pin the test process itself."""
+    allowed = os.sched_getaffinity(0)
+    yield
+    os.sched_setaffinity(0, allowed)
+
+
+@pytest.mark.parametrize("name", _usable())
+def test_backend_runs_the_protocol(name: str, artifact: Artifact) -> None:
+    backend = backend_class(name)()
+    assert backend.name == name
+    backend.check()
+    assert backend.versions()
+    model = get_model("tiny-mlp")
+    inputs = model.example_inputs(4, None)
+    backend.load(artifact, BackendSettings(threads=1))
+    backend.prepare(inputs)
+    assert backend.run() is None or backend.capabilities.own_clock
+    backend.synchronize()
+    outputs = backend.outputs()
+    assert backend.executed_precision() == "fp32"
+    backend.close()
+    if name != "fake":  # the fake backend computes nothing
+        import torch
+
+        with torch.inference_mode():
+            expected = model.build_torch()(torch.from_numpy(inputs["x"])).numpy()
+        assert list(outputs) == ["y"]
+        np.testing.assert_allclose(outputs["y"], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", _usable())
+def test_backend_measures_through_the_harness(name: str, artifact: Artifact) -> None:
+    case = Case(model="tiny-mlp", variant="fp32", backend=name, batch_size=2, seq_len=None,
+                threads=1)  # fmt: skip
+    result, samples = execute("r", case, artifact, POLICY, PerfCounterClock())
+    assert result.status == "ok", result.reason
+    assert result.threads == 1 and result.affinity is not None
+    assert result.n_samples == len(samples) >= POLICY.min_samples
+    assert result.latency_ms_p50 is not None and result.latency_ms_p50 > 0
+    assert result.throughput_per_s == pytest.approx(2 * 1000 / float(np.mean(samples)))
+    assert result.load_s is not None and result.model_mem_mb is not None
+    assert result.peak_rss_mb is not None and result.peak_rss_mb > 0
+    assert result.energy_j_per_inference is None  # not measured is null, never 0
+
+
+def test_a_missing_runtime_is_a_skip_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends import base
+
+    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None)
+    assert availability("openvino") == (
+        'openvino is not installed (pip install "infrabench[openvino]")'
+    )

@@ -1,0 +1,61 @@
+"""The zoo's real model: minilm-l6 is the genuine all-MiniLM-L6-v2, and its ONNX export agrees."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from harness.models import get_model
+from harness.models.minilm import model_dir, sentences
+from harness.optimize.artifacts import build, cache_root
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm_embeddings() -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    model = get_model("minilm-l6")
+    inputs = model.example_inputs(4, 128)
+    with torch.inference_mode():
+        ours = model.build_torch()(*(torch.from_numpy(inputs[n]) for n in model.input_names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sentence-transformers' own deprecation notices
+        from sentence_transformers import SentenceTransformer
+
+        reference = SentenceTransformer(str(model_dir()), device="cpu").encode(sentences()[:4])
+    return ours.numpy(), np.asarray(reference)
+
+
+def test_minilm_matches_sentence_transformers(minilm_embeddings: tuple) -> None:
+    ours, reference = minilm_embeddings
+    assert ours.shape == (4, 384)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_minilm_inputs_are_real_padded_sentences() -> None:
+    inputs = get_model("minilm-l6").example_inputs(8, 128)
+    assert inputs["input_ids"].shape == (8, 128) and inputs["input_ids"].dtype == np.int64
+    lengths = inputs["attention_mask"].sum(axis=1)
+    assert (lengths > 5).all() and (lengths < 128).all()
+    assert (inputs["input_ids"][:, 0] == 101).all()  # [CLS]
+
+
+def test_minilm_onnx_export_agrees_with_torch(minilm_embeddings: tuple) -> None:
+    import onnxruntime as ort
+
+    artifact = build("minilm-l6", "fp32", cache_root())
+    assert artifact.params_m == pytest.approx(22.71, abs=0.01)
+    assert artifact.size_mb > 80 and len(artifact.sha256) == 64
+    session = ort.InferenceSession(str(artifact.onnx_path), providers=["CPUExecutionProvider"])
+    inputs = get_model("minilm-l6").example_inputs(4, 128)
+    (onnx_out,) = session.run(None, inputs)
+    np.testing.assert_allclose(onnx_out, minilm_embeddings[0], atol=1e-5)
+    # Dynamic axes: another batch and sequence length run on the same file.
+    (other,) = session.run(None, get_model("minilm-l6").example_inputs(3, 64))
+    assert other.shape == (3, 384)
+    assert build("minilm-l6", "fp32", cache_root()) == artifact  # cached, not rebuilt

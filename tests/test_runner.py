@@ -1,0 +1,91 @@
+"""Whole runs through real worker processes, with the fake backend failing on purpose."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_suite
+from harness.optimize.artifacts import cache_root
+from harness.runner import Runner
+from harness.store import Store
+
+Write = Callable[..., Path]
+
+SUITE = """
+    models = ["tiny-mlp"]
+    backends = ["fake", "onnxruntime"]
+    batch_sizes = [1, 4]
+    threads = [1]
+    baseline = "onnxruntime/fp32"
+    [measure]
+    budget_s = 0.3
+    warmup_max_s = 0.2
+    timeout_s = {timeout}
+    [options.fake]
+    latency_ms = 0.05
+    fail = "{fail}"
+"""
+
+
+def _run(write_suite: Write, store: Store, fail: str, timeout: float = 60) -> list:
+    suite = load_suite(write_suite(SUITE.format(fail=fail, timeout=timeout)))
+    run_id = Runner(store, cache_root()).run(suite)
+    return store.cases(run_id)
+
+
+def test_a_clean_run_stores_every_case_with_samples(write_suite: Write, store: Store) -> None:
+    rows = _run(write_suite, store, fail="")
+    assert [(r.backend, r.batch_size, r.status) for r in rows] == [
+        ("fake", 1, "ok"), ("fake", 4, "ok"), ("onnxruntime", 1, "ok"), ("onnxruntime", 4, "ok"),
+    ]  # fmt: skip
+    for r in rows:
+        assert r.n_samples == len(store.samples(r.run_id, r.case_id)) > 0
+        assert r.threads == 1 and r.affinity is not None
+        assert r.load_s is not None and r.first_inference_ms is not None
+        assert r.artifact_sha256 and r.params_m == pytest.approx((16 * 64 + 64 + 64 * 8 + 8) / 1e6)
+    fake = rows[0]
+    # The fake busy-waits 0.05 ms per run: the harness must see at least that.
+    assert fake.latency_ms_p50 is not None and fake.latency_ms_p50 >= 0.05
+    assert rows[2].speedup_vs_baseline == 1.0
+
+
+@pytest.mark.parametrize(
+    ("fail", "status", "reason"),
+    [
+        ("crash", "failed", "worker: worker killed by signal SIGABRT"),
+        ("exception", "failed", "worker: ZeroDivisionError: fake: a bug in a backend"),
+        ("run", "failed", "fake: run failed on purpose"),
+        ("load", "failed", "fake: load failed on purpose"),
+        ("unavailable", "skipped", "fake runtime asked to be unavailable"),
+    ],
+)
+def test_a_broken_case_is_recorded_and_the_run_goes_on(
+    write_suite: Write, store: Store, fail: str, status: str, reason: str
+) -> None:
+    rows = _run(write_suite, store, fail=fail)
+    fake = [r for r in rows if r.backend == "fake"]
+    others = [r for r in rows if r.backend == "onnxruntime"]
+    assert {r.status for r in fake} == {status}
+    assert all(r.reason == reason for r in fake)
+    assert all(r.latency_ms_p50 is None and r.n_samples is None for r in fake)
+    assert [r.status for r in others] == ["ok", "ok"]
+
+
+def test_a_hanging_case_is_killed_and_recorded(write_suite: Write, store: Store) -> None:
+    rows = _run(write_suite, store, fail="hang", timeout=8)
+    fake = [r for r in rows if r.backend == "fake"]
+    assert [r.reason for r in fake] == ["worker: timed out after 8 s"] * 2
+    assert json.loads(fake[0].details or "{}")["kind"] == "timeout"
+    assert [r.status for r in rows if r.backend == "onnxruntime"] == ["ok", "ok"]
+
+
+def test_artifacts_are_built_once_and_reused(write_suite: Write, store: Store) -> None:
+    rows = _run(write_suite, store, fail="")
+    again = _run(write_suite, store, fail="")
+    assert {r.artifact_sha256 for r in rows} == {r.artifact_sha256 for r in again}
+    built = list((cache_root() / "artifacts" / "tiny-mlp" / "fp32").iterdir())
+    assert len(built) == 1
