@@ -49,11 +49,13 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """How a case asks a backend to run: explicit threads, device and backend options."""
+    """How a case asks a backend to run: explicit threads, device, backend options, and the
+    shapes of the inputs it will be given (for runtimes that compile for static shapes)."""
 
     threads: int
     device: str = "cpu"
     options: Mapping[str, Any] = field(default_factory=dict)
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -1,5 +1,9 @@
 """openvino: the ONNX artifact compiled by OpenVINO for the CPU device.
 
+By default the model is reshaped to the case's static input shapes before compiling, as a
+deployment with known shapes would (and as OpenVINO's benchmark_app does); ``static_shapes =
+false`` keeps the dynamic graph.
+
 Inference precision defaults to f32: on CPUs with AVX512-BF16 or AMX, OpenVINO would otherwise
 silently run bf16, which is a different variant, not a faster fp32.
 """
@@ -29,7 +33,12 @@ class OpenVinoBackend:
     name: ClassVar[str] = "openvino"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
-        options={"inference_precision": PRECISIONS, "performance_hint": HINTS, "num_streams": int},
+        options={
+            "inference_precision": PRECISIONS,
+            "performance_hint": HINTS,
+            "num_streams": int,
+            "static_shapes": bool,
+        },
         runtime_modules=("openvino",),
         install_hint='pip install "infrabench[openvino]"',
     )
@@ -67,6 +76,8 @@ class OpenVinoBackend:
         core = ov.Core()
         try:
             model = core.read_model(str(artifact.onnx_path))
+            if settings.options.get("static_shapes", True) and settings.input_shapes:
+                model.reshape({name: list(shape) for name, shape in settings.input_shapes.items()})
             start = time.perf_counter()
             self._compiled = core.compile_model(model, "CPU", config)
             compile_s = time.perf_counter() - start

@@ -75,8 +75,13 @@ def execute(
         result.status, result.reason = "skipped", str(exc)
         return result, []
     result.affinity = pin_cpus(case.threads)
-    settings = BackendSettings(threads=case.threads, device=case.device, options=case.options)
     inputs = get_model(case.model).example_inputs(case.batch_size, case.seq_len)
+    settings = BackendSettings(
+        threads=case.threads,
+        device=case.device,
+        options=case.options,
+        input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
+    )
     try:
         before = rss_mb()
         start = clock.now_ns()
