@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -43,7 +44,12 @@ class FakeBackend:
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
-        options={"latency_ms": float, "fail": FAILURES},
+        options={
+            "latency_ms": float,
+            "fail": FAILURES,
+            "powercap_counter": str,
+            "uj_per_run": int,
+        },
     )
 
     def __init__(
@@ -55,6 +61,8 @@ class FakeBackend:
         self.latency_ms = 0.2
         self.fail = ""
         self.threads: int | None = None
+        self.counter: Path | None = None
+        self.uj_per_run = 0
         self._inputs: Mapping[str, np.ndarray] = {}
 
     def check(self) -> None:
@@ -67,6 +75,10 @@ class FakeBackend:
         self.threads = settings.threads
         self.latency_ms = float(settings.options.get("latency_ms", self.latency_ms))
         self.fail = str(settings.options.get("fail", ""))
+        # A fake RAPL counter this backend advances on every run, to test measured energy.
+        counter = settings.options.get("powercap_counter")
+        self.counter = Path(counter) if counter else None
+        self.uj_per_run = int(settings.options.get("uj_per_run", 0))
         if self.fail == "unavailable":
             raise BackendUnavailable("fake runtime asked to be unavailable")
         if self.fail == "load":
@@ -88,6 +100,8 @@ class FakeBackend:
         if self.fail == "hang":
             while True:
                 time.sleep(1)
+        if self.counter is not None:
+            self.counter.write_text(str(int(self.counter.read_text()) + self.uj_per_run))
         if self.clock is not None:
             self.clock.advance(self.durations(index) if self.durations else 1_000_000)
             return None

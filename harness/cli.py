@@ -18,6 +18,7 @@ from harness import __version__
 from harness.config import Case, find_suite, load_suite, suite_names
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
+from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import get_variant, variant_names
@@ -57,7 +58,13 @@ def _cmd_env(args: argparse.Namespace) -> int:
     backends = {name: availability(name) for name in backend_names()}
     if args.json:
         usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
-        print(json.dumps({**fp, "backends": usable}, indent=2))
+        probe, note = choose_probe(EnergySettings(), "cpu", fp["cpu_model"])
+        energy = {
+            "source": probe.source if probe else None,
+            "probe": probe.describe() if probe else None,
+            "note": note.rstrip("; ") or None,
+        }
+        print(json.dumps({**fp, "backends": usable, "energy": {"cpu": energy}}, indent=2))
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip
@@ -68,6 +75,11 @@ def _cmd_env(args: argparse.Namespace) -> int:
     print("backends")
     for name, reason in backends.items():
         print(f"  {name:14} {'usable' if reason is None else 'unusable: ' + reason}")
+    print("energy")
+    for device in ("cpu", "cuda:0") if fp["gpus"] else ("cpu",):
+        probe, note = choose_probe(EnergySettings(), device, fp["cpu_model"])
+        what = f"{probe.source}, {probe.describe()}" if probe else "not measured"
+        print(f"  {device:14} {what}" + (f" ({note.rstrip('; ')})" if note else ""))
     return 0
 
 
@@ -89,7 +101,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    suite = load_suite(find_suite(args.suite)).override(args.backend, args.variant, args.model)
+    suite = load_suite(find_suite(args.suite)).override(
+        args.backend, args.variant, args.model, args.prices, args.region, args.watts_per_core
+    )
     with Store(store_path(args.store)) as store:
         console = Console(stderr=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -130,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", action="append", metavar="B", help="replace the suite's backends")
     run.add_argument("--variant", action="append", metavar="V", help="replace the suite's variants")
     run.add_argument("--model", action="append", metavar="M", help="replace the suite's models")
+    run.add_argument("--prices", metavar="FILE", help="prices file replacing the shipped one")
+    run.add_argument("--region", help="electricity price and grid carbon region (e.g. us, eu)")
+    run.add_argument("--watts-per-core", type=float, metavar="W",
+                     help="CPU power for the energy estimate, replacing the CPU table")  # fmt: skip
     run.add_argument("--json", action="store_true", help="print the rows as JSON")
     run.add_argument("--inline", action="store_true", help="run cases in this process (debug)")
     run.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")

@@ -19,6 +19,12 @@ A suite file::
     [options.onnxruntime]       # backend options, checked against the backend's declared ones
     execution_provider = "cpu"
 
+    [energy]                    # probe = auto | rapl | nvml | estimate | none
+    watts_per_core = 4.0        # override the CPU power table for the estimate
+
+    [cost]                      # region, prices_file, usd_per_kwh, gco2_per_kwh, pue,
+    region = "eu"               # usd_per_hour = { cpu-vcpu = 0.05 }
+
 Every error names the file, the key and what is allowed, on one line.
 """
 
@@ -33,6 +39,7 @@ from typing import Any
 
 from backends.base import backend_class, backend_names
 from harness.errors import ConfigError
+from harness.measure.energy import PROBES, EnergySettings
 from harness.measure.timing import TimingPolicy
 from harness.models import get_model, model_names
 from harness.optimize.variants import get_variant, variant_names
@@ -68,6 +75,16 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Pricing:
+    """Where prices come from: a prices file (None: the shipped one), a region, and overrides
+    (usd_per_kwh, gco2_per_kwh, pue, usd_per_hour = {class: price})."""
+
+    prices_file: str | None = None
+    region: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Suite:
     """A validated suite. ``threads`` holds 0 for "auto" (every CPU this process may use)."""
 
@@ -85,6 +102,8 @@ class Suite:
     timing: TimingPolicy = field(default_factory=TimingPolicy)
     timeout_s: float = DEFAULT_TIMEOUT_S
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    energy: EnergySettings = field(default_factory=EnergySettings)
+    pricing: Pricing = field(default_factory=lambda: Pricing())
 
     def cases(self, auto_threads: int) -> Iterator[Case]:
         """Expand into cases; models without a sequence axis get one case per batch size."""
@@ -113,11 +132,24 @@ class Suite:
         backends: list[str] | None = None,
         variants: list[str] | None = None,
         models: list[str] | None = None,
+        prices_file: str | None = None,
+        region: str | None = None,
+        watts_per_core: float | None = None,
     ) -> Suite:
-        """The suite with CLI selections replacing its lists (each name validated)."""
+        """The suite with CLI selections replacing its settings (each name validated)."""
         where = "command line"
+        if watts_per_core is not None and watts_per_core <= 0:
+            raise ConfigError(f"{where}: --watts-per-core must be positive, got {watts_per_core}")
         return replace(
             self,
+            pricing=replace(
+                self.pricing,
+                prices_file=prices_file or self.pricing.prices_file,
+                region=region or self.pricing.region,
+            ),
+            energy=replace(
+                self.energy, watts_per_core=watts_per_core or self.energy.watts_per_core
+            ),
             backends=tuple(_choice(where, "--backend", b, backend_names()) for b in backends)
             if backends
             else self.backends,
@@ -211,7 +243,7 @@ def _measure(where: str, table: Any) -> tuple[TimingPolicy, float]:
     return policy, timeout
 
 
-def _options(where: str, table: Any, backends: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [options] must be a table of backend tables, got {table!r}")
     result: dict[str, dict[str, Any]] = {}
@@ -237,6 +269,56 @@ def _options(where: str, table: Any, backends: tuple[str, ...]) -> dict[str, dic
     return result
 
 
+def _positive_number(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _table(where: str, name: str, table: Any, parsers: Mapping[str, _Parser]) -> dict[str, Any]:
+    """Validate a [name] table whose keys each have a parser."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table, got {table!r}")
+    values = {}
+    for key, value in table.items():
+        if key not in parsers:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [{name}]; allowed: {', '.join(parsers)}"
+            )
+        values[key] = parsers[key](where, f"{name}.{key}", value)
+    return values
+
+
+def _hourly_prices(where: str, key: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table of hardware class = USD per hour")
+    return {cls: _positive_number(where, f"{key}.{cls}", v) for cls, v in value.items()}
+
+
+def _energy(where: str, table: Any) -> EnergySettings:
+    values = _table(where, "energy", table, {
+        "probe": lambda w, k, v: _choice(w, k, v, list(PROBES)),
+        "watts_per_core": _positive_number,
+        "powercap_root": _string,
+    })  # fmt: skip
+    return EnergySettings(**values)
+
+
+def _pricing(where: str, table: Any) -> Pricing:
+    values = _table(where, "cost", table, {
+        "prices_file": _string,
+        "region": _string,
+        "usd_per_kwh": _positive_number,
+        "gco2_per_kwh": _positive_number,
+        "pue": _positive_number,
+        "usd_per_hour": _hourly_prices,
+    })  # fmt: skip
+    prices_file = values.pop("prices_file", None)
+    if prices_file is not None:  # relative to the suite file, like any path in it
+        prices_file = str(Path(where).parent / prices_file)
+    return Pricing(prices_file, values.pop("region", None), values)
+
+
 _Parser = Callable[[str, str, Any], Any]
 _KEYS: dict[str, _Parser] = {
     "name": _string,
@@ -250,7 +332,7 @@ _KEYS: dict[str, _Parser] = {
     "scenario": lambda w, k, v: _choice(w, k, v, list(SCENARIOS)),
     "baseline": _baseline,
 }
-_TABLES = ("measure", "options")
+_TABLES = ("measure", "options", "energy", "cost")
 
 
 def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
@@ -269,8 +351,11 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
         get_variant(variant)
     if "measure" in data:
         values["timing"], values["timeout_s"] = _measure(where, data["measure"])
-    backends = values["backends"]
-    values["options"] = _options(where, data.get("options", {}), backends)
+    if "energy" in data:
+        values["energy"] = _energy(where, data["energy"])
+    if "cost" in data:
+        values["pricing"] = _pricing(where, data["cost"])
+    values["options"] = _options(where, data.get("options", {}))
     values.setdefault("name", Path(where).stem)
     return Suite(path=where, **values)
 

@@ -14,8 +14,10 @@ from typing import Any
 
 from backends.base import BackendSettings, backend_class
 from harness.config import Case
+from harness.environment import cpu_model
 from harness.errors import BackendError, BackendUnavailable
 from harness.measure.clock import Clock, PerfCounterClock
+from harness.measure.energy import EnergySettings, choose_probe
 from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.stats import LatencyStats, samples_to_ms
 from harness.measure.timing import TimingPolicy, measure, time_once
@@ -64,7 +66,12 @@ def base_result(run_id: str, case: Case, artifact: Artifact | None) -> CaseResul
 
 
 def execute(
-    run_id: str, case: Case, artifact: Artifact, policy: TimingPolicy, clock: Clock
+    run_id: str,
+    case: Case,
+    artifact: Artifact,
+    policy: TimingPolicy,
+    clock: Clock,
+    energy: EnergySettings | None = None,
 ) -> tuple[CaseResult, list[float]]:
     """Run one case in this process and return its row and raw samples (ms)."""
     result = base_result(run_id, case, artifact)
@@ -82,6 +89,7 @@ def execute(
         options=case.options,
         input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
     )
+    probe, energy_note = choose_probe(energy or EnergySettings(), case.device, cpu_model())
     try:
         before = rss_mb()
         start = clock.now_ns()
@@ -90,7 +98,7 @@ def execute(
         result.model_mem_mb = max(rss_mb() - before, 0.0)
         backend.prepare(inputs)
         result.first_inference_ms = time_once(backend, clock) / 1e6
-        timing = measure(backend, clock, policy)
+        timing = measure(backend, clock, policy, probe)
         result.executed_precision = backend.executed_precision()
         result.versions = json.dumps(backend.versions(), sort_keys=True)
     except BackendUnavailable as exc:
@@ -110,8 +118,16 @@ def execute(
     result.stop_reason = timing.stop_reason
     result.p50_rel_ci_width = timing.rel_ci_width
     result.peak_rss_mb = peak_rss_mb()
+    details: dict[str, str] = {"energy": energy_note}
+    if timing.energy is not None:
+        reading = timing.energy
+        result.energy_j_per_inference = reading.joules / (stats.n * case.batch_size)
+        result.power_w = reading.joules / reading.seconds if reading.seconds > 0 else None
+        result.energy_source = reading.source
+        details["energy"] = energy_note + reading.probe
     if stats.p99.value is None:
-        result.details = json.dumps({"p99": f"insufficient samples ({stats.n})"})
+        details["p99"] = f"insufficient samples ({stats.n})"
+    result.details = json.dumps(details)
     return result, samples.tolist()
 
 
@@ -136,14 +152,18 @@ def run_case_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
         Artifact.from_dict(payload["artifact"]),
         TimingPolicy(**payload["policy"]),
         PerfCounterClock(),
+        EnergySettings(**payload["energy"]),
     )
     return {"result": result.to_dict(), "samples_ms": samples}
 
 
-def case_payload(run_id: str, case: Case, artifact: Artifact, policy: TimingPolicy) -> dict:
+def case_payload(
+    run_id: str, case: Case, artifact: Artifact, policy: TimingPolicy, energy: EnergySettings
+) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "case": {**asdict(case), "options": dict(case.options)},
         "artifact": artifact.to_dict(),
         "policy": asdict(policy),
+        "energy": asdict(energy),
     }

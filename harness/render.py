@@ -36,6 +36,32 @@ def _p99(r: CaseResult) -> str:
     return _num(r.latency_ms_p99, 3)
 
 
+_SOURCE_TAGS = {"measured": "meas", "estimated": "est", "simulated": "sim"}
+
+
+def _sourced(value: float | None, r: CaseResult, digits: int) -> str:
+    """An energy-derived figure with its source next to it: never a bare number."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g} {_SOURCE_TAGS.get(r.energy_source or '', '?')}"
+
+
+def notes(results: list[CaseResult]) -> list[str]:
+    """Caveats printed under a table: what the energy tags mean and when sources are mixed."""
+    sources = sorted({r.energy_source for r in results if r.energy_source})
+    lines = []
+    if "estimated" in sources:
+        lines.append("est = estimated energy (worker CPU-seconds x watts per core), not measured")
+    if "simulated" in sources:
+        lines.append("sim = simulated energy from an accelerator model, not measured")
+    if len(sources) > 1:
+        lines.append(
+            f"energy sources differ ({', '.join(sources)}): energy, $ and gCO2 figures of "
+            "different sources are not comparable and are not ranked against each other"
+        )
+    return lines
+
+
 def _speedup(r: CaseResult) -> str:
     return "-" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}x"
 
@@ -59,6 +85,10 @@ _DISPLAY: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
     ("1st ms", lambda r: _num(r.first_inference_ms, 1)),
     ("peak MB", lambda r: _num(r.peak_rss_mb, 0)),
     ("model MB", lambda r: _num(r.model_mem_mb, 0)),
+    ("J/inf", lambda r: _sourced(r.energy_j_per_inference, r, 3)),
+    ("W", lambda r: _sourced(r.power_w, r, 3)),
+    ("$/M inf", lambda r: _sourced(r.cost_usd_per_million, r, 3)),
+    ("gCO2/M", lambda r: _sourced(r.gco2_per_million, r, 3)),
     ("speedup", _speedup),
     ("reason", lambda r: r.reason or ""),
 )
@@ -77,8 +107,11 @@ def table(results: list[CaseResult], title: str = "") -> str:
     styles = {"failed": "red", "skipped": "yellow"}
     for r, row in zip(results, rows, strict=True):
         out.add_row(*row, style=styles.get(r.status))
-    console = Console(file=io.StringIO(), width=220, force_terminal=False)
+    # Wide enough that no row is folded: the terminal may wrap, but rows stay greppable.
+    console = Console(file=io.StringIO(), width=400, force_terminal=False)
     console.print(out)
+    for line in notes(results):
+        console.print(f"note: {line}")
     text: str = console.file.getvalue()  # type: ignore[attr-defined]
     return text
 
@@ -89,6 +122,7 @@ def markdown(results: list[CaseResult], title: str = "") -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["", *(f"> note: {line}" for line in notes(results))] if notes(results) else []
     return "\n".join(lines) + "\n"
 
 

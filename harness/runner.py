@@ -16,6 +16,7 @@ from typing import Protocol
 from backends.base import quick_unavailable_reason
 from harness import worker
 from harness.config import Case, Suite
+from harness.cost import apply_cost, prices
 from harness.environment import fingerprint, usable_cpus
 from harness.errors import WorkerError
 from harness.execute import base_result, case_payload, thread_env
@@ -78,10 +79,18 @@ class Runner:
     def run(self, suite: Suite, run_id: str | None = None) -> str:
         """Run every case of ``suite``; return the run id. Results are stored case by case."""
         run_id = run_id or new_run_id()
+        pricing = suite.pricing
+        # Bad prices are bad input: refuse them before anything runs.
+        run_prices = prices(
+            Path(pricing.prices_file) if pricing.prices_file else None,
+            pricing.region,
+            dict(pricing.overrides),
+        )
         self.store.start_run(run_id, suite.name, suite.path, fingerprint())
         cases = list(suite.cases(usable_cpus()))
         for index, case in enumerate(cases):
             result, samples = self._run_case(run_id, suite, case, index, len(cases))
+            apply_cost(result, run_prices)
             self.store.add_case(result, samples)
             self.store.update_speedups(run_id, *suite.baseline)
             self.reporter.case_done(index, len(cases), result)
@@ -119,7 +128,7 @@ class Runner:
         try:
             data = worker.call(
                 "harness.execute:run_case_in_worker",
-                case_payload(run_id, case, artifact, suite.timing),
+                case_payload(run_id, case, artifact, suite.timing, suite.energy),
                 timeout_s=suite.timeout_s,
                 inline=self.inline,
                 env=thread_env(case.threads),

@@ -15,6 +15,7 @@ import numpy as np
 
 from backends.base import Backend
 from harness.measure.clock import Clock
+from harness.measure.energy import EnergyProbe, EnergyReading
 from harness.measure.stats import NS_PER_MS, p50_relative_ci_width
 
 StopReason = Literal["ci", "budget", "max_samples"]
@@ -46,6 +47,7 @@ class TimingResult:
     steady: bool = False
     stop_reason: StopReason = "budget"
     rel_ci_width: float | None = None
+    energy: EnergyReading | None = None
 
 
 def time_once(backend: Backend, clock: Clock) -> int:
@@ -80,6 +82,9 @@ def warm_up(backend: Backend, clock: Clock, policy: TimingPolicy, result: Timing
             break
     result.warmup_iters = len(durations)
     result.warmup_s = (clock.now_ns() - start) / 1e9
+    # Run the statistics once here: their first call pays numpy's one-off set-up costs (ms),
+    # which would otherwise land in the sampling phase and its energy window.
+    p50_relative_ci_width(np.asarray(durations, dtype=np.float64), policy.confidence)
 
 
 def sample(backend: Backend, clock: Clock, policy: TimingPolicy, result: TimingResult) -> None:
@@ -114,9 +119,16 @@ def sample(backend: Backend, clock: Clock, policy: TimingPolicy, result: TimingR
     )
 
 
-def measure(backend: Backend, clock: Clock, policy: TimingPolicy) -> TimingResult:
-    """Warm up, then sample. The first inference (cold start) is timed by the caller."""
+def measure(
+    backend: Backend, clock: Clock, policy: TimingPolicy, probe: EnergyProbe | None = None
+) -> TimingResult:
+    """Warm up, then sample with the energy probe (if any) running around the sampling phase.
+    The first inference (cold start) is timed by the caller."""
     result = TimingResult()
     warm_up(backend, clock, policy, result)
+    if probe is not None:
+        probe.start()
     sample(backend, clock, policy, result)
+    if probe is not None:
+        result.energy = probe.stop()
     return result
