@@ -37,6 +37,8 @@ class Capabilities:
                  tuple of allowed strings.
     runtime_modules: modules that must be importable; checked cheaply before a worker starts.
     install_hint: what to install when those are missing.
+    computes_outputs: ``outputs()`` are the model's real outputs (false only for test doubles),
+                 so fidelity can be scored.
     """
 
     consumes: Literal["onnx", "torch"]
@@ -45,6 +47,7 @@ class Capabilities:
     options: Mapping[str, type | tuple[str, ...]] = field(default_factory=dict)
     runtime_modules: tuple[str, ...] = ()
     install_hint: str = ""
+    computes_outputs: bool = True
 
 
 @dataclass(frozen=True)

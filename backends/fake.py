@@ -44,6 +44,7 @@ class FakeBackend:
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
+        computes_outputs=False,
         options={
             "latency_ms": float,
             "fail": FAILURES,

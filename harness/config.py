@@ -12,6 +12,7 @@ A suite file::
     threads = "auto"            # or a list of thread counts, e.g. [1, 2]
     scenario = "single-stream"
     baseline = "torch-eager/fp32"
+    fidelity_min_ratio = 0.99   # a variant must keep this share of the fp32 metric
 
     [measure]                   # TimingPolicy fields, plus timeout_s per case
     budget_s = 8
@@ -40,6 +41,7 @@ from typing import Any
 from backends.base import backend_class, backend_names
 from harness.errors import ConfigError
 from harness.measure.energy import PROBES, EnergySettings
+from harness.measure.fidelity import DEFAULT_MIN_RATIO
 from harness.measure.timing import TimingPolicy
 from harness.models import get_model, model_names
 from harness.optimize.variants import get_variant, variant_names
@@ -102,6 +104,7 @@ class Suite:
     timing: TimingPolicy = field(default_factory=TimingPolicy)
     timeout_s: float = DEFAULT_TIMEOUT_S
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fidelity_min_ratio: float = DEFAULT_MIN_RATIO
     energy: EnergySettings = field(default_factory=EnergySettings)
     pricing: Pricing = field(default_factory=lambda: Pricing())
 
@@ -269,6 +272,12 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
     return result
 
 
+def _ratio(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(f"{where}: {key} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
 def _positive_number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{where}: {key} must be a positive number, got {value!r}")
@@ -331,6 +340,7 @@ _KEYS: dict[str, _Parser] = {
     "threads": _threads,
     "scenario": lambda w, k, v: _choice(w, k, v, list(SCENARIOS)),
     "baseline": _baseline,
+    "fidelity_min_ratio": lambda w, k, v: _ratio(w, k, v),
 }
 _TABLES = ("measure", "options", "energy", "cost")
 

@@ -7,17 +7,28 @@ are later iterations of the same, after a warm-up that ends when timing is stead
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from backends.base import BackendSettings, backend_class
-from harness.config import Case
+import numpy as np
+
+from backends.base import Backend, BackendSettings, backend_class
+from harness.config import Case, Suite
 from harness.environment import cpu_model
 from harness.errors import BackendError, BackendUnavailable
 from harness.measure.clock import Clock, PerfCounterClock
 from harness.measure.energy import EnergySettings, choose_probe
+from harness.measure.fidelity import (
+    DEFAULT_MIN_RATIO,
+    Fidelity,
+    reference_outputs,
+    run_batches,
+    score,
+)
 from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.stats import LatencyStats, samples_to_ms
 from harness.measure.timing import TimingPolicy, measure, time_once
@@ -65,6 +76,25 @@ def base_result(run_id: str, case: Case, artifact: Artifact | None) -> CaseResul
     )
 
 
+def fidelity_of(backend: Backend, case: Case, reference: Artifact) -> Fidelity:
+    """Run the evaluation set through the loaded backend (untimed) and score it against the
+    fp32 reference, in batches of the case's shape."""
+    model = get_model(case.model)
+    inputs = model.evaluation_inputs(case.seq_len)
+    digest = hashlib.sha256(b"".join(inputs[n].tobytes() for n in sorted(inputs))).hexdigest()
+    cache = Path(reference.directory) / f"reference-{digest[:16]}.npy"
+    expected = reference_outputs(reference.onnx_path, inputs, cache)
+
+    def infer(batch: dict[str, np.ndarray]) -> np.ndarray:
+        backend.prepare(batch)
+        backend.run()
+        backend.synchronize()
+        return next(iter(backend.outputs().values()))
+
+    outputs = run_batches(infer, inputs, case.batch_size)
+    return score(model.task, outputs, expected, model.evaluation_labels())
+
+
 def execute(
     run_id: str,
     case: Case,
@@ -72,8 +102,12 @@ def execute(
     policy: TimingPolicy,
     clock: Clock,
     energy: EnergySettings | None = None,
+    reference: Artifact | None = None,
+    min_ratio: float = DEFAULT_MIN_RATIO,
 ) -> tuple[CaseResult, list[float]]:
-    """Run one case in this process and return its row and raw samples (ms)."""
+    """Run one case in this process and return its row and raw samples (ms).
+
+    ``reference`` is the model's fp32 artifact (default: ``artifact`` itself) for fidelity."""
     result = base_result(run_id, case, artifact)
     backend = backend_class(case.backend)()
     try:
@@ -99,6 +133,11 @@ def execute(
         backend.prepare(inputs)
         result.first_inference_ms = time_once(backend, clock) / 1e6
         timing = measure(backend, clock, policy, probe)
+        fidelity = (
+            fidelity_of(backend, case, reference or artifact)
+            if backend.capabilities.computes_outputs
+            else None
+        )
         result.executed_precision = backend.executed_precision()
         result.versions = json.dumps(backend.versions(), sort_keys=True)
     except BackendUnavailable as exc:
@@ -118,7 +157,16 @@ def execute(
     result.stop_reason = timing.stop_reason
     result.p50_rel_ci_width = timing.rel_ci_width
     result.peak_rss_mb = peak_rss_mb()
-    details: dict[str, str] = {"energy": energy_note}
+    details: dict[str, Any] = {"energy": energy_note}
+    if fidelity is None:
+        details["fidelity"] = "not scored: this backend computes no model outputs"
+    else:
+        result.fidelity_metric = fidelity.metric
+        result.fidelity = fidelity.value
+        result.fidelity_ratio = fidelity.ratio
+        result.fidelity_ok = fidelity.ratio >= min_ratio
+        details[fidelity.agreement_metric] = fidelity.agreement
+        details["fidelity_reference"] = fidelity.reference
     if timing.energy is not None:
         reading = timing.energy
         result.energy_j_per_inference = reading.joules / (stats.n * case.batch_size)
@@ -153,17 +201,25 @@ def run_case_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
         TimingPolicy(**payload["policy"]),
         PerfCounterClock(),
         EnergySettings(**payload["energy"]),
+        Artifact.from_dict(payload["reference"]),
+        payload["min_ratio"],
     )
     return {"result": result.to_dict(), "samples_ms": samples}
 
 
 def case_payload(
-    run_id: str, case: Case, artifact: Artifact, policy: TimingPolicy, energy: EnergySettings
+    run_id: str,
+    case: Case,
+    artifact: Artifact,
+    reference: Artifact,
+    suite: Suite,
 ) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "case": {**asdict(case), "options": dict(case.options)},
         "artifact": artifact.to_dict(),
-        "policy": asdict(policy),
-        "energy": asdict(energy),
+        "reference": reference.to_dict(),
+        "min_ratio": suite.fidelity_min_ratio,
+        "policy": asdict(suite.timing),
+        "energy": asdict(suite.energy),
     }

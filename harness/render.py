@@ -50,6 +50,11 @@ def notes(results: list[CaseResult]) -> list[str]:
     """Caveats printed under a table: what the energy tags mean and when sources are mixed."""
     sources = sorted({r.energy_source for r in results if r.energy_source})
     lines = []
+    if any(r.fidelity_ok is False for r in results):
+        lines.append(
+            "FAIL = the variant keeps less than the suite's share (default 99%) of the fp32 "
+            "metric: faster, but not an acceptable substitute"
+        )
     if "estimated" in sources:
         lines.append("est = estimated energy (worker CPU-seconds x watts per core), not measured")
     if "simulated" in sources:
@@ -60,6 +65,13 @@ def notes(results: list[CaseResult]) -> list[str]:
             "different sources are not comparable and are not ranked against each other"
         )
     return lines
+
+
+def _fidelity(r: CaseResult) -> str:
+    if r.fidelity is None or r.fidelity_ratio is None:
+        return "-"
+    verdict = "" if r.fidelity_ok else " FAIL"
+    return f"{r.fidelity_metric} {r.fidelity:.4f} ({r.fidelity_ratio:.1%}){verdict}"
 
 
 def _speedup(r: CaseResult) -> str:
@@ -89,6 +101,7 @@ _DISPLAY: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
     ("W", lambda r: _sourced(r.power_w, r, 3)),
     ("$/M inf", lambda r: _sourced(r.cost_usd_per_million, r, 3)),
     ("gCO2/M", lambda r: _sourced(r.gco2_per_million, r, 3)),
+    ("fidelity (of fp32)", _fidelity),
     ("speedup", _speedup),
     ("reason", lambda r: r.reason or ""),
 )
@@ -106,7 +119,7 @@ def table(results: list[CaseResult], title: str = "") -> str:
         out.add_column(name, overflow="fold")
     styles = {"failed": "red", "skipped": "yellow"}
     for r, row in zip(results, rows, strict=True):
-        out.add_row(*row, style=styles.get(r.status))
+        out.add_row(*row, style="magenta" if r.fidelity_ok is False else styles.get(r.status))
     # Wide enough that no row is folded: the terminal may wrap, but rows stay greppable.
     console = Console(file=io.StringIO(), width=400, force_terminal=False)
     console.print(out)

@@ -124,11 +124,14 @@ class Runner:
         artifact = self._artifact(case.model, case.variant)
         if isinstance(artifact, WorkerError):
             return _failed(result, artifact, "artifact build"), []
+        reference = self._artifact(case.model, "fp32")
+        if isinstance(reference, WorkerError):
+            return _failed(result, reference, "fp32 reference build"), []
         self.reporter.case_started(index, total, case, "measuring")
         try:
             data = worker.call(
                 "harness.execute:run_case_in_worker",
-                case_payload(run_id, case, artifact, suite.timing, suite.energy),
+                case_payload(run_id, case, artifact, reference, suite),
                 timeout_s=suite.timeout_s,
                 inline=self.inline,
                 env=thread_env(case.threads),

@@ -68,7 +68,12 @@ def test_show_json_has_the_design_columns(tiny_run: tuple) -> None:
     ok = [r for r in rows if r["status"] == "ok"]
     assert {r["backend"] for r in ok} >= {"fake", "onnxruntime"}
     assert all(r["latency_ms_p50"] > 0 and r["throughput_per_s"] > 0 for r in ok)
-    assert all(r["fidelity"] is None for r in rows)  # fidelity comes with the variants
+    for r in ok:  # fp32 on every real backend reproduces the fp32 reference
+        if r["backend"] == "fake":
+            assert r["fidelity"] is None and r["fidelity_ok"] is None  # computes no outputs
+        else:
+            assert r["fidelity_metric"] == "cosine" and r["fidelity"] > 0.99999
+            assert r["fidelity_ok"] is True
     for r in ok:  # every ok row has energy, cost and carbon, each with its source
         assert r["energy_source"] in ("measured", "estimated")
         assert r["energy_j_per_inference"] > 0 and r["power_w"] > 0

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from harness.models import get_model
-from harness.models.minilm import model_dir, sentences
+from harness.models.corpus import sentences
+from harness.models.minilm import model_dir
 from harness.optimize.artifacts import build, cache_root
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,9 @@ def minilm_embeddings() -> tuple[np.ndarray, np.ndarray]:
         warnings.simplefilter("ignore")  # sentence-transformers' own deprecation notices
         from sentence_transformers import SentenceTransformer
 
-        reference = SentenceTransformer(str(model_dir()), device="cpu").encode(sentences()[:4])
+        reference = SentenceTransformer(str(model_dir()), device="cpu").encode(
+            list(sentences()[:4])
+        )
     return ours.numpy(), np.asarray(reference)
 
 

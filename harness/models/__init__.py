@@ -37,6 +37,14 @@ class Model(Protocol):
         """Deterministic real inputs for one batch (the same for every backend)."""
         ...
 
+    def evaluation_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        """The held-out evaluation set (all rows), for fidelity against the fp32 reference."""
+        ...
+
+    def evaluation_labels(self) -> np.ndarray | None:
+        """True labels of the evaluation rows for classifiers; ``None`` for other tasks."""
+        ...
+
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """ONNX dynamic axes for every input and output."""
         ...

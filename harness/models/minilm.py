@@ -11,13 +11,13 @@ import functools
 import hashlib
 import importlib.util
 import os
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.models.corpus import sentences
 
 if TYPE_CHECKING:
     import torch
@@ -44,10 +44,18 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sentences() -> list[str]:
-    """The project's fixed sentences (clinical, financial risk, security operations)."""
-    text = resources.files("harness.models").joinpath("data/sentences.txt").read_text("utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+def tokenize(texts: list[str], length: int) -> dict[str, np.ndarray]:
+    """WordPiece ids and attention masks, truncated and padded to ``length`` tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=length)
+    tokenizer.enable_padding(length=length, pad_id=0, pad_token="[PAD]")
+    encoded = tokenizer.encode_batch(texts)
+    return {
+        "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+    }
 
 
 class MiniLM:
@@ -75,19 +83,14 @@ class MiniLM:
         return SentenceEmbedding(encoder).eval()
 
     def example_inputs(self, batch_size: int, seq_len: int | None) -> dict[str, np.ndarray]:
-        from tokenizers import Tokenizer
+        corpus = sentences("all")
+        return tokenize([corpus[i % len(corpus)] for i in range(batch_size)], seq_len or 128)
 
-        length = seq_len or 128
-        tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length=length)
-        tokenizer.enable_padding(length=length, pad_id=0, pad_token="[PAD]")
-        corpus = sentences()
-        batch = [corpus[i % len(corpus)] for i in range(batch_size)]
-        encoded = tokenizer.encode_batch(batch)
-        return {
-            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
-        }
+    def evaluation_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        return tokenize(list(sentences("evaluation")), seq_len or 128)
+
+    def evaluation_labels(self) -> np.ndarray | None:
+        return None
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         text_axes = {0: "batch", 1: "sequence"}

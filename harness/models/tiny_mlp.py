@@ -41,5 +41,12 @@ class TinyMLP:
         rng = np.random.default_rng(0)
         return {"x": rng.standard_normal((batch_size, IN_FEATURES), dtype=np.float32)}
 
+    def evaluation_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(1)  # a different seed from the timing inputs
+        return {"x": rng.standard_normal((64, IN_FEATURES), dtype=np.float32)}
+
+    def evaluation_labels(self) -> np.ndarray | None:
+        return None
+
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         return {"x": {0: "batch"}, "y": {0: "batch"}}
