@@ -52,13 +52,15 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """How a case asks a backend to run: explicit threads, device, backend options, and the
-    shapes of the inputs it will be given (for runtimes that compile for static shapes)."""
+    """How a case asks a backend to run: explicit threads, device, backend options, the shapes
+    of the inputs it will be given (for runtimes that compile for static shapes) and the
+    precision to execute in (a runtime variant step)."""
 
     threads: int
     device: str = "cpu"
     options: Mapping[str, Any] = field(default_factory=dict)
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    precision: str = "fp32"  # fp16/bf16: execute in that precision, or raise BackendUnavailable
 
 
 class Backend(Protocol):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import BackendSettings, Capabilities
+from harness.environment import native_precision_missing
 from harness.errors import BackendError, BackendUnavailable
 
 if TYPE_CHECKING:
@@ -67,9 +68,13 @@ class OpenVinoBackend:
             raise BackendUnavailable(
                 f"openvino backend runs on CPU only here, not {settings.device}"
             )
+        missing = native_precision_missing(settings.precision)
+        if missing:
+            raise BackendUnavailable(f"openvino {settings.precision}: {missing}")
+        hint = {"bf16": "bf16", "fp16": "f16"}.get(settings.precision)
         config = {
             "INFERENCE_NUM_THREADS": settings.threads,
-            "INFERENCE_PRECISION_HINT": settings.options.get("inference_precision", "f32"),
+            "INFERENCE_PRECISION_HINT": hint or settings.options.get("inference_precision", "f32"),
             "PERFORMANCE_HINT": settings.options.get("performance_hint", "LATENCY"),
             "NUM_STREAMS": settings.options.get("num_streams", 1),
         }

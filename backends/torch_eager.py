@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import BackendSettings, Capabilities
+from harness.environment import native_precision_missing
 from harness.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class TorchEagerBackend:
         self._input_names: tuple[str, ...] = ()
         self._output_names: tuple[str, ...] = ()
         self._torch: Any = None
+        self._autocast: Any = None
 
     def check(self) -> None:
         try:
@@ -49,6 +51,10 @@ class TorchEagerBackend:
 
         if settings.device != "cpu":
             raise BackendUnavailable(f"torch-eager runs on the CPU only, not {settings.device!r}")
+        missing = native_precision_missing(settings.precision)
+        if missing:
+            raise BackendUnavailable(f"torch-eager {settings.precision}: {missing}")
+        self._autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision)
         from harness.models import get_model
 
         self._torch = torch
@@ -69,7 +75,11 @@ class TorchEagerBackend:
 
     def run(self) -> int | None:
         with self._torch.inference_mode():
-            self._out = self._module(*self._args)
+            if self._autocast is None:
+                self._out = self._module(*self._args)
+            else:
+                with self._torch.autocast("cpu", dtype=self._autocast):
+                    self._out = self._module(*self._args)
         return None
 
     def synchronize(self) -> None:
@@ -82,6 +92,10 @@ class TorchEagerBackend:
         }
 
     def executed_precision(self) -> str | None:
+        if self._autocast is not None:
+            return "bf16" if self._autocast == self._torch.bfloat16 else "fp16"
+        if any("quantized" in type(m).__module__ for m in self._module.modules()):
+            return "int8"
         param = next(iter(self._module.parameters()), None)
         if param is None:
             return None

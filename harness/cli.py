@@ -21,7 +21,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import get_model, model_names
 from harness.optimize.artifacts import cache_root
-from harness.optimize.variants import get_variant, variant_names
+from harness.optimize.variants import DESCRIPTIONS
 from harness.render import FORMATS, render
 from harness.result import CaseResult
 from harness.runner import Runner
@@ -92,8 +92,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name in model_names():
             print(f"{name:14} {get_model(name).description}")
     elif args.what == "variants":
-        for name in variant_names():
-            print(f"{name:14} {get_variant(name).description}")
+        for name, description in DESCRIPTIONS.items():
+            print(f"{name:26} {description}")
+        print("compose with +, e.g. distilled-3l+int8-static (torch steps, int8-*, fp16/bf16)")
     else:
         for name, path in suite_names().items():
             print(f"{name:14} {path}")

@@ -44,7 +44,7 @@ from harness.measure.energy import PROBES, EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO
 from harness.measure.timing import TimingPolicy
 from harness.models import get_model, model_names
-from harness.optimize.variants import get_variant, variant_names
+from harness.optimize.variants import parse_variant
 
 SCENARIOS = ("single-stream",)
 SUITES_ENV = "INFRABENCH_SUITES"
@@ -156,7 +156,7 @@ class Suite:
             backends=tuple(_choice(where, "--backend", b, backend_names()) for b in backends)
             if backends
             else self.backends,
-            variants=tuple(_choice(where, "--variant", v, variant_names()) for v in variants)
+            variants=tuple(_variant(where, "--variant", v) for v in variants)
             if variants
             else self.variants,
             models=tuple(_choice(where, "--model", m, model_names()) for m in models)
@@ -175,6 +175,19 @@ def _str_list(where: str, key: str, value: Any, allowed: list[str]) -> tuple[str
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: {key} must be a non-empty list of strings, got {value!r}")
     return tuple(_choice(where, key, v, allowed) for v in value)
+
+
+def _variant(where: str, key: str, value: Any) -> str:
+    try:
+        return parse_variant(value).name
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+
+
+def _variants(where: str, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: {key} must be a non-empty list of strings, got {value!r}")
+    return tuple(_variant(where, key, v) for v in value)
 
 
 def _positive_ints(where: str, key: str, value: Any) -> tuple[int, ...]:
@@ -212,10 +225,7 @@ def _baseline(where: str, key: str, value: Any) -> tuple[str, str]:
     backend, _, variant = _string(where, key, value).partition("/")
     if not variant:
         raise ConfigError(f'{where}: {key} must be "BACKEND/VARIANT", got {value!r}')
-    return (
-        _choice(where, key, backend, backend_names()),
-        _choice(where, key, variant, variant_names()),
-    )
+    return _choice(where, key, backend, backend_names()), _variant(where, key, variant)
 
 
 _TIMING_FIELDS = {f.name: f.type for f in fields(TimingPolicy)}
@@ -333,7 +343,7 @@ _KEYS: dict[str, _Parser] = {
     "name": _string,
     "description": _string,
     "models": lambda w, k, v: _str_list(w, k, v, model_names()),
-    "variants": lambda w, k, v: _str_list(w, k, v, variant_names()),
+    "variants": lambda w, k, v: _variants(w, k, v),
     "backends": lambda w, k, v: _str_list(w, k, v, backend_names()),
     "batch_sizes": _positive_ints,
     "seq_lens": _positive_ints,
@@ -357,8 +367,6 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
     for required in ("models", "backends"):
         if required not in values:
             raise ConfigError(f"{where}: missing key {required!r}")
-    for variant in values.get("variants", ()):
-        get_variant(variant)
     if "measure" in data:
         values["timing"], values["timeout_s"] = _measure(where, data["measure"])
     if "energy" in data:

@@ -22,7 +22,7 @@ import psutil
 ISA_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
     "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
-    "neon", "asimd", "sve",
+    "neon", "asimd", "asimdhp", "fphp", "bf16", "sve",
 )  # fmt: skip
 PACKAGES = (
     "infrabench", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino",
@@ -53,6 +53,27 @@ def isa_flags() -> list[str]:
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     return [f for f in ISA_FLAGS if f in flags]
+
+
+# CPU features that give native (not emulated) kernels for a reduced precision.
+NATIVE_PRECISION_FLAGS = {
+    "bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+    "fp16": ("avx512_fp16", "amx_fp16", "asimdhp", "fphp"),
+}
+
+
+def native_precision_missing(precision: str, flags: list[str] | None = None) -> str | None:
+    """Why this CPU has no native ``precision`` arithmetic, or ``None`` if it has (or fp32)."""
+    needed = NATIVE_PRECISION_FLAGS.get(precision)
+    if needed is None:
+        return None
+    present = isa_flags() if flags is None else flags
+    if any(flag in present for flag in needed):
+        return None
+    return (
+        f"this CPU ({cpu_model()}) has no native {precision} arithmetic "
+        f"(needs one of: {', '.join(needed)}); emulating it would measure nothing useful"
+    )
 
 
 def usable_cpus() -> int:

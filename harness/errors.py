@@ -3,6 +3,7 @@
 HarnessError                 root; the CLI prints ``str(err)`` on one line
 ├── ConfigError              bad user input (suite file, CLI option, store path): exit 2
 ├── BackendUnavailable       the runtime is missing or unusable here: the case is *skipped*
+├── VariantNotApplicable     the variant's recipe does not apply to this model: *skipped*
 ├── BackendError             the runtime failed while loading or running: the case *failed*
 ├── MeasurementError         the timing loop could not produce a valid sample set
 ├── WorkerError              a worker process crashed, hung or sent nothing back
@@ -20,6 +21,10 @@ class ConfigError(HarnessError):
 
 class BackendUnavailable(HarnessError):
     """The backend cannot run here; the message is the reason shown next to the skipped case."""
+
+
+class VariantNotApplicable(HarnessError):
+    """The variant's recipe does not apply to this model; the message says why (skipped)."""
 
 
 class BackendError(HarnessError):

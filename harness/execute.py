@@ -122,6 +122,7 @@ def execute(
         device=case.device,
         options=case.options,
         input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
+        precision=get_variant(case.variant).runtime_precision,
     )
     probe, energy_note = choose_probe(energy or EnergySettings(), case.device, cpu_model())
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,7 @@ from harness.cost import apply_cost, prices
 from harness.environment import fingerprint, usable_cpus
 from harness.errors import WorkerError
 from harness.execute import base_result, case_payload, thread_env
-from harness.optimize.artifacts import Artifact
+from harness.optimize.artifacts import CACHE_ENV, Artifact
 from harness.result import CaseResult
 from harness.store import Store
 
@@ -53,7 +54,15 @@ def _one_line(text: str, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
+# Errors that mean "cannot run here / does not apply": the case is skipped, not failed.
+_SKIP_KINDS = ("BackendUnavailable", "VariantNotApplicable")
+
+
 def _failed(result: CaseResult, exc: WorkerError, stage: str) -> CaseResult:
+    if exc.kind in _SKIP_KINDS:
+        result.status = "skipped"
+        result.reason = _one_line(str(exc).removeprefix(f"{exc.kind}: "))
+        return result
     result.status = "failed"
     result.reason = _one_line(f"{stage}: {exc}")
     result.details = json.dumps({"stage": stage, "kind": exc.kind, "detail": exc.detail})
@@ -97,7 +106,9 @@ class Runner:
         self.store.finish_run(run_id)
         return run_id
 
-    def _artifact(self, model: str, variant: str) -> Artifact | WorkerError:
+    def _artifact(
+        self, model: str, variant: str, progress: Callable[[str], None]
+    ) -> Artifact | WorkerError:
         key = (model, variant)
         if key not in self._artifacts:
             try:
@@ -106,6 +117,8 @@ class Runner:
                     {"model": model, "variant": variant, "cache": str(self.cache)},
                     timeout_s=BUILD_TIMEOUT_S,
                     inline=self.inline,
+                    env={CACHE_ENV: str(self.cache)},  # models that train on first use cache here
+                    on_progress=progress,
                 )
                 self._artifacts[key] = Artifact.from_dict(data)
             except WorkerError as exc:
@@ -120,11 +133,16 @@ class Runner:
         if reason is not None:
             result.status, result.reason = "skipped", reason
             return result, []
-        self.reporter.case_started(index, total, case, f"building {case.model}/{case.variant}")
-        artifact = self._artifact(case.model, case.variant)
+        what = f"building {case.model}/{case.variant}"
+        self.reporter.case_started(index, total, case, what)
+
+        def progress(text: str) -> None:
+            self.reporter.case_started(index, total, case, f"{what}: {text}")
+
+        artifact = self._artifact(case.model, case.variant, progress)
         if isinstance(artifact, WorkerError):
             return _failed(result, artifact, "artifact build"), []
-        reference = self._artifact(case.model, "fp32")
+        reference = self._artifact(case.model, "fp32", progress)
         if isinstance(reference, WorkerError):
             return _failed(result, reference, "fp32 reference build"), []
         self.reporter.case_started(index, total, case, "measuring")
@@ -134,7 +152,7 @@ class Runner:
                 case_payload(run_id, case, artifact, reference, suite),
                 timeout_s=suite.timeout_s,
                 inline=self.inline,
-                env=thread_env(case.threads),
+                env={**thread_env(case.threads), CACHE_ENV: str(self.cache)},
             )
         except WorkerError as exc:
             return _failed(base_result(run_id, case, artifact), exc, "worker"), []

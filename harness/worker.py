@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -22,6 +23,15 @@ from typing import Any
 from harness.errors import HarnessError, WorkerError
 
 Payload = dict[str, Any]
+
+# In a worker: the pipe to the parent; inline: the parent's progress callback.
+_progress_sink: Callable[[str], None] | None = None
+
+
+def report_progress(text: str) -> None:
+    """Show ``text`` as the current activity in the parent's progress display (e.g. training)."""
+    if _progress_sink is not None:
+        _progress_sink(text)
 
 
 def resolve(target: str) -> Callable[[Payload], Payload]:
@@ -48,6 +58,8 @@ def _entry(
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+    global _progress_sink
+    _progress_sink = lambda text: conn.send(("progress", text))  # noqa: E731
     try:
         conn.send(("ok", resolve(target)(payload)))
     except HarnessError as exc:
@@ -75,6 +87,7 @@ def call(
     timeout_s: float,
     inline: bool = False,
     env: dict[str, str] | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Payload:
     """Run ``target(payload)`` in a fresh process, with ``env`` added, and return its result.
 
@@ -82,8 +95,13 @@ def call(
     ``kind`` says which (``crashed``, ``timeout``, or the exception's class name) and ``detail``
     holds the worker's traceback or the tail of its output.
     """
+    global _progress_sink
     if inline:
-        return resolve(target)(payload)
+        _progress_sink = on_progress
+        try:
+            return resolve(target)(payload)
+        finally:
+            _progress_sink = None
     ctx = multiprocessing.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     with tempfile.NamedTemporaryFile(prefix="infrabench-worker-", suffix=".log") as log:
@@ -93,11 +111,20 @@ def call(
         )
         proc.start()
         child_conn.close()
+        deadline = time.monotonic() + timeout_s
         try:
-            ready = wait([parent_conn, proc.sentinel], timeout=timeout_s)
-            if not ready:
-                raise WorkerError(f"timed out after {timeout_s:g} s", "timeout", _tail(log_path))
-            message = parent_conn.recv() if parent_conn.poll() else None
+            while True:
+                left = deadline - time.monotonic()
+                ready = wait([parent_conn, proc.sentinel], timeout=max(left, 0))
+                if not ready:
+                    raise WorkerError(
+                        f"timed out after {timeout_s:g} s", "timeout", _tail(log_path)
+                    )
+                message = parent_conn.recv() if parent_conn.poll() else None
+                if message is None or message[0] != "progress":
+                    break
+                if on_progress is not None:
+                    on_progress(message[1])
             if message is None:
                 proc.join(5)
                 raise WorkerError(

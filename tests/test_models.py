@@ -62,3 +62,30 @@ def test_minilm_onnx_export_agrees_with_torch(minilm_embeddings: tuple) -> None:
     (other,) = session.run(None, get_model("minilm-l6").example_inputs(3, 64))
     assert other.shape == (3, 384)
     assert build("minilm-l6", "fp32", cache_root()) == artifact  # cached, not rebuilt
+
+
+def test_digits_cnn_is_trained_on_real_labels_and_cached() -> None:
+    from harness.models.digits_cnn import _split
+
+    model = get_model("digits-cnn")
+    splits = [set(_split(s).tolist()) for s in ("training", "calibration", "evaluation")]
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
+    import torch
+
+    module = model.build_torch()
+    with torch.inference_mode():
+        logits = module(torch.from_numpy(model.evaluation_inputs(None)["image"])).numpy()
+    labels = model.evaluation_labels()
+    assert labels is not None and logits.shape == (len(labels), 10)
+    assert np.mean(logits.argmax(axis=1) == labels) > 0.95
+    again = model.build_torch()  # loaded from the cache: identical weights
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(module.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+
+
+def test_bert_base_has_the_bert_base_architecture() -> None:
+    module = get_model("bert-base").build_torch()
+    assert len(module.encoder.encoder.layer) == 12
+    assert sum(p.numel() for p in module.parameters()) / 1e6 == pytest.approx(108.9, abs=0.5)

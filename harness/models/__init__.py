@@ -41,6 +41,14 @@ class Model(Protocol):
         """The held-out evaluation set (all rows), for fidelity against the fp32 reference."""
         ...
 
+    def calibration_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        """Rows for quantization calibration (disjoint from the evaluation rows)."""
+        ...
+
+    def training_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        """Rows for distillation and recipe selection (disjoint from the evaluation rows)."""
+        ...
+
     def evaluation_labels(self) -> np.ndarray | None:
         """True labels of the evaluation rows for classifiers; ``None`` for other tasks."""
         ...
@@ -51,7 +59,10 @@ class Model(Protocol):
 
 
 _REGISTRY: dict[str, str] = {
+    "bert-base": "harness.models.bert_base:BertBase",
+    "digits-cnn": "harness.models.digits_cnn:DigitsCNN",
     "minilm-l6": "harness.models.minilm:MiniLM",
+    "tiny-bert": "harness.models.tiny_bert:TinyBert",
     "tiny-mlp": "harness.models.tiny_mlp:TinyMLP",
 }
 

@@ -89,6 +89,12 @@ class MiniLM:
     def evaluation_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
         return tokenize(list(sentences("evaluation")), seq_len or 128)
 
+    def calibration_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        return tokenize(list(sentences("calibration")), seq_len or 128)
+
+    def training_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        return tokenize(list(sentences("training")), seq_len or 128)
+
     def evaluation_labels(self) -> np.ndarray | None:
         return None
 

@@ -42,8 +42,18 @@ class TinyMLP:
         return {"x": rng.standard_normal((batch_size, IN_FEATURES), dtype=np.float32)}
 
     def evaluation_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(1)  # a different seed from the timing inputs
-        return {"x": rng.standard_normal((64, IN_FEATURES), dtype=np.float32)}
+        return self._rows(seed=1, count=64)  # seeds differ from the timing inputs (0)
+
+    def calibration_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        return self._rows(seed=2, count=32)
+
+    def training_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
+        return self._rows(seed=3, count=256)
+
+    @staticmethod
+    def _rows(seed: int, count: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {"x": rng.standard_normal((count, IN_FEATURES), dtype=np.float32)}
 
     def evaluation_labels(self) -> np.ndarray | None:
         return None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.models import get_model
-from harness.optimize.variants import get_variant
+from harness.optimize.variants import Step, parse_variant
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +54,14 @@ class Artifact:
         return Path(self.directory) / "model.onnx"
 
     def torch_module(self) -> torch.nn.Module:
-        """The torch module this artifact was exported from (fp32: the zoo model itself)."""
-        return get_model(self.model).build_torch()
+        """The torch module matching this artifact: the zoo model with the lineage replayed."""
+        module = get_model(self.model).build_torch()
+        if self.lineage.get("chain"):
+            from harness.optimize.recipes import rebuild
+
+            for link in self.lineage["chain"]:
+                module = rebuild(module, link)
+        return module
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,18 +78,29 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def recipe(model_name: str, variant_name: str) -> dict[str, Any]:
-    """Everything that determines the artifact's bytes; its hash is the cache key."""
-    model = get_model(model_name)
-    get_variant(variant_name)
+def base_recipe(model_name: str) -> dict[str, Any]:
+    """Everything that determines the fp32 export's bytes; its hash is the cache key."""
     return {
         "format": ARTIFACT_FORMAT,
         "model": model_name,
-        "source": model.source_fingerprint(),
-        "variant": variant_name,
+        "source": get_model(model_name).source_fingerprint(),
+        "variant": "fp32",
         "exporter": "torch.onnx.export(dynamo=False)",
         "opset": OPSET,
         "torch": _package_version("torch"),
+    }
+
+
+def step_recipe(parent: Artifact, step: Step) -> dict[str, Any]:
+    """A derived artifact's identity: its parent's key plus the step and the tools' versions."""
+    return {
+        "format": ARTIFACT_FORMAT,
+        "parent": parent.key,
+        "step": step.name,
+        "params": step.params,
+        "torch": _package_version("torch"),
+        "onnxruntime": _package_version("onnxruntime"),
+        "nncf": _package_version("nncf"),
     }
 
 
@@ -99,13 +116,21 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cached(model_name: str, variant_name: str, root: Path) -> Artifact | None:
-    """The cached artifact for this recipe, or ``None`` if it has not been built."""
-    data = recipe(model_name, variant_name)
-    meta = root / "artifacts" / model_name / variant_name / _recipe_key(data) / "meta.json"
+def _directory(root: Path, model_name: str, variant_name: str, key: str) -> Path:
+    return root / "artifacts" / model_name / variant_name / key
+
+
+def _load_meta(directory: Path) -> Artifact | None:
+    meta = directory / "meta.json"
     if not meta.is_file():
         return None
     return Artifact.from_dict(json.loads(meta.read_text())["artifact"])
+
+
+def cached(model_name: str, variant_name: str, root: Path) -> Artifact | None:
+    """The cached fp32 artifact for this model, or ``None`` if it has not been built."""
+    key = _recipe_key(base_recipe(model_name))
+    return _load_meta(_directory(root, model_name, variant_name, key))
 
 
 def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
@@ -132,16 +157,34 @@ def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
         )
 
 
-def build(model_name: str, variant_name: str, root: Path) -> Artifact:
-    """Return the cached artifact, building and storing it atomically if missing."""
-    found = cached(model_name, variant_name, root)
+def _store(staging: Path, final: Path, artifact: Artifact) -> Artifact:
+    """Write meta.json and move the staging directory into place (atomic per key)."""
+    (staging / "meta.json").write_text(json.dumps({"artifact": artifact.to_dict()}, indent=2))
+    try:
+        staging.rename(final)
+    except OSError:
+        if not (final / "meta.json").is_file():  # not a concurrent build of the same key
+            raise
+    return artifact
+
+
+def _staging(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+
+
+def _params_m(module: torch.nn.Module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def _build_base(model_name: str, root: Path) -> Artifact:
+    data = base_recipe(model_name)
+    key = _recipe_key(data)
+    final = _directory(root, model_name, "fp32", key)
+    found = _load_meta(final)
     if found is not None:
         return found
-    data = recipe(model_name, variant_name)
-    key = _recipe_key(data)
-    final = root / "artifacts" / model_name / variant_name / key
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    staging = _staging(final)
     try:
         started = time.perf_counter()
         module = get_model(model_name).build_torch()
@@ -150,25 +193,83 @@ def build(model_name: str, variant_name: str, root: Path) -> Artifact:
         import onnx
 
         onnx.checker.check_model(str(onnx_path))
-        artifact = Artifact(
+        return _store(staging, final, Artifact(
             model=model_name,
-            variant=variant_name,
+            variant="fp32",
             key=key,
             directory=str(final),
             sha256=_file_sha256(onnx_path),
             size_mb=onnx_path.stat().st_size / 2**20,
-            params_m=sum(p.numel() for p in module.parameters()) / 1e6,
-            lineage={"parent": None, "recipe": data, "build_s": time.perf_counter() - started},
-        )
-        (staging / "meta.json").write_text(json.dumps({"artifact": artifact.to_dict()}, indent=2))
-        try:
-            staging.rename(final)
-        except OSError:
-            if not (final / "meta.json").is_file():  # not a concurrent build of the same key
-                raise
+            params_m=_params_m(module),
+            lineage={"parent": None, "recipe": data, "chain": [],
+                     "build_s": time.perf_counter() - started},
+        ))  # fmt: skip
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return artifact
+
+
+def _apply_step(parent: Artifact, step: Step, staging: Path) -> tuple[float, dict[str, Any]]:
+    """Produce ``staging/model.onnx`` from ``parent`` by one step; return (params_m, info)."""
+    from harness.optimize import recipes
+
+    target = staging / "model.onnx"
+    if step.kind == "onnx":
+        if step.name == "int8-dynamic":
+            info = recipes.quantize_dynamic_onnx(parent.onnx_path, target)
+        else:
+            info = recipes.quantize_static_onnx(parent, target)
+        return parent.params_m, info
+    module = parent.torch_module()
+    if step.name.startswith("pruned-unstructured"):
+        info = recipes.prune_unstructured(module, step.params["amount"])
+    elif step.name.startswith("pruned-structured"):
+        module, info = recipes.prune_structured(module, parent.model, step.params["amount"])
+    else:
+        module, info = recipes.distil_layers(module, parent.model, step.params["layers"])
+    recipes.save_state(module, staging)
+    export_onnx(module, parent.model, target)
+    return _params_m(module), info
+
+
+def build(model_name: str, variant_name: str, root: Path) -> Artifact:
+    """The cached artifact of ``variant_name``, building it (and its parents) if missing.
+
+    Runtime steps (fp16, bf16) do not change the file: their artifact is their parent's.
+    """
+    variant = parse_variant(variant_name)
+    name = variant.artifact_name
+    if name == "fp32":
+        return _build_base(model_name, root)
+    parent_name, _, last = name.rpartition("+")
+    parent = build(model_name, parent_name or "fp32", root)
+    step = next(s for s in variant.steps if s.name == last)
+    data = step_recipe(parent, step)
+    key = _recipe_key(data)
+    final = _directory(root, model_name, name, key)
+    found = _load_meta(final)
+    if found is not None:
+        return found
+    staging = _staging(final)
+    try:
+        started = time.perf_counter()
+        params_m, info = _apply_step(parent, step, staging)
+        onnx_path = staging / "model.onnx"
+        link = {"step": step.name, "directory": str(final), "params": step.params, "info": info}
+        return _store(staging, final, Artifact(
+            model=model_name,
+            variant=name,
+            key=key,
+            directory=str(final),
+            sha256=_file_sha256(onnx_path),
+            size_mb=onnx_path.stat().st_size / 2**20,
+            params_m=params_m,
+            lineage={"parent": parent.key, "parent_variant": parent.variant, "recipe": data,
+                     "step": step.recipe, "info": info,
+                     "chain": [*parent.lineage.get("chain", []), link],
+                     "build_s": time.perf_counter() - started},
+        ))  # fmt: skip
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def build_in_worker(payload: dict[str, Any]) -> dict[str, Any]:

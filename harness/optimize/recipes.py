@@ -1,0 +1,247 @@
+"""The recipes behind each variant step. Imports torch: load this module lazily (workers only).
+
+Torch recipes take the parent's module and return the changed one plus facts for the lineage;
+ONNX recipes rewrite the parent's file. ``rebuild`` replays a torch-side step when a torch
+backend needs the module that matches an artifact.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from harness.errors import BackendUnavailable, VariantNotApplicable
+from harness.optimize import transformer
+
+if TYPE_CHECKING:
+    from harness.optimize.artifacts import Artifact
+
+STATE_FILE = "torch_state.safetensors"
+
+
+def _linears(module: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+def prune_unstructured(module: torch.nn.Module, amount: float) -> dict[str, Any]:
+    """Zero the ``amount`` smallest-magnitude weights of every Linear layer (per layer)."""
+    zeros = total = 0
+    with torch.no_grad():
+        for _, linear in _linears(module):
+            weight = linear.weight
+            k = round(amount * weight.numel())
+            if k == 0:
+                continue
+            threshold = weight.abs().flatten().kthvalue(k).values
+            weight.masked_fill_(weight.abs() <= threshold, 0.0)
+            zeros += int((weight == 0).sum())
+            total += weight.numel()
+    return {
+        "linear_sparsity": zeros / total if total else 0.0,
+        "linear_layers": len(_linears(module)),
+    }
+
+
+def quantize_dynamic_onnx(source: Path, target: Path) -> dict[str, Any]:
+    """ONNX Runtime dynamic quantization: int8 weights of MatMul/Gemm, activations at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(
+            source, target, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8
+        )
+    return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8"}
+
+
+def quantize_dynamic_torch(module: torch.nn.Module) -> torch.nn.Module:
+    """PyTorch dynamic quantization of every Linear layer: the torch side of int8-dynamic."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        quantized: torch.nn.Module = torch.ao.quantization.quantize_dynamic(
+            module, {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return quantized
+
+
+def save_state(module: torch.nn.Module, directory: Path) -> None:
+    from safetensors.torch import save_model
+
+    save_model(module, str(directory / STATE_FILE))
+
+
+def load_state(module: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    from safetensors.torch import load_model
+
+    load_model(module, str(directory / STATE_FILE))
+    return module
+
+
+def rebuild(module: torch.nn.Module, link: dict[str, Any]) -> torch.nn.Module:
+    """Replay one lineage link on the torch side (weights load from safetensors, no pickle)."""
+    step, directory = link["step"], Path(link["directory"])
+    if step == "int8-dynamic":
+        return quantize_dynamic_torch(module)
+    if step == "int8-static":
+        raise BackendUnavailable(
+            "PyTorch eager has no int8 path for a static QDQ graph; run int8-static on an "
+            "ONNX backend (onnxruntime, openvino)"
+        )
+    if step.startswith("pruned-unstructured"):
+        return load_state(module, directory)
+    if step.startswith("pruned-structured"):
+        transformer.restructure(module, link["info"]["heads"], link["info"]["neurons"])
+        return load_state(module, directory)
+    if step.startswith("distilled-"):
+        student = transformer.drop_layers(module, link["info"]["kept_layers"], step)
+        return load_state(student, directory)
+    raise ValueError(f"no torch rebuild for step {step!r}")
+
+
+# Short distillation budgets: minutes on 2 CPU cores for minilm-l6, on the training split.
+DISTIL_EPOCHS, DISTIL_LR = 30, 1e-4
+RECOVER_EPOCHS, RECOVER_LR = 10, 5e-5
+
+
+def prune_structured(
+    module: torch.nn.Module, model_name: str, amount: float
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Remove ``amount`` of the heads and FFN neurons of every layer, least important first,
+    then recover fidelity by distilling against the unpruned module."""
+    from harness.models import get_model
+    from harness.worker import report_progress
+
+    teacher = copy.deepcopy(module)
+    inputs = get_model(model_name).training_inputs(128)
+    heads, neurons = transformer.choose_structure(transformer.importance(module, inputs), amount)
+    before = sum(p.numel() for p in module.parameters())
+    transformer.restructure(module, heads, neurons)
+    info = transformer.distil(module, teacher, inputs, RECOVER_EPOCHS, RECOVER_LR, report_progress)
+    after = sum(p.numel() for p in module.parameters())
+    return module, {
+        **info,
+        "heads": heads,
+        "neurons": neurons,
+        "params_removed": 1 - after / before,
+    }
+
+
+def distil_layers(
+    teacher: torch.nn.Module, model_name: str, layers: int
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A student with ``layers`` of the teacher's layers, distilled on the training split."""
+    from harness.models import get_model
+    from harness.worker import report_progress
+
+    depth = len(transformer.encoder_layers(teacher, f"distilled-{layers}l"))
+    if layers >= depth:
+        raise VariantNotApplicable(
+            f"distilled-{layers}l: the teacher has {depth} layers; a student needs fewer"
+        )
+    keep = transformer.student_layer_indices(depth, layers)
+    student = transformer.drop_layers(teacher, keep, f"distilled-{layers}l")
+    inputs = get_model(model_name).training_inputs(128)
+    info = transformer.distil(student, teacher, inputs, DISTIL_EPOCHS, DISTIL_LR, report_progress)
+    return student, {**info, "kept_layers": keep, "teacher_layers": depth}
+
+
+def _ort_outputs(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    from harness.measure.fidelity import run_batches
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return run_batches(lambda b: session.run(None, {n: b[n] for n in names})[0], inputs, 16)
+
+
+def _rows(inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    count = len(next(iter(inputs.values())))
+    return [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(count)]
+
+
+def _nncf_qdq(source: Path, target: Path, calibration: dict[str, np.ndarray], task: str) -> None:
+    """NNCF post-training quantization of the ONNX graph to QDQ (transformer-aware for text)."""
+    import nncf
+    import onnx
+
+    model_type = nncf.ModelType.TRANSFORMER if task == "embedding" else None
+    rows = _rows(calibration)
+    quantized = nncf.quantize(
+        onnx.load(str(source)), nncf.Dataset(rows), model_type=model_type, subset_size=len(rows)
+    )
+    onnx.save(quantized, str(target))
+
+
+def _ort_minmax_qdq(source: Path, target: Path, calibration: dict[str, np.ndarray]) -> None:
+    """ONNX Runtime static quantization: min-max calibration, per-channel int8 weights, QDQ."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(_rows(calibration))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.rows, None)
+
+    quantize_static(
+        source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+    )  # fmt: skip
+
+
+def quantize_static_onnx(parent: Artifact, target: Path) -> dict[str, Any]:
+    """Static int8 QDQ calibrated on the calibration split; of the candidate recipes (NNCF,
+    ONNX Runtime min-max) keep the one whose outputs stay closest to the parent's on the
+    training split (never the held-out evaluation split)."""
+    import shutil
+    import tempfile
+
+    from harness.measure.fidelity import score
+    from harness.models import get_model
+
+    model = get_model(parent.model)
+    seq = 128 if model.uses_sequence else None
+    calibration, selection = model.calibration_inputs(seq), model.training_inputs(seq)
+    expected = _ort_outputs(parent.onnx_path, selection)
+    candidates = {
+        "nncf": lambda out: _nncf_qdq(parent.onnx_path, out, calibration, model.task),
+        "onnxruntime-minmax": lambda out: _ort_minmax_qdq(parent.onnx_path, out, calibration),
+    }
+    scores: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, quantize in candidates.items():
+            out = Path(tmp) / f"{name}.onnx"
+            try:
+                quantize(out)
+            except Exception as exc:  # a recipe that cannot handle this graph is just not chosen
+                errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            # Scored against the parent's own predictions: for a classifier, top-1 agreement.
+            got = _ort_outputs(out, selection)
+            scores[name] = score(model.task, got, expected, expected.argmax(axis=1)).value
+        if not scores:
+            raise RuntimeError(f"no int8-static recipe worked: {errors}")
+        best = max(scores, key=lambda n: scores[n])
+        shutil.copyfile(Path(tmp) / f"{best}.onnx", target)
+    return {
+        "chosen": best,
+        "selection_split": "training",
+        "selection_metric": "top1_agreement" if model.task == "classifier" else "cosine",
+        "scores": scores,
+        "errors": errors,
+        "calibration_rows": len(_rows(calibration)),
+    }
