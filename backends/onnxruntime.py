@@ -114,6 +114,7 @@ class OnnxRuntimeBackend:
             return None
         with tempfile.TemporaryDirectory() as tmp:
             self._opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+            self._opts.log_severity_level = 3  # not the "hardware-specific graph" warning
             ort.InferenceSession(str(self._path), sess_options=self._opts,
                                  providers=[self._provider])  # fmt: skip
             return graph_precision(Path(self._opts.optimized_model_filepath))

@@ -22,12 +22,6 @@ class BertBase(MiniLM):
         return "bert-base-v1:BertConfig-defaults:seed0:mean-pool-normalize"
 
     def build_torch(self) -> torch.nn.Module:
-        import torch
-        import transformers
+        from harness.models.pooling import bert_sentence_encoder
 
-        from harness.models.pooling import SentenceEmbedding
-
-        transformers.logging.set_verbosity_error()
-        torch.manual_seed(0)
-        encoder = transformers.BertModel(transformers.BertConfig(), add_pooling_layer=False)
-        return SentenceEmbedding(encoder).eval()
+        return bert_sentence_encoder()  # BertConfig's defaults are BERT-base

@@ -8,7 +8,6 @@ Nothing is fetched from a hub: weights and tokenizer load from the package direc
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.digest import file_sha256
 from harness.errors import ConfigError
 from harness.models.corpus import sentences
 
@@ -35,13 +35,7 @@ def model_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-@functools.cache
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_file_sha256 = functools.cache(file_sha256)  # the 90 MB weights: hash once per process
 
 
 def tokenize(texts: list[str], length: int) -> dict[str, np.ndarray]:

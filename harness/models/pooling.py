@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -20,3 +22,13 @@ class SentenceEmbedding(torch.nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
+
+
+def bert_sentence_encoder(**config: Any) -> SentenceEmbedding:
+    """A BERT encoder built from its config with seeded weights (nothing downloaded)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    encoder = transformers.BertModel(transformers.BertConfig(**config), add_pooling_layer=False)
+    return SentenceEmbedding(encoder).eval()

@@ -19,14 +19,8 @@ class TinyBert(MiniLM):
         return "tiny-bert-v1:L4-H64-A4-I128:seed0"
 
     def build_torch(self) -> torch.nn.Module:
-        import torch
-        import transformers
+        from harness.models.pooling import bert_sentence_encoder
 
-        from harness.models.pooling import SentenceEmbedding
-
-        transformers.logging.set_verbosity_error()
-        torch.manual_seed(0)
-        config = transformers.BertConfig(
+        return bert_sentence_encoder(
             hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128
         )
-        return SentenceEmbedding(transformers.BertModel(config, add_pooling_layer=False)).eval()

@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.digest import file_sha256
 from harness.models import get_model
 from harness.optimize.variants import Step, parse_variant
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 CACHE_ENV = "INFRABENCH_CACHE"
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2  # bump when a recipe changes what it writes: old cache entries are not reused
 OPSET = 17
 
 
@@ -108,14 +109,6 @@ def _recipe_key(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _directory(root: Path, model_name: str, variant_name: str, key: str) -> Path:
     return root / "artifacts" / model_name / variant_name / key
 
@@ -157,8 +150,22 @@ def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
         )
 
 
-def _store(staging: Path, final: Path, artifact: Artifact) -> Artifact:
-    """Write meta.json and move the staging directory into place (atomic per key)."""
+def _store(
+    staging: Path, final: Path, model: str, variant: str, params_m: float, lineage: dict[str, Any]
+) -> Artifact:
+    """Describe ``staging/model.onnx``, write meta.json and move the staging directory into
+    place (atomic per key)."""
+    onnx_path = staging / "model.onnx"
+    artifact = Artifact(
+        model=model,
+        variant=variant,
+        key=final.name,
+        directory=str(final),
+        sha256=file_sha256(onnx_path),
+        size_mb=onnx_path.stat().st_size / 2**20,
+        params_m=params_m,
+        lineage=lineage,
+    )
     (staging / "meta.json").write_text(json.dumps({"artifact": artifact.to_dict()}, indent=2))
     try:
         staging.rename(final)
@@ -193,17 +200,9 @@ def _build_base(model_name: str, root: Path) -> Artifact:
         import onnx
 
         onnx.checker.check_model(str(onnx_path))
-        return _store(staging, final, Artifact(
-            model=model_name,
-            variant="fp32",
-            key=key,
-            directory=str(final),
-            sha256=_file_sha256(onnx_path),
-            size_mb=onnx_path.stat().st_size / 2**20,
-            params_m=_params_m(module),
-            lineage={"parent": None, "recipe": data, "chain": [],
-                     "build_s": time.perf_counter() - started},
-        ))  # fmt: skip
+        lineage: dict[str, Any] = {"parent": None, "recipe": data, "chain": [],
+                   "build_s": time.perf_counter() - started}  # fmt: skip
+        return _store(staging, final, model_name, "fp32", _params_m(module), lineage)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -253,21 +252,12 @@ def build(model_name: str, variant_name: str, root: Path) -> Artifact:
     try:
         started = time.perf_counter()
         params_m, info = _apply_step(parent, step, staging)
-        onnx_path = staging / "model.onnx"
         link = {"step": step.name, "directory": str(final), "params": step.params, "info": info}
-        return _store(staging, final, Artifact(
-            model=model_name,
-            variant=name,
-            key=key,
-            directory=str(final),
-            sha256=_file_sha256(onnx_path),
-            size_mb=onnx_path.stat().st_size / 2**20,
-            params_m=params_m,
-            lineage={"parent": parent.key, "parent_variant": parent.variant, "recipe": data,
-                     "step": step.recipe, "info": info,
-                     "chain": [*parent.lineage.get("chain", []), link],
-                     "build_s": time.perf_counter() - started},
-        ))  # fmt: skip
+        lineage = {"parent": parent.key, "parent_variant": parent.variant, "recipe": data,
+                   "step": step.recipe, "info": info,
+                   "chain": [*parent.lineage.get("chain", []), link],
+                   "build_s": time.perf_counter() - started}  # fmt: skip
+        return _store(staging, final, model_name, name, params_m, lineage)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
