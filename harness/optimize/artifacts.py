@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 CACHE_ENV = "INFRABENCH_CACHE"
-ARTIFACT_FORMAT = 2  # bump when a recipe changes what it writes: old cache entries are not reused
+ARTIFACT_FORMAT = 3  # bump when a recipe changes what it writes: old cache entries are not reused
 OPSET = 17
 
 

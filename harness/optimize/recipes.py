@@ -131,7 +131,10 @@ def prune_structured(
     heads, neurons = transformer.choose_structure(transformer.importance(module, inputs), amount)
     before = sum(p.numel() for p in module.parameters())
     transformer.restructure(module, heads, neurons)
-    info = transformer.distil(module, teacher, inputs, RECOVER_EPOCHS, RECOVER_LR, report_progress)
+    same_depth = list(range(len(heads)))
+    info = transformer.distil(
+        module, teacher, inputs, same_depth, RECOVER_EPOCHS, RECOVER_LR, report_progress
+    )
     after = sum(p.numel() for p in module.parameters())
     return module, {
         **info,
@@ -156,7 +159,11 @@ def distil_layers(
     keep = transformer.student_layer_indices(depth, layers)
     student = transformer.drop_layers(teacher, keep, f"distilled-{layers}l")
     inputs = get_model(model_name).training_inputs(128)
-    info = transformer.distil(student, teacher, inputs, DISTIL_EPOCHS, DISTIL_LR, report_progress)
+    # Student layer k stands for the teacher's layers up to the next kept one.
+    layer_map = [*(i - 1 for i in keep[1:]), depth - 1]
+    info = transformer.distil(
+        student, teacher, inputs, layer_map, DISTIL_EPOCHS, DISTIL_LR, report_progress
+    )
     return student, {**info, "kept_layers": keep, "teacher_layers": depth}
 
 

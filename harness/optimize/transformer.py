@@ -143,35 +143,89 @@ def _batches(
     return out
 
 
+def augment(
+    ids: np.ndarray, mask: np.ndarray, rng: np.random.Generator, vocab_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token-level augmentation of a batch: each row is kept, has 15% of its tokens dropped or
+    replaced by random word pieces, is cropped to a span, or is joined with part of another row.
+    The teacher labels whatever text results, so the student sees far more than the split."""
+    rows = []
+    for r in range(len(ids)):
+        n = int(mask[r].sum())
+        cls, body, sep = ids[r, 0], ids[r, 1 : n - 1], ids[r, n - 1]
+        kind = rng.integers(5)
+        if kind == 1 and len(body) > 2:
+            body = body[rng.random(len(body)) > 0.15]
+        elif kind == 2:
+            body = body.copy()
+            hit = rng.random(len(body)) < 0.15
+            body[hit] = rng.integers(1000, vocab_size, int(hit.sum()))
+        elif kind == 3 and len(body) > 4:
+            span = int(rng.integers(len(body) // 2, len(body) + 1))
+            first = int(rng.integers(0, len(body) - span + 1))
+            body = body[first : first + span]
+        elif kind == 4:
+            other = int(rng.integers(len(ids)))
+            m = int(mask[other].sum())
+            body = np.concatenate([body, ids[other, 1 + (m - 2) // 2 : m - 1]])
+        rows.append(np.concatenate([[cls], body[: ids.shape[1] - 2], [sep]]))
+    width = max(len(row) for row in rows)
+    out_ids = np.zeros((len(rows), width), dtype=np.int64)
+    out_mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        out_ids[r, : len(row)], out_mask[r, : len(row)] = row, 1
+    return out_ids, out_mask
+
+
+def _embed(module: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Sentence embedding and every layer's hidden states."""
+    from harness.models.pooling import mean_pool_normalize
+
+    out = module.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    return mean_pool_normalize(out[0], mask), out.hidden_states
+
+
 def distil(
     student: torch.nn.Module,
-    teacher: torch.nn.Module,
+    teacher: Any,
     inputs: dict[str, np.ndarray],
+    layer_map: list[int],
     epochs: int,
     lr: float,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Train ``student`` to reproduce ``teacher``'s embeddings (1 - cosine loss), seeded."""
+    """Train ``student`` to reproduce ``teacher`` on augmented training text (seeded).
+
+    Loss: 1 - cosine of the sentence embeddings, plus the mean squared error between student
+    layer k's output and teacher layer ``layer_map[k]``'s, scaled by the teacher's variance.
+    """
     torch.manual_seed(0)
     teacher.eval()
-    with torch.inference_mode():
-        targets = [teacher(*b).clone() for b in _batches(inputs, 16, shuffle=False)]
+    vocab = int(teacher.encoder.config.vocab_size)
     rows = len(inputs["input_ids"])
-    target = torch.cat(targets)
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
     student.train()
     started = time.perf_counter()
     loss_value = float("nan")
     for epoch in range(epochs):
-        order = np.random.default_rng(epoch).permutation(rows)
+        rng = np.random.default_rng(epoch)
+        order = rng.permutation(rows)
         total = 0.0
         for start in range(0, rows, 16):
             idx = order[start : start + 16]
-            length = int(inputs["attention_mask"][idx].sum(axis=1).max())
-            ids = torch.from_numpy(np.ascontiguousarray(inputs["input_ids"][idx, :length]))
-            mask = torch.from_numpy(np.ascontiguousarray(inputs["attention_mask"][idx, :length]))
-            out = student(ids, mask)
-            loss = (1 - torch.nn.functional.cosine_similarity(out, target[idx], dim=-1)).mean()
+            ids_np, mask_np = augment(
+                inputs["input_ids"][idx], inputs["attention_mask"][idx], rng, vocab
+            )
+            ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+            with torch.no_grad():  # not inference_mode: these are loss targets under autograd
+                target, target_hidden = _embed(teacher, ids, mask)
+            out, hidden = _embed(student, ids, mask)
+            loss = (1 - torch.nn.functional.cosine_similarity(out, target, dim=-1)).mean()
+            for k, t in enumerate(layer_map):
+                goal = target_hidden[t + 1]
+                loss = loss + torch.nn.functional.mse_loss(hidden[k + 1], goal) / (
+                    goal.var() * len(layer_map)
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -183,6 +237,8 @@ def distil(
         "epochs": epochs,
         "lr": lr,
         "train_rows": rows,
+        "augmentation": "token drop / replace / crop / join, 15%",
+        "layer_map": layer_map,
         "final_loss": loss_value,
         "train_s": time.perf_counter() - started,
     }
