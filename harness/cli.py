@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.base import availability, backend_class, backend_names
 from harness import __version__
-from harness.config import Case, find_suite, load_suite, suite_names
+from harness.config import Case, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
 from harness.measure.energy import EnergySettings, choose_probe
@@ -26,6 +26,7 @@ from harness.render import FORMATS, render
 from harness.result import CaseResult
 from harness.runner import Runner
 from harness.store import Store, store_path
+from harness.suites import find_suite, suite_names
 
 DEFAULT_SUITE = "quick"
 

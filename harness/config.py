@@ -31,7 +31,6 @@ Every error names the file, the key and what is allowed, on one line.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -47,7 +46,6 @@ from harness.models import get_model, model_names
 from harness.optimize.variants import parse_variant
 
 SCENARIOS = ("single-stream",)
-SUITES_ENV = "INFRABENCH_SUITES"
 DEFAULT_TIMEOUT_S = 600.0
 
 
@@ -389,39 +387,3 @@ def load_suite(path: Path) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return parse_suite(data, str(path))
-
-
-def suite_dirs() -> list[Path]:
-    """Where suite names are looked up: $INFRABENCH_SUITES, ./suites, the source tree's suites."""
-    dirs = [Path(p) for p in os.environ.get(SUITES_ENV, "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
-
-
-def suite_names() -> dict[str, Path]:
-    """Every suite findable by name; earlier directories win."""
-    found: dict[str, Path] = {}
-    for directory in suite_dirs():
-        for path in sorted(directory.glob("*.toml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
-def find_suite(name_or_path: str) -> Path:
-    """A suite by file path or by name; ConfigError listing the known names otherwise."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.is_file():
-        if not candidate.is_file():
-            raise ConfigError(f"{candidate}: suite file not found")
-        return candidate
-    names = suite_names()
-    if name_or_path not in names:
-        raise ConfigError(
-            f"unknown suite {name_or_path!r}; allowed: {', '.join(names) or '(none found)'} "
-            "or a path to a .toml file"
-        )
-    return names[name_or_path]

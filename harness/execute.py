@@ -31,7 +31,7 @@ from harness.measure.fidelity import (
 )
 from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.stats import LatencyStats, samples_to_ms
-from harness.measure.timing import TimingPolicy, measure, time_once
+from harness.measure.timing import TimingPolicy, TimingResult, measure, time_once
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import get_variant
@@ -149,39 +149,40 @@ def execute(
         return result, []
     finally:
         backend.close()
+    result.peak_rss_mb = peak_rss_mb()
     samples = samples_to_ms(timing.samples_ns)
     stats = LatencyStats.from_samples(samples, case.batch_size, policy.confidence)
-    fill_latency(result, stats)
-    result.warmup_iters = timing.warmup_iters
-    result.warmup_s = timing.warmup_s
-    result.warmup_steady = timing.steady
-    result.stop_reason = timing.stop_reason
-    result.p50_rel_ci_width = timing.rel_ci_width
-    result.peak_rss_mb = peak_rss_mb()
     details: dict[str, Any] = {"energy": energy_note}
-    if fidelity is None:
-        details["fidelity"] = "not scored: this backend computes no model outputs"
-    else:
-        result.fidelity_metric = fidelity.metric
-        result.fidelity = fidelity.value
-        result.fidelity_ratio = fidelity.ratio
-        result.fidelity_ok = fidelity.ratio >= min_ratio
-        details[fidelity.agreement_metric] = fidelity.agreement
-        details["fidelity_reference"] = fidelity.reference
+    fill_latency(result, stats, timing, details)
+    fill_fidelity(result, fidelity, min_ratio, details)
     if timing.energy is not None:
         reading = timing.energy
         result.energy_j_per_inference = reading.joules / (stats.n * case.batch_size)
         result.power_w = reading.joules / reading.seconds if reading.seconds > 0 else None
         result.energy_source = reading.source
         details["energy"] = energy_note + reading.probe
-    if stats.p99.value is None:
-        details["p99"] = f"insufficient samples ({stats.n})"
     result.details = json.dumps(details)
     return result, samples.tolist()
 
 
-def fill_latency(result: CaseResult, stats: LatencyStats) -> None:
-    """Copy statistics into the row's latency columns (``None`` stays ``None``)."""
+def fill_fidelity(
+    result: CaseResult, fidelity: Fidelity | None, min_ratio: float, details: dict[str, Any]
+) -> None:
+    if fidelity is None:
+        details["fidelity"] = "not scored: this backend computes no model outputs"
+        return
+    result.fidelity_metric = fidelity.metric
+    result.fidelity = fidelity.value
+    result.fidelity_ratio = fidelity.ratio
+    result.fidelity_ok = fidelity.ratio >= min_ratio
+    details[fidelity.agreement_metric] = fidelity.agreement
+    details["fidelity_reference"] = fidelity.reference
+
+
+def fill_latency(
+    result: CaseResult, stats: LatencyStats, timing: TimingResult, details: dict[str, Any]
+) -> None:
+    """Copy statistics and how sampling went into the row (``None`` stays ``None``)."""
     for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
         setattr(result, f"latency_ms_{name}", q.value)
         setattr(result, f"latency_ms_{name}_ci_low", q.ci_low)
@@ -190,6 +191,13 @@ def fill_latency(result: CaseResult, stats: LatencyStats) -> None:
     result.n_samples = stats.n
     result.cv = stats.cv
     result.throughput_per_s = stats.throughput_per_s
+    result.warmup_iters = timing.warmup_iters
+    result.warmup_s = timing.warmup_s
+    result.warmup_steady = timing.steady
+    result.stop_reason = timing.stop_reason
+    result.p50_rel_ci_width = timing.rel_ci_width
+    if stats.p99.value is None:
+        details["p99"] = f"insufficient samples ({stats.n})"
 
 
 def run_case_in_worker(payload: dict[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import find_suite, load_suite
+from harness.config import load_suite
 from harness.errors import ConfigError
+from harness.suites import find_suite
 
 Write = Callable[..., Path]
 
