@@ -107,21 +107,19 @@ def _report(name: str, ratio: float, rounds: list, capsys: pytest.CaptureFixture
         print(f"\n{name}: harness/reference p50 ratio {ratio:.4f} (rounds, ms: {pairs})")
 
 
-def test_onnxruntime_matches_a_bare_perf_counter_loop(
-    artifact: Artifact, capsys: pytest.CaptureFixture[str]
-) -> None:
-    ratio, rounds = side_by_side(
-        lambda: harness_p50(artifact, "onnxruntime"), lambda: bare_onnxruntime_p50(artifact)
-    )
-    _report("onnxruntime vs bare loop", ratio, rounds, capsys)
-    assert abs(ratio - 1) <= 0.03
+REFERENCES: dict[str, tuple[str, Callable[[Artifact], float]]] = {
+    "onnxruntime": ("a bare perf_counter loop", bare_onnxruntime_p50),
+    "openvino": ("benchmark_app", benchmark_app_p50),
+}
 
 
-def test_openvino_matches_benchmark_app(
-    artifact: Artifact, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("backend", list(REFERENCES))
+def test_harness_p50_matches_the_runtimes_own_timing(
+    backend: str, artifact: Artifact, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    name, reference = REFERENCES[backend]
     ratio, rounds = side_by_side(
-        lambda: harness_p50(artifact, "openvino"), lambda: benchmark_app_p50(artifact)
+        lambda: harness_p50(artifact, backend), lambda: reference(artifact)
     )
-    _report("openvino vs benchmark_app", ratio, rounds, capsys)
+    _report(f"{backend} vs {name}", ratio, rounds, capsys)
     assert abs(ratio - 1) <= 0.03

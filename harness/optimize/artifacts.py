@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -120,12 +121,6 @@ def _load_meta(directory: Path) -> Artifact | None:
     return Artifact.from_dict(json.loads(meta.read_text())["artifact"])
 
 
-def cached(model_name: str, variant_name: str, root: Path) -> Artifact | None:
-    """The cached fp32 artifact for this model, or ``None`` if it has not been built."""
-    key = _recipe_key(base_recipe(model_name))
-    return _load_meta(_directory(root, model_name, variant_name, key))
-
-
 def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
     """Export with the TorchScript exporter: dynamic batch (and sequence) axes, opset 17."""
     import torch
@@ -184,27 +179,36 @@ def _params_m(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
 
-def _build_base(model_name: str, root: Path) -> Artifact:
-    data = base_recipe(model_name)
-    key = _recipe_key(data)
-    final = _directory(root, model_name, "fp32", key)
+def _build_once(
+    root: Path,
+    model_name: str,
+    variant_name: str,
+    recipe_data: dict[str, Any],
+    make: Callable[[Path], tuple[float, dict[str, Any]]],
+) -> Artifact:
+    """The artifact cached under this recipe's key, or ``make(staging)`` it: ``make`` writes
+    ``staging/model.onnx`` and returns (params_m, lineage facts)."""
+    final = _directory(root, model_name, variant_name, _recipe_key(recipe_data))
     found = _load_meta(final)
     if found is not None:
         return found
     staging = _staging(final)
     try:
         started = time.perf_counter()
-        module = get_model(model_name).build_torch()
-        onnx_path = staging / "model.onnx"
-        export_onnx(module, model_name, onnx_path)
-        import onnx
-
-        onnx.checker.check_model(str(onnx_path))
-        lineage: dict[str, Any] = {"parent": None, "recipe": data, "chain": [],
-                   "build_s": time.perf_counter() - started}  # fmt: skip
-        return _store(staging, final, model_name, "fp32", _params_m(module), lineage)
+        params_m, facts = make(staging)
+        lineage = {"recipe": recipe_data, **facts, "build_s": time.perf_counter() - started}
+        return _store(staging, final, model_name, variant_name, params_m, lineage)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]:
+    import onnx
+
+    module = get_model(model_name).build_torch()
+    export_onnx(module, model_name, staging / "model.onnx")
+    onnx.checker.check_model(str(staging / "model.onnx"))
+    return _params_m(module), {"parent": None, "chain": []}
 
 
 def _apply_step(parent: Artifact, step: Step, staging: Path) -> tuple[float, dict[str, Any]]:
@@ -238,28 +242,24 @@ def build(model_name: str, variant_name: str, root: Path) -> Artifact:
     variant = parse_variant(variant_name)
     name = variant.artifact_name
     if name == "fp32":
-        return _build_base(model_name, root)
+        return _build_once(
+            root, model_name, "fp32", base_recipe(model_name),
+            lambda staging: _export_base(model_name, staging),
+        )  # fmt: skip
     parent_name, _, last = name.rpartition("+")
     parent = build(model_name, parent_name or "fp32", root)
     step = next(s for s in variant.steps if s.name == last)
     data = step_recipe(parent, step)
-    key = _recipe_key(data)
-    final = _directory(root, model_name, name, key)
-    found = _load_meta(final)
-    if found is not None:
-        return found
-    staging = _staging(final)
-    try:
-        started = time.perf_counter()
+    final = _directory(root, model_name, name, _recipe_key(data))
+
+    def make(staging: Path) -> tuple[float, dict[str, Any]]:
         params_m, info = _apply_step(parent, step, staging)
         link = {"step": step.name, "directory": str(final), "params": step.params, "info": info}
-        lineage = {"parent": parent.key, "parent_variant": parent.variant, "recipe": data,
-                   "step": step.recipe, "info": info,
-                   "chain": [*parent.lineage.get("chain", []), link],
-                   "build_s": time.perf_counter() - started}  # fmt: skip
-        return _store(staging, final, model_name, name, params_m, lineage)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        chain = [*parent.lineage.get("chain", []), link]
+        return params_m, {"parent": parent.key, "parent_variant": parent.variant,
+                          "step": step.recipe, "info": info, "chain": chain}  # fmt: skip
+
+    return _build_once(root, model_name, name, data, make)
 
 
 def build_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
