@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.base import availability, backend_class, backend_names
 from harness import __version__
+from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, compare_runs
 from harness.config import Case, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
@@ -22,7 +23,7 @@ from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
-from harness.render import FORMATS, render
+from harness.render import FORMATS, render, render_comparison
 from harness.result import CaseResult
 from harness.runner import Runner
 from harness.store import Store, store_path
@@ -128,6 +129,29 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    with Store(store_path(args.store), read_only=True) as store:
+        base_id, cand_id = store.resolve_run(args.base), store.resolve_run(args.candidate)
+        base, cand = store.cases(base_id), store.cases(cand_id)
+        samples = {
+            (r.run_id, r.case_id): store.samples(r.run_id, r.case_id)
+            for r in (*base, *cand)
+            if r.status == "ok"
+        }
+        same = store.run(base_id)["fingerprint_sha256"] == store.run(cand_id)["fingerprint_sha256"]
+    rows = compare_runs(base, cand, samples, same, args.alpha, args.min_effect)
+    title = f"{cand_id} vs {base_id} (alpha {args.alpha:g}, min effect {args.min_effect:.0%})"
+    print(render_comparison(rows, args.format, title), end="")
+    return 1 if any(r.regression for r in rows) else 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="infrabench", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"infrabench {__version__}")
@@ -161,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=FORMATS, default="table")
     show.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
     show.set_defaults(func=_cmd_show)
+    cmp = sub.add_parser("compare", help="compare two runs; exit 1 on a significant regression")
+    cmp.add_argument("base", help="baseline run id, its prefix, or latest")
+    cmp.add_argument("candidate", help="candidate run id, its prefix, or latest")
+    cmp.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    cmp.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA,
+                     help="family-wise false-alarm rate across cases (Holm)")  # fmt: skip
+    cmp.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
+                     help="smallest slowdown worth reporting (0.05 = 5%%)")  # fmt: skip
+    cmp.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
+    cmp.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.compare import CaseComparison
 from harness.measure.stats import min_samples_for
 from harness.result import COLUMNS, CaseResult
 
@@ -162,3 +163,47 @@ def render(results: list[CaseResult], fmt: str, title: str = "") -> str:
     if fmt == "csv":
         return as_csv(results)
     return as_json(results)
+
+
+def _ratio(c: CaseComparison) -> str:
+    if c.ratio is None:
+        return "-"
+    return f"{c.ratio:.3f} [{c.ratio_ci_low:.3f}, {c.ratio_ci_high:.3f}]"
+
+
+_COMPARE: tuple[tuple[str, Callable[[CaseComparison], str]], ...] = (
+    ("model", lambda c: c.model),
+    ("variant", lambda c: c.variant),
+    ("backend", lambda c: c.backend),
+    ("shape", lambda c: c.shape or "-"),
+    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else "")),
+    ("base p50 ms", lambda c: _num(c.base_p50_ms, 3)),
+    ("cand p50 ms", lambda c: _num(c.candidate_p50_ms, 3)),
+    ("ratio [95% CI]", _ratio),
+    ("p (Holm)", lambda c: "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"),
+    ("fidelity", lambda c: f"{_num(c.base_fidelity, 4)} -> {_num(c.candidate_fidelity, 4)}"),
+    ("cost ratio", lambda c: _num(c.cost_ratio, 3)),
+    ("reason", lambda c: c.reason),
+)
+
+
+def render_comparison(rows: list[CaseComparison], fmt: str, title: str) -> str:
+    """A comparison as a table, markdown or JSON."""
+    if fmt == "json":
+        return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
+    header = [h for h, _ in _COMPARE]
+    cells = [[f(r) for _, f in _COMPARE] for r in rows]
+    if fmt == "table":
+        out = Table(title=title)
+        for name in header:
+            out.add_column(name)
+        for r, row in zip(rows, cells, strict=True):
+            out.add_row(*row, style="red" if r.regression else None)
+        console = Console(file=io.StringIO(), width=400, force_terminal=False)
+        console.print(out)
+        text: str = console.file.getvalue()  # type: ignore[attr-defined]
+        return text
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"

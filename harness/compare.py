@@ -1,0 +1,170 @@
+"""Statistical comparison of two runs: per case a ratio of medians with a confidence interval,
+a significance test controlled across all cases, a minimum effect size, and a verdict.
+
+* Cases are matched on (model, variant, backend, shape, scenario).
+* Not comparable (never a regression): different hardware/software fingerprint, different
+  runtime versions, different artifact, different threads, or a case that did not run ok.
+* Ratio = candidate / base latency as a Hodges-Lehmann estimate on log latencies, with the
+  distribution-free interval from the Mann-Whitney statistic; p-values from the two-sided
+  Mann-Whitney U test, adjusted with Holm's method across the comparable cases (family-wise
+  error control).
+* ``slower`` needs both a significant adjusted p-value and the whole interval beyond
+  ``1 + min_effect`` (``faster``: below ``1 / (1 + min_effect)``); otherwise ``unchanged``.
+* A variant that passed the fidelity gate in the base and fails it in the candidate is a
+  fidelity regression. Cost ratios are reported alongside.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+
+from harness.result import CaseResult
+
+Verdict = Literal[
+    "faster", "slower", "unchanged", "not comparable", "only in base", "only in candidate"
+]
+DEFAULT_ALPHA = 0.01
+DEFAULT_MIN_EFFECT = 0.05
+MAX_PAIRS_SIDE = 2000  # Hodges-Lehmann uses n1 x n2 differences: subsample beyond this
+
+
+@dataclass(frozen=True)
+class Shift:
+    """candidate / base latency ratio with its interval, and the test's p-value."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def latency_shift(base_ms: np.ndarray, cand_ms: np.ndarray, confidence: float = 0.95) -> Shift:
+    """Hodges-Lehmann ratio of two latency samples (log scale) and the Mann-Whitney p-value."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(0)
+    x = np.log(base_ms if len(base_ms) <= MAX_PAIRS_SIDE else rng.choice(base_ms, MAX_PAIRS_SIDE))
+    y = np.log(cand_ms if len(cand_ms) <= MAX_PAIRS_SIDE else rng.choice(cand_ms, MAX_PAIRS_SIDE))
+    diffs = np.sort((y[:, None] - x[None, :]).ravel())
+    n1, n2 = len(x), len(y)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    k = math.floor(n1 * n2 / 2 - z * math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12))
+    k = min(max(k, 0), len(diffs) - 1)
+    p_value = float(mannwhitneyu(cand_ms, base_ms, alternative="two-sided").pvalue)
+    return Shift(
+        ratio=float(np.exp(np.median(diffs))),
+        ci_low=float(np.exp(diffs[k])),
+        ci_high=float(np.exp(diffs[len(diffs) - 1 - k])),
+        p_value=p_value,
+    )
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone), in the input order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def decide(shift: Shift, p_adjusted: float, alpha: float, min_effect: float) -> Verdict:
+    """slower / faster only when significant *and* the whole interval is beyond the effect."""
+    if p_adjusted >= alpha:
+        return "unchanged"
+    if shift.ci_low > 1 + min_effect:
+        return "slower"
+    if shift.ci_high < 1 / (1 + min_effect):
+        return "faster"
+    return "unchanged"
+
+
+@dataclass
+class CaseComparison:
+    model: str
+    variant: str
+    backend: str
+    shape: str | None
+    scenario: str
+    verdict: Verdict
+    reason: str = ""
+    base_p50_ms: float | None = None
+    candidate_p50_ms: float | None = None
+    ratio: float | None = None
+    ratio_ci_low: float | None = None
+    ratio_ci_high: float | None = None
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    base_fidelity: float | None = None
+    candidate_fidelity: float | None = None
+    fidelity_regression: bool = False
+    cost_ratio: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == "slower" or self.fidelity_regression
+
+
+def _key(r: CaseResult) -> tuple[str, str, str, str | None, str]:
+    return (r.model, r.variant, r.backend, r.shape, r.scenario)
+
+
+def _not_comparable(base: CaseResult, cand: CaseResult, same_machine: bool) -> str:
+    if not same_machine:
+        return "hardware or software fingerprint differs"
+    if base.status != "ok" or cand.status != "ok":
+        return f"status {base.status} -> {cand.status}"
+    if base.threads != cand.threads:
+        return f"threads differ ({base.threads} -> {cand.threads})"
+    if base.versions != cand.versions:
+        return f"runtime versions differ ({base.versions} -> {cand.versions})"
+    if base.artifact_sha256 != cand.artifact_sha256:
+        return "artifact differs (another export, recipe or tool version)"
+    return ""
+
+
+def compare_runs(
+    base: list[CaseResult],
+    candidate: list[CaseResult],
+    samples: dict[tuple[str, str], np.ndarray],
+    same_machine: bool,
+    alpha: float = DEFAULT_ALPHA,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+) -> list[CaseComparison]:
+    """Compare matched cases; ``samples[(run_id, case_id)]`` holds raw latencies in ms."""
+    base_by, cand_by = {_key(r): r for r in base}, {_key(r): r for r in candidate}
+    out: list[CaseComparison] = []
+    shifts: list[tuple[CaseComparison, Shift]] = []
+    for key in sorted(set(base_by) | set(cand_by), key=str):
+        b, c = base_by.get(key), cand_by.get(key)
+        row = CaseComparison(*key, verdict="not comparable")
+        out.append(row)
+        if b is None or c is None:
+            row.verdict = "only in candidate" if b is None else "only in base"
+            continue
+        row.base_p50_ms, row.candidate_p50_ms = b.latency_ms_p50, c.latency_ms_p50
+        row.base_fidelity, row.candidate_fidelity = b.fidelity, c.fidelity
+        row.fidelity_regression = b.fidelity_ok is True and c.fidelity_ok is False
+        if b.cost_usd_per_million and c.cost_usd_per_million:
+            row.cost_ratio = c.cost_usd_per_million / b.cost_usd_per_million
+        row.reason = _not_comparable(b, c, same_machine)
+        if row.reason:
+            continue
+        shift = latency_shift(samples[(b.run_id, b.case_id)], samples[(c.run_id, c.case_id)])
+        row.ratio, row.ratio_ci_low, row.ratio_ci_high = shift.ratio, shift.ci_low, shift.ci_high
+        row.p_value = shift.p_value
+        shifts.append((row, shift))
+    for (row, shift), p_adj in zip(shifts, holm([s.p_value for _, s in shifts]), strict=True):
+        row.p_adjusted = p_adj
+        row.verdict = decide(shift, p_adj, alpha, min_effect)
+    return out

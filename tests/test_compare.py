@@ -1,0 +1,124 @@
+"""Soundness of the comparison on seeded synthetic samples: pure functions, no sleeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.compare import compare_runs, holm, latency_shift
+from harness.environment import fingerprint
+from harness.result import CaseResult
+from harness.store import Store
+
+CV = 0.05  # realistic within-run noise of a steady benchmark
+SIGMA = float(np.sqrt(np.log(1 + CV**2)))  # lognormal sigma for that CV
+
+
+def _samples(rng: np.random.Generator, median_ms: float, n: int = 100) -> np.ndarray:
+    return rng.lognormal(np.log(median_ms), SIGMA, n)
+
+
+def _case(run_id: str, backend: str, **kw: object) -> CaseResult:
+    fields = dict(run_id=run_id, case_id=f"m/fp32/{backend}/b1", model="m", variant="fp32",
+                  backend=backend, shape="b1", threads=2, status="ok", versions="{}",
+                  artifact_sha256="a", latency_ms_p50=10.0)  # fmt: skip
+    fields.update(kw)
+    return CaseResult(**fields)  # type: ignore[arg-type]
+
+
+def _run(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    base = [_case("A", f"b{i}") for i in range(len(pairs))]
+    cand = [_case("B", f"b{i}") for i in range(len(pairs))]
+    samples = {}
+    for i, (x, y) in enumerate(pairs):
+        samples[("A", base[i].case_id)] = x
+        samples[("B", cand[i].case_id)] = y
+    return [c.verdict for c in compare_runs(base, cand, samples, same_machine=True)]
+
+
+def test_a_a_comparisons_almost_never_raise_a_false_alarm() -> None:
+    rng = np.random.default_rng(11)
+    verdicts = []
+    for _ in range(10):  # 10 runs of 60 cases: 600 A/A comparisons, Holm within each run
+        verdicts += _run([(_samples(rng, 10.0), _samples(rng, 10.0)) for _ in range(60)])
+    assert len(verdicts) == 600
+    false_alarms = sum(v in ("slower", "faster") for v in verdicts)
+    assert false_alarms / len(verdicts) <= 0.01
+
+
+def test_a_ten_percent_slowdown_in_five_percent_noise_is_detected() -> None:
+    rng = np.random.default_rng(12)
+    verdicts = []
+    for _ in range(10):
+        verdicts += _run([(_samples(rng, 10.0), _samples(rng, 11.0)) for _ in range(60)])
+    assert sum(v == "slower" for v in verdicts) / len(verdicts) >= 0.95
+
+
+def test_shift_estimate_and_interval_cover_the_true_ratio() -> None:
+    rng = np.random.default_rng(13)
+    shift = latency_shift(_samples(rng, 10.0, 400), _samples(rng, 12.0, 400))
+    assert shift.ci_low < 1.2 < shift.ci_high
+    assert shift.ratio == pytest.approx(1.2, rel=0.01)
+    assert shift.p_value < 1e-10
+
+
+def test_holm_adjustment() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([]) == []
+
+
+def test_different_machines_or_artifacts_are_not_comparable_never_regressions() -> None:
+    rng = np.random.default_rng(14)
+    x, y = _samples(rng, 10.0), _samples(rng, 20.0)
+    base, cand = [_case("A", "ort")], [_case("B", "ort")]
+    samples = {("A", base[0].case_id): x, ("B", cand[0].case_id): y}
+    (row,) = compare_runs(base, cand, samples, same_machine=False)
+    assert row.verdict == "not comparable" and "fingerprint" in row.reason
+    assert not row.regression
+    cand = [_case("B", "ort", artifact_sha256="other")]
+    (row,) = compare_runs(base, cand, samples, same_machine=True)
+    assert row.verdict == "not comparable" and "artifact differs" in row.reason
+    cand = [_case("B", "ort", versions='{"onnxruntime": "9"}')]
+    (row,) = compare_runs(base, cand, samples, same_machine=True)
+    assert "runtime versions differ" in row.reason
+    rows = compare_runs(base, [_case("B", "ov")], samples, same_machine=True)
+    assert sorted(r.verdict for r in rows) == ["only in base", "only in candidate"]
+
+
+def test_a_fidelity_gate_flip_is_a_regression() -> None:
+    rng = np.random.default_rng(15)
+    x, y = _samples(rng, 10.0), _samples(rng, 10.0)
+    base = [_case("A", "ort", fidelity_ok=True, fidelity=0.995)]
+    cand = [_case("B", "ort", fidelity_ok=False, fidelity=0.95)]
+    samples = {("A", base[0].case_id): x, ("B", cand[0].case_id): y}
+    (row,) = compare_runs(base, cand, samples, same_machine=True)
+    assert row.verdict == "unchanged" and row.fidelity_regression and row.regression
+
+
+def _store_run(store: Store, run_id: str, median_ms: float, fp: dict, seed: int) -> None:
+    store.start_run(run_id, "s", "s.toml", fp)
+    rng = np.random.default_rng(seed)
+    for backend in ("onnxruntime", "openvino"):
+        x = _samples(rng, median_ms if backend == "onnxruntime" else 10.0)
+        store.add_case(_case(run_id, backend, latency_ms_p50=float(np.median(x))), x.tolist())
+
+
+def test_compare_command_reports_and_gates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "s.duckdb"
+    fp = fingerprint()
+    with Store(path) as store:
+        _store_run(store, "20260101-000000-base", 10.0, fp, seed=1)
+        _store_run(store, "20260102-000000-same", 10.0, fp, seed=2)
+        _store_run(store, "20260103-000000-slow", 12.0, fp, seed=3)
+    args = ["compare", "20260101", "20260102", "--store", str(path), "--format", "json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["verdict"] for r in rows] == ["unchanged", "unchanged"]
+    assert main(["compare", "20260101", "20260103", "--store", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "slower" in out and "unchanged" in out
+    assert main(["compare", "20260101", "latest", "--min-effect", "2", "--store", str(path)]) == 2
