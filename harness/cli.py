@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from backends.base import availability, backend_class, backend_names
-from harness import __version__
+from harness import __version__, runfile
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, compare_runs
-from harness.config import Case, load_suite
+from harness.config import Case, Suite, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
 from harness.measure.energy import EnergySettings, choose_probe
@@ -103,21 +105,74 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    suite = load_suite(find_suite(args.suite)).override(
+def _suite(args: argparse.Namespace) -> Suite:
+    return load_suite(find_suite(args.suite)).override(
         args.backend, args.variant, args.model, args.prices, args.region, args.watts_per_core
     )
+
+
+def _run_suite(suite: Suite, store: Store, args: argparse.Namespace, quiet: bool) -> str:
+    """Run with a progress bar on stderr; return the run id."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
+        runner = Runner(store, cache_root(args.cache), args.inline, ProgressReporter(progress))
+        return runner.run(suite)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    suite = _suite(args)
     with Store(store_path(args.store)) as store:
-        console = Console(stderr=True)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())  # fmt: skip
-        with Progress(*columns, console=console, disable=args.json) as progress:
-            runner = Runner(store, cache_root(args.cache), args.inline, ProgressReporter(progress))
-            run_id = runner.run(suite)
+        run_id = _run_suite(suite, store, args, quiet=args.json)
         results = store.cases(run_id)
     fmt = "json" if args.json else "table"
     print(render(results, fmt, title=f"run {run_id} (suite {suite.name})"), end="")
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _cmd_ci(args: argparse.Namespace) -> int:
+    """Run the suite, compare with the baseline file, write summaries; 1 on a regression."""
+    suite = _suite(args)
+    path = Path(args.baseline)
+    if not path.exists() and not args.update_baseline:
+        raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
+    baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
+    with Store(store_path(args.store)) as store:
+        run_id = _run_suite(suite, store, args, quiet=False)
+        current = runfile.export_run(store, run_id)
+    failed = any(c.status == "failed" for c in current.cases)
+    regression = False
+    if baseline is not None:
+        rows = compare_runs(
+            baseline.cases,
+            current.cases,
+            {**baseline.sample_arrays(), **current.sample_arrays()},
+            baseline.run["fingerprint_sha256"] == current.run["fingerprint_sha256"],
+            args.alpha,
+            args.min_effect,
+        )
+        regression = any(r.regression for r in rows)
+        title = f"{suite.name}: {run_id} vs baseline {baseline.run_id}"
+        print(render_comparison(rows, "table", title), end="")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(render_comparison(rows, "markdown", title))
+                fh.write(render(current.cases, "markdown", title=f"run {run_id}"))
+    else:
+        print(render(current.cases, "table", title=f"run {run_id} (suite {suite.name})"), end="")
+    if args.update_baseline:
+        runfile.write(current, path)
+        print(f"baseline written: {path}")
+    return 1 if regression or failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    with Store(store_path(args.store), read_only=True) as store:
+        run_id = store.resolve_run(args.run)
+        runfile.write(runfile.export_run(store, run_id), Path(args.output))
+    print(f"{run_id} -> {args.output}")
+    return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -152,6 +207,32 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="suite name or .toml path")
+    add = parser.add_argument
+    add("--backend", action="append", metavar="B", help="replace the suite's backends")
+    add("--variant", action="append", metavar="V", help="replace the suite's variants")
+    add("--model", action="append", metavar="M", help="replace the suite's models")
+    add("--prices", metavar="FILE", help="prices file replacing the shipped one")
+    add("--region", help="electricity price and grid carbon region (e.g. us, eu)")
+    add("--watts-per-core", type=float, metavar="W",
+        help="CPU power for the energy estimate, replacing the CPU table")  # fmt: skip
+    add("--inline", action="store_true", help="run cases in this process (debug)")
+    _store_option(parser)
+    add("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
+
+
+def _compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA,
+                        help="family-wise false-alarm rate across cases (Holm)")  # fmt: skip
+    parser.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
+                        help="smallest slowdown worth reporting (0.05 = 5%%)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="infrabench", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"infrabench {__version__}")
@@ -166,34 +247,35 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_list)
 
     run = sub.add_parser("run", help="run a suite and store the results")
-    run.add_argument("suite", nargs="?", default=DEFAULT_SUITE, help="suite name or .toml path")
-    run.add_argument("--backend", action="append", metavar="B", help="replace the suite's backends")
-    run.add_argument("--variant", action="append", metavar="V", help="replace the suite's variants")
-    run.add_argument("--model", action="append", metavar="M", help="replace the suite's models")
-    run.add_argument("--prices", metavar="FILE", help="prices file replacing the shipped one")
-    run.add_argument("--region", help="electricity price and grid carbon region (e.g. us, eu)")
-    run.add_argument("--watts-per-core", type=float, metavar="W",
-                     help="CPU power for the energy estimate, replacing the CPU table")  # fmt: skip
+    _run_options(run)
     run.add_argument("--json", action="store_true", help="print the rows as JSON")
-    run.add_argument("--inline", action="store_true", help="run cases in this process (debug)")
-    run.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
-    run.add_argument("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
     run.set_defaults(func=_cmd_run)
+
+    ci = sub.add_parser("ci", help="run a suite, compare with a baseline file, gate (exit 1)")
+    _run_options(ci)
+    ci.add_argument("--baseline", required=True, metavar="FILE", help="baseline run file (JSON)")
+    ci.add_argument("--update-baseline", action="store_true", help="store this run as baseline")
+    _compare_options(ci)
+    ci.set_defaults(func=_cmd_ci)
+
+    export = sub.add_parser("export", help="write a stored run to a JSON run file")
+    export.add_argument("run", nargs="?", default="latest", help="run id, its prefix, or latest")
+    export.add_argument("-o", "--output", required=True, metavar="FILE")
+    _store_option(export)
+    export.set_defaults(func=_cmd_export)
 
     show = sub.add_parser("show", help="show the results of a stored run")
     show.add_argument("run", nargs="?", default="latest", help="run id, its prefix, or latest")
     show.add_argument("--format", choices=FORMATS, default="table")
-    show.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
+    _store_option(show)
     show.set_defaults(func=_cmd_show)
+
     cmp = sub.add_parser("compare", help="compare two runs; exit 1 on a significant regression")
     cmp.add_argument("base", help="baseline run id, its prefix, or latest")
     cmp.add_argument("candidate", help="candidate run id, its prefix, or latest")
     cmp.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    cmp.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA,
-                     help="family-wise false-alarm rate across cases (Holm)")  # fmt: skip
-    cmp.add_argument("--min-effect", type=_fraction, default=DEFAULT_MIN_EFFECT,
-                     help="smallest slowdown worth reporting (0.05 = 5%%)")  # fmt: skip
-    cmp.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
+    _compare_options(cmp)
+    _store_option(cmp)
     cmp.set_defaults(func=_cmd_compare)
     return parser
 

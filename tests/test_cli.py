@@ -145,3 +145,50 @@ def test_failed_cases_make_run_exit_1(write_suite: Write, tmp_path: Path) -> Non
         '[options.fake]\nfail = "run"\n'
     )
     assert main(["run", str(path), "--store", str(tmp_path / "s.duckdb")]) == 1
+
+
+CI_SUITE = """
+    name = "gate"
+    models = ["tiny-mlp"]
+    backends = ["fake"]
+    threads = [1]
+    [measure]
+    budget_s = 0.5
+    warmup_max_s = 0.2
+    [options.fake]
+    latency_ms = {latency}
+"""
+
+
+def test_ci_gates_on_an_injected_slowdown(
+    write_suite: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    store, baseline = str(tmp_path / "s.duckdb"), tmp_path / "baselines" / "gate.json"
+    normal = write_suite(CI_SUITE.format(latency=2.0), name="gate.toml")
+    slow = write_suite(CI_SUITE.format(latency=3.0), name="gate-slow.toml")
+    common = ["--baseline", str(baseline), "--store", store, "--min-effect", "0.2"]
+    assert main(["ci", str(normal), *common]) == 2
+    assert "no baseline here; create it with --update-baseline" in capsys.readouterr().err
+    assert main(["ci", str(normal), *common, "--update-baseline"]) == 0
+    assert json.loads(baseline.read_text())["format"] == "infrabench-run"
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["ci", str(normal), *common]) == 0
+    assert "| unchanged |" in summary.read_text()
+    assert main(["ci", str(slow), *common]) == 1  # 2 ms -> 3 ms in the fake backend
+    assert "| slower |" in summary.read_text()
+    baseline.write_text("{}")
+    assert main(["ci", str(normal), *common]) == 2
+    assert "not an infrabench run file" in capsys.readouterr().err
+
+
+def test_export_writes_a_run_file(tiny_run: tuple, tmp_path: Path) -> None:
+    store, _ = tiny_run
+    out = tmp_path / "run.json"
+    proc = infrabench("export", "latest", "-o", str(out), "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["version"] == 1 and len(data["cases"]) == 8
+    ok = [c for c in data["cases"] if c["status"] == "ok"]
+    assert all(len(data["samples"][c["case_id"]]) == c["n_samples"] for c in ok)

@@ -1,0 +1,81 @@
+"""A run as one versioned JSON file: its machine, its rows and its raw samples.
+
+Used for CI baselines (``infrabench ci --baseline``) and for moving results between stores.
+The file carries its own format version; older versions are migrated on read, newer ones are
+refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ConfigError
+from harness.result import CaseResult
+from harness.store import Store
+
+FORMAT = "infrabench-run"
+VERSION = 1
+
+
+@dataclass
+class RunFile:
+    run: dict[str, Any]
+    cases: list[CaseResult]
+    samples: dict[str, list[float]]  # case_id -> latencies in ms
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["run_id"])
+
+    def sample_arrays(self) -> dict[tuple[str, str], np.ndarray]:
+        """Samples keyed as ``compare_runs`` wants them: (run_id, case_id)."""
+        return {(self.run_id, k): np.asarray(v, dtype=np.float64) for k, v in self.samples.items()}
+
+
+def export_run(store: Store, run_id: str) -> RunFile:
+    cases = store.cases(run_id)
+    samples = {c.case_id: store.samples(run_id, c.case_id).tolist() for c in cases}
+    return RunFile(store.run(run_id), cases, {k: v for k, v in samples.items() if v})
+
+
+def write(runfile: RunFile, path: Path) -> None:
+    """Write atomically: a crash never leaves a half-written baseline."""
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "run": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in runfile.run.items()},
+        "cases": [c.to_dict() for c in runfile.cases],
+        "samples": runfile.samples,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    Path(staging).replace(path)
+
+
+def read(path: Path) -> RunFile:
+    """Read a run file; ConfigError (one line) if it is missing, not one, or too new."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such run file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON run file: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not an infrabench run file (format must be {FORMAT!r})")
+    version = data.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ConfigError(
+            f"{path}: run file version {version!r}; this infrabench reads up to {VERSION}"
+        )
+    cases = [CaseResult.from_dict(c) for c in data["cases"]]
+    return RunFile(data["run"], cases, data["samples"])
