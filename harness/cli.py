@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -200,6 +201,39 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if any(r.regression for r in rows) else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    if len(args.runs) > 2:
+        raise ConfigError(f"report: at most 2 runs (a base and a candidate), got {len(args.runs)}")
+    with Store(store_path(args.store), read_only=True) as store:
+        runs = [runfile.export_run(store, store.resolve_run(ref)) for ref in args.runs]
+    comparison = None
+    if len(runs) == 2:
+        base, cand = runs
+        comparison = compare_runs(
+            base.cases,
+            cand.cases,
+            {**base.sample_arrays(), **cand.sample_arrays()},
+            base.run["fingerprint_sha256"] == cand.run["fingerprint_sha256"],
+        )
+    output = Path(args.output)
+    if output.suffix == ".md":
+        parts = [render_comparison(comparison, "markdown", "comparison")] if comparison else []
+        parts += [render(r.cases, "markdown", title=f"run {r.run_id}") for r in runs]
+        text = "\n".join(parts)
+    else:
+        from harness.report.html import ReportRun, html_report
+
+        report_runs = [
+            ReportRun(r.run, r.cases, {k: np.asarray(v) for k, v in r.samples.items()})
+            for r in runs
+        ]
+        text = html_report(report_runs, comparison)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    print(f"report written: {output}")
+    return 0
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -269,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=FORMATS, default="table")
     _store_option(show)
     show.set_defaults(func=_cmd_show)
+
+    report = sub.add_parser("report", help="HTML (or .md) report of one run, or two compared")
+    report.add_argument("runs", nargs="*", default=["latest"], help="1 or 2 runs (base first)")
+    report.add_argument("-o", "--output", required=True, metavar="FILE", help="report.html or .md")
+    _store_option(report)
+    report.set_defaults(func=_cmd_report)
 
     cmp = sub.add_parser("compare", help="compare two runs; exit 1 on a significant regression")
     cmp.add_argument("base", help="baseline run id, its prefix, or latest")

@@ -187,12 +187,16 @@ _COMPARE: tuple[tuple[str, Callable[[CaseComparison], str]], ...] = (
 )
 
 
+def comparison_rows(rows: list[CaseComparison]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a comparison's human-readable view."""
+    return [h for h, _ in _COMPARE], [[f(r) for _, f in _COMPARE] for r in rows]
+
+
 def render_comparison(rows: list[CaseComparison], fmt: str, title: str) -> str:
     """A comparison as a table, markdown or JSON."""
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
-    header = [h for h, _ in _COMPARE]
-    cells = [[f(r) for _, f in _COMPARE] for r in rows]
+    header, cells = comparison_rows(rows)
     if fmt == "table":
         out = Table(title=title)
         for name in header:
