@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.base import availability, backend_class, backend_names
 from harness import __version__, runfile
-from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, compare_runs
+from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison, compare_runs
 from harness.config import Case, Suite, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
@@ -153,6 +153,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
             args.min_effect,
         )
         regression = any(r.regression for r in rows)
+        _write_report(Path(args.report), [baseline, current], rows)
         title = f"{suite.name}: {run_id} vs baseline {baseline.run_id}"
         print(render_comparison(rows, "table", title), end="")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -162,10 +163,20 @@ def _cmd_ci(args: argparse.Namespace) -> int:
                 fh.write(render(current.cases, "markdown", title=f"run {run_id}"))
     else:
         print(render(current.cases, "table", title=f"run {run_id} (suite {suite.name})"), end="")
+        _write_report(Path(args.report), [current], None)
     if args.update_baseline:
         runfile.write(current, path)
         print(f"baseline written: {path}")
     return 1 if regression or failed else 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from harness.importer import import_pytest_benchmark
+
+    with Store(store_path(args.store)) as store:
+        run_id, count = import_pytest_benchmark(Path(args.file), store)
+    print(f"{args.file}: {count} cases stored as run {run_id}")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -215,7 +226,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
             {**base.sample_arrays(), **cand.sample_arrays()},
             base.run["fingerprint_sha256"] == cand.run["fingerprint_sha256"],
         )
-    output = Path(args.output)
+    _write_report(Path(args.output), runs, comparison)
+    return 0
+
+
+def _write_report(
+    output: Path, runs: list[runfile.RunFile], comparison: list[CaseComparison] | None
+) -> None:
+    """Markdown when ``output`` ends in .md, else the self-contained HTML report."""
     if output.suffix == ".md":
         parts = [render_comparison(comparison, "markdown", "comparison")] if comparison else []
         parts += [render(r.cases, "markdown", title=f"run {r.run_id}") for r in runs]
@@ -231,7 +249,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     print(f"report written: {output}")
-    return 0
 
 
 def _fraction(text: str) -> float:
@@ -289,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(ci)
     ci.add_argument("--baseline", required=True, metavar="FILE", help="baseline run file (JSON)")
     ci.add_argument("--update-baseline", action="store_true", help="store this run as baseline")
+    ci.add_argument("--report", default="results/ci-report.html", metavar="FILE",
+                    help="HTML report of run and comparison (default: %(default)s)")  # fmt: skip
     _compare_options(ci)
     ci.set_defaults(func=_cmd_ci)
 
@@ -297,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, metavar="FILE")
     _store_option(export)
     export.set_defaults(func=_cmd_export)
+
+    imp = sub.add_parser("import", help="store the cases of a pytest-benchmark JSON file")
+    imp.add_argument("file", help="pytest --benchmark-json output of infrabench_case tests")
+    _store_option(imp)
+    imp.set_defaults(func=_cmd_import)
 
     show = sub.add_parser("show", help="show the results of a stored run")
     show.add_argument("run", nargs="?", default="latest", help="run id, its prefix, or latest")

@@ -17,7 +17,7 @@ from typing import Protocol
 from backends.base import quick_unavailable_reason
 from harness import worker
 from harness.config import Case, Suite
-from harness.cost import apply_cost, prices
+from harness.cost import Prices, apply_cost, prices
 from harness.environment import fingerprint, usable_cpus
 from harness.errors import WorkerError
 from harness.execute import base_result, case_payload, thread_env
@@ -69,6 +69,13 @@ def _failed(result: CaseResult, exc: WorkerError, stage: str) -> CaseResult:
     return result
 
 
+def suite_prices(suite: Suite) -> Prices:
+    """The prices a suite asks for; ConfigError on a bad prices file or region."""
+    pricing = suite.pricing
+    path = Path(pricing.prices_file) if pricing.prices_file else None
+    return prices(path, pricing.region, dict(pricing.overrides))
+
+
 class Runner:
     """Runs one suite into one store. ``inline`` runs cases in this process (debugging only)."""
 
@@ -80,31 +87,48 @@ class Runner:
         reporter: Reporter | None = None,
     ) -> None:
         self.store = store
-        self.cache = cache
-        self.inline = inline
         self.reporter = reporter or SilentReporter()
-        self._artifacts: dict[tuple[str, str], Artifact | WorkerError] = {}
+        self.cases = CaseRunner(cache, inline, self.reporter)
 
     def run(self, suite: Suite, run_id: str | None = None) -> str:
         """Run every case of ``suite``; return the run id. Results are stored case by case."""
         run_id = run_id or new_run_id()
-        pricing = suite.pricing
-        # Bad prices are bad input: refuse them before anything runs.
-        run_prices = prices(
-            Path(pricing.prices_file) if pricing.prices_file else None,
-            pricing.region,
-            dict(pricing.overrides),
-        )
+        run_prices = suite_prices(suite)  # bad prices are bad input: refused before running
         self.store.start_run(run_id, suite.name, suite.path, fingerprint())
         cases = list(suite.cases(usable_cpus()))
         for index, case in enumerate(cases):
-            result, samples = self._run_case(run_id, suite, case, index, len(cases))
-            apply_cost(result, run_prices)
+            result, samples = self.cases.run_case(
+                run_id, suite, case, run_prices, index, len(cases)
+            )
             self.store.add_case(result, samples)
             self.store.update_speedups(run_id, *suite.baseline)
             self.reporter.case_done(index, len(cases), result)
         self.store.finish_run(run_id)
         return run_id
+
+
+class CaseRunner:
+    """Builds artifacts (once each) and runs single cases in workers; stores nothing."""
+
+    def __init__(self, cache: Path, inline: bool = False, reporter: Reporter | None = None):
+        self.cache = cache
+        self.inline = inline
+        self.reporter = reporter or SilentReporter()
+        self._artifacts: dict[tuple[str, str], Artifact | WorkerError] = {}
+
+    def run_case(
+        self,
+        run_id: str,
+        suite: Suite,
+        case: Case,
+        run_prices: Prices,
+        index: int = 0,
+        total: int = 1,
+    ) -> tuple[CaseResult, list[float]]:
+        """One case's row (with cost) and raw samples; failures and skips are rows too."""
+        result, samples = self._run_case(run_id, suite, case, index, total)
+        apply_cost(result, run_prices)
+        return result, samples
 
     def _artifact(
         self, model: str, variant: str, progress: Callable[[str], None]

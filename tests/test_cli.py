@@ -167,7 +167,9 @@ def test_ci_gates_on_an_injected_slowdown(
     store, baseline = str(tmp_path / "s.duckdb"), tmp_path / "baselines" / "gate.json"
     normal = write_suite(CI_SUITE.format(latency=2.0), name="gate.toml")
     slow = write_suite(CI_SUITE.format(latency=3.0), name="gate-slow.toml")
-    common = ["--baseline", str(baseline), "--store", store, "--min-effect", "0.2"]
+    report = tmp_path / "ci.html"
+    common = ["--baseline", str(baseline), "--store", store, "--min-effect", "0.2",
+              "--report", str(report)]  # fmt: skip
     assert main(["ci", str(normal), *common]) == 2
     assert "no baseline here; create it with --update-baseline" in capsys.readouterr().err
     assert main(["ci", str(normal), *common, "--update-baseline"]) == 0
@@ -178,6 +180,7 @@ def test_ci_gates_on_an_injected_slowdown(
     assert "| unchanged |" in summary.read_text()
     assert main(["ci", str(slow), *common]) == 1  # 2 ms -> 3 ms in the fake backend
     assert "| slower |" in summary.read_text()
+    assert "<h2>Comparison</h2>" in report.read_text()
     baseline.write_text("{}")
     assert main(["ci", str(normal), *common]) == 2
     assert "not an infrabench run file" in capsys.readouterr().err

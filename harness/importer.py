@@ -1,0 +1,39 @@
+"""``infrabench import``: pytest-benchmark JSON written through the ``infrabench_case`` fixture
+-> one run in the store (rows, raw samples and the machine's fingerprint)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.result import CaseResult
+from harness.runner import new_run_id
+from harness.store import Store
+
+
+def import_pytest_benchmark(path: Path, store: Store) -> tuple[str, int]:
+    """Store the infrabench cases of a pytest-benchmark JSON file; return (run id, count)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON file: {exc}") from None
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ConfigError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)")
+    fp = data.get("machine_info", {}).get("infrabench")
+    ours = [b for b in data["benchmarks"] if "case_id" in b.get("extra_info", {})]
+    if fp is None or not ours:
+        raise ConfigError(
+            f"{path}: no infrabench cases in it (write it with the infrabench_case fixture "
+            "and pytest --benchmark-json)"
+        )
+    run_id = new_run_id()
+    store.start_run(run_id, "pytest", str(path), fp)
+    for bench in ours:
+        info = dict(bench["extra_info"])
+        samples = info.pop("samples_ms", [])
+        store.add_case(CaseResult.from_dict({**info, "run_id": run_id}), samples)
+    store.finish_run(run_id)
+    return run_id, len(ours)
