@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.result import CaseResult
+from harness.runfile import load_json
 from harness.runner import new_run_id
 from harness.store import Store
 
 
 def import_pytest_benchmark(path: Path, store: Store) -> tuple[str, int]:
     """Store the infrabench cases of a pytest-benchmark JSON file; return (run id, count)."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON file: {exc}") from None
+    data = load_json(path)
     if not isinstance(data, dict) or "benchmarks" not in data:
         raise ConfigError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)")
     fp = data.get("machine_info", {}).get("infrabench")

@@ -62,14 +62,19 @@ def write(runfile: RunFile, path: Path) -> None:
     Path(staging).replace(path)
 
 
+def load_json(path: Path) -> Any:
+    """A user's JSON file; ConfigError (one line) if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON file: {exc}") from None
+
+
 def read(path: Path) -> RunFile:
     """Read a run file; ConfigError (one line) if it is missing, not one, or too new."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such run file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON run file: {exc}") from None
+    data = load_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an infrabench run file (format must be {FORMAT!r})")
     version = data.get("version")
