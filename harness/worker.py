@@ -62,12 +62,16 @@ def _entry(
     _progress_sink = lambda text: conn.send(("progress", text))  # noqa: E731
     try:
         conn.send(("ok", resolve(target)(payload)))
-    except HarnessError as exc:
-        conn.send(("error", type(exc).__name__, str(exc), ""))
-    except BaseException as exc:
-        conn.send(("error", type(exc).__name__, str(exc), traceback.format_exc(limit=8)))
+    except BaseException as exc:  # any failure of the case becomes its reason
+        conn.send(("error", *_failure(exc)))
     finally:
         conn.close()
+
+
+def _failure(exc: BaseException) -> tuple[str, str, str]:
+    """(kind, message, traceback) of a failed call: our own errors need no traceback."""
+    trace = "" if isinstance(exc, HarnessError) else traceback.format_exc(limit=8)
+    return type(exc).__name__, str(exc), trace
 
 
 def _describe_exit(code: int | None) -> str:
@@ -97,9 +101,13 @@ def call(
     """
     global _progress_sink
     if inline:
+        # Same outcome as a worker's, minus the isolation: a failure is a WorkerError.
         _progress_sink = on_progress
         try:
             return resolve(target)(payload)
+        except Exception as exc:
+            kind, text, trace = _failure(exc)
+            raise WorkerError(f"{kind}: {text}", kind, trace) from exc
         finally:
             _progress_sink = None
     ctx = multiprocessing.get_context("spawn")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,3 +90,17 @@ def test_artifacts_are_built_once_and_reused(write_suite: Write, store: Store) -
     assert {r.artifact_sha256 for r in rows} == {r.artifact_sha256 for r in again}
     built = list((cache_root() / "artifacts" / "tiny-mlp" / "fp32").iterdir())
     assert len(built) == 1
+
+
+def test_inline_mode_records_a_broken_case_instead_of_stopping(
+    write_suite: Write, store: Store
+) -> None:
+    allowed = os.sched_getaffinity(0)  # inline cases pin this process's CPUs
+    try:
+        suite = load_suite(write_suite(SUITE.format(fail="exception", timeout=60)))
+        rows = store.cases(Runner(store, cache_root(), inline=True).run(suite))
+    finally:
+        os.sched_setaffinity(0, allowed)
+    fake = [r for r in rows if r.backend == "fake"]
+    assert [r.reason for r in fake] == ["worker: ZeroDivisionError: fake: a bug in a backend"] * 2
+    assert [r.status for r in rows if r.backend == "onnxruntime"] == ["ok", "ok"]

@@ -65,3 +65,12 @@ def test_an_exception_carries_its_type_and_traceback() -> None:
     assert "Traceback" in info.value.detail
     with pytest.raises(WorkerError, match="ConfigError: bad option"):
         worker.call("tests.test_worker:bad_input", {}, timeout_s=60)
+
+
+def test_inline_failures_are_worker_errors_too() -> None:
+    with pytest.raises(WorkerError, match="ZeroDivisionError: division by zero") as info:
+        worker.call("tests.test_worker:bug", {}, timeout_s=1, inline=True)
+    assert info.value.kind == "ZeroDivisionError" and "Traceback" in info.value.detail
+    with pytest.raises(WorkerError, match="ConfigError: bad option") as info:
+        worker.call("tests.test_worker:bad_input", {}, timeout_s=1, inline=True)
+    assert info.value.kind == "ConfigError" and info.value.detail == ""
