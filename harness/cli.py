@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backends.base import availability, backend_class, backend_names
 from harness import __version__, runfile
-from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison, compare_runs
+from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
 from harness.config import Case, Suite, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
@@ -144,14 +144,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
     failed = any(c.status == "failed" for c in current.cases)
     regression = False
     if baseline is not None:
-        rows = compare_runs(
-            baseline.cases,
-            current.cases,
-            {**baseline.sample_arrays(), **current.sample_arrays()},
-            baseline.run["fingerprint_sha256"] == current.run["fingerprint_sha256"],
-            args.alpha,
-            args.min_effect,
-        )
+        rows = runfile.compare(baseline, current, args.alpha, args.min_effect)
         regression = any(r.regression for r in rows)
         _write_report(Path(args.report), [baseline, current], rows)
         title = f"{suite.name}: {run_id} vs baseline {baseline.run_id}"
@@ -198,16 +191,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     with Store(store_path(args.store), read_only=True) as store:
-        base_id, cand_id = store.resolve_run(args.base), store.resolve_run(args.candidate)
-        base, cand = store.cases(base_id), store.cases(cand_id)
-        samples = {
-            (r.run_id, r.case_id): store.samples(r.run_id, r.case_id)
-            for r in (*base, *cand)
-            if r.status == "ok"
-        }
-        same = store.run(base_id)["fingerprint_sha256"] == store.run(cand_id)["fingerprint_sha256"]
-    rows = compare_runs(base, cand, samples, same, args.alpha, args.min_effect)
-    title = f"{cand_id} vs {base_id} (alpha {args.alpha:g}, min effect {args.min_effect:.0%})"
+        base = runfile.export_run(store, store.resolve_run(args.base))
+        cand = runfile.export_run(store, store.resolve_run(args.candidate))
+    rows = runfile.compare(base, cand, args.alpha, args.min_effect)
+    title = (
+        f"{cand.run_id} vs {base.run_id} (alpha {args.alpha:g}, min effect {args.min_effect:.0%})"
+    )
     print(render_comparison(rows, args.format, title), end="")
     return 1 if any(r.regression for r in rows) else 0
 
@@ -217,15 +206,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"report: at most 2 runs (a base and a candidate), got {len(args.runs)}")
     with Store(store_path(args.store), read_only=True) as store:
         runs = [runfile.export_run(store, store.resolve_run(ref)) for ref in args.runs]
-    comparison = None
-    if len(runs) == 2:
-        base, cand = runs
-        comparison = compare_runs(
-            base.cases,
-            cand.cases,
-            {**base.sample_arrays(), **cand.sample_arrays()},
-            base.run["fingerprint_sha256"] == cand.run["fingerprint_sha256"],
-        )
+    comparison = runfile.compare(runs[0], runs[1]) if len(runs) == 2 else None
     _write_report(Path(args.output), runs, comparison)
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison, compare_runs
 from harness.errors import ConfigError
 from harness.result import CaseResult
 from harness.store import Store
@@ -38,6 +39,23 @@ class RunFile:
     def sample_arrays(self) -> dict[tuple[str, str], np.ndarray]:
         """Samples keyed as ``compare_runs`` wants them: (run_id, case_id)."""
         return {(self.run_id, k): np.asarray(v, dtype=np.float64) for k, v in self.samples.items()}
+
+
+def compare(
+    base: RunFile,
+    candidate: RunFile,
+    alpha: float = DEFAULT_ALPHA,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+) -> list[CaseComparison]:
+    """``compare_runs`` on two whole runs; comparable only on the same machine fingerprint."""
+    return compare_runs(
+        base.cases,
+        candidate.cases,
+        {**base.sample_arrays(), **candidate.sample_arrays()},
+        base.run["fingerprint_sha256"] == candidate.run["fingerprint_sha256"],
+        alpha,
+        min_effect,
+    )
 
 
 def export_run(store: Store, run_id: str) -> RunFile:
