@@ -106,6 +106,15 @@ def score(
     )
 
 
+def onnx_outputs(path: Path, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The first output of an ONNX file on ONNX Runtime CPU over every row of ``inputs``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return run_batches(lambda batch: session.run(None, {n: batch[n] for n in names})[0], inputs, 16)
+
+
 def reference_outputs(
     fp32_onnx: Path, inputs: Mapping[str, np.ndarray], cache_file: Path
 ) -> np.ndarray:
@@ -113,13 +122,7 @@ def reference_outputs(
     if cache_file.is_file():
         cached: np.ndarray = np.load(cache_file)
         return cached
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(fp32_onnx), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    result = run_batches(
-        lambda batch: session.run(None, {n: batch[n] for n in names})[0], inputs, 16
-    )
+    result = onnx_outputs(fp32_onnx, inputs)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     staging = cache_file.with_suffix(f".{id(result)}.tmp.npy")
     np.save(staging, result)

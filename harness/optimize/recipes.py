@@ -167,16 +167,6 @@ def distil_layers(
     return student, {**info, "kept_layers": keep, "teacher_layers": depth}
 
 
-def _ort_outputs(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    import onnxruntime as ort
-
-    from harness.measure.fidelity import run_batches
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return run_batches(lambda b: session.run(None, {n: b[n] for n in names})[0], inputs, 16)
-
-
 def _rows(inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     count = len(next(iter(inputs.values())))
     return [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(count)]
@@ -225,13 +215,13 @@ def quantize_static_onnx(parent: Artifact, target: Path) -> dict[str, Any]:
     import shutil
     import tempfile
 
-    from harness.measure.fidelity import score
+    from harness.measure.fidelity import onnx_outputs, score
     from harness.models import get_model
 
     model = get_model(parent.model)
     seq = 128 if model.uses_sequence else None
     calibration, selection = model.calibration_inputs(seq), model.training_inputs(seq)
-    expected = _ort_outputs(parent.onnx_path, selection)
+    expected = onnx_outputs(parent.onnx_path, selection)
     candidates = {
         "nncf": lambda out: _nncf_qdq(parent.onnx_path, out, calibration, model.task),
         "onnxruntime-minmax": lambda out: _ort_minmax_qdq(parent.onnx_path, out, calibration),
@@ -248,7 +238,7 @@ def quantize_static_onnx(parent: Artifact, target: Path) -> dict[str, Any]:
                 errors[name] = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             # Scored against the parent's own predictions: for a classifier, top-1 agreement.
-            got = _ort_outputs(out, selection)
+            got = onnx_outputs(out, selection)
             scores[name] = score(model.task, got, expected, expected.argmax(axis=1)).value
         if not scores:
             raise RuntimeError(f"no int8-static recipe worked: {errors}")
