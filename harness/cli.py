@@ -61,15 +61,17 @@ class ProgressReporter:
 def _cmd_env(args: argparse.Namespace) -> int:
     fp = fingerprint()
     backends = {name: availability(name) for name in backend_names()}
-    if args.json:
-        usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
-        probe, note = choose_probe(EnergySettings(), "cpu", fp["cpu_model"])
-        energy = {
+    energy = {}
+    for device in ("cpu", "cuda:0") if fp["gpus"] else ("cpu",):
+        probe, note = choose_probe(EnergySettings(), device, fp["cpu_model"])
+        energy[device] = {
             "source": probe.source if probe else None,
             "probe": probe.describe() if probe else None,
             "note": note.rstrip("; ") or None,
         }
-        print(json.dumps({**fp, "backends": usable, "energy": {"cpu": energy}}, indent=2))
+    if args.json:
+        usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
+        print(json.dumps({**fp, "backends": usable, "energy": energy}, indent=2))
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip
@@ -81,10 +83,9 @@ def _cmd_env(args: argparse.Namespace) -> int:
     for name, reason in backends.items():
         print(f"  {name:14} {'usable' if reason is None else 'unusable: ' + reason}")
     print("energy")
-    for device in ("cpu", "cuda:0") if fp["gpus"] else ("cpu",):
-        probe, note = choose_probe(EnergySettings(), device, fp["cpu_model"])
-        what = f"{probe.source}, {probe.describe()}" if probe else "not measured"
-        print(f"  {device:14} {what}" + (f" ({note.rstrip('; ')})" if note else ""))
+    for device, e in energy.items():
+        what = f"{e['source']}, {e['probe']}" if e["source"] else "not measured"
+        print(f"  {device:14} {what}" + (f" ({e['note']})" if e["note"] else ""))
     return 0
 
 
