@@ -113,31 +113,46 @@ def display_rows(results: list[CaseResult]) -> tuple[list[str], list[list[str]]]
     return [h for h, _ in _DISPLAY], [[f(r) for _, f in _DISPLAY] for r in results]
 
 
-def table(results: list[CaseResult], title: str = "") -> str:
-    header, rows = display_rows(results)
-    out = Table(title=title or None, show_lines=False)
+def _terminal_table(
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    styles: list[str | None],
+    footnotes: list[str],
+) -> str:
+    out = Table(title=title or None)
     for name in header:
         out.add_column(name, overflow="fold")
-    styles = {"failed": "red", "skipped": "yellow"}
-    for r, row in zip(results, rows, strict=True):
-        out.add_row(*row, style="magenta" if r.fidelity_ok is False else styles.get(r.status))
+    for row, style in zip(rows, styles, strict=True):
+        out.add_row(*row, style=style)
     # Wide enough that no row is folded: the terminal may wrap, but rows stay greppable.
     console = Console(file=io.StringIO(), width=400, force_terminal=False)
     console.print(out)
-    for line in notes(results):
+    for line in footnotes:
         console.print(f"note: {line}")
     text: str = console.file.getvalue()  # type: ignore[attr-defined]
     return text
 
 
-def markdown(results: list[CaseResult], title: str = "") -> str:
-    header, rows = display_rows(results)
+def _markdown_table(
+    title: str, header: list[str], rows: list[list[str]], footnotes: list[str]
+) -> str:
     lines = [f"### {title}", ""] if title else []
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    lines += ["", *(f"> note: {line}" for line in notes(results))] if notes(results) else []
+    lines += ["", *(f"> note: {line}" for line in footnotes)] if footnotes else []
     return "\n".join(lines) + "\n"
+
+
+def table(results: list[CaseResult], title: str = "") -> str:
+    status_styles = {"failed": "red", "skipped": "yellow"}
+    styles = ["magenta" if r.fidelity_ok is False else status_styles.get(r.status) for r in results]
+    return _terminal_table(title, *display_rows(results), styles, notes(results))
+
+
+def markdown(results: list[CaseResult], title: str = "") -> str:
+    return _markdown_table(title, *display_rows(results), notes(results))
 
 
 def as_csv(results: list[CaseResult]) -> str:
@@ -198,16 +213,6 @@ def render_comparison(rows: list[CaseComparison], fmt: str, title: str) -> str:
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     header, cells = comparison_rows(rows)
     if fmt == "table":
-        out = Table(title=title)
-        for name in header:
-            out.add_column(name)
-        for r, row in zip(rows, cells, strict=True):
-            out.add_row(*row, style="red" if r.regression else None)
-        console = Console(file=io.StringIO(), width=400, force_terminal=False)
-        console.print(out)
-        text: str = console.file.getvalue()  # type: ignore[attr-defined]
-        return text
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-    return "\n".join(lines) + "\n"
+        styles = ["red" if r.regression else None for r in rows]
+        return _terminal_table(title, header, cells, styles, [])
+    return _markdown_table(title, header, cells, [])
