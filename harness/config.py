@@ -169,10 +169,17 @@ def _choice(where: str, key: str, value: Any, allowed: list[str]) -> str:
     return value
 
 
-def _str_list(where: str, key: str, value: Any, allowed: list[str]) -> tuple[str, ...]:
+def _one_of(allowed: Callable[[], list[str]]) -> Callable[[str, str, Any], str]:
+    return lambda where, key, value: _choice(where, key, value, allowed())
+
+
+def _names(
+    where: str, key: str, value: Any, item: Callable[[str, str, Any], str]
+) -> tuple[str, ...]:
+    """A non-empty list of names, each checked by ``item``."""
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: {key} must be a non-empty list of strings, got {value!r}")
-    return tuple(_choice(where, key, v, allowed) for v in value)
+    return tuple(item(where, key, v) for v in value)
 
 
 def _variant(where: str, key: str, value: Any) -> str:
@@ -180,12 +187,6 @@ def _variant(where: str, key: str, value: Any) -> str:
         return parse_variant(value).name
     except ConfigError as exc:
         raise ConfigError(f"{where}: {key}: {exc}") from None
-
-
-def _variants(where: str, key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where}: {key} must be a non-empty list of strings, got {value!r}")
-    return tuple(_variant(where, key, v) for v in value)
 
 
 def _positive_ints(where: str, key: str, value: Any) -> tuple[int, ...]:
@@ -229,22 +230,18 @@ def _baseline(where: str, key: str, value: Any) -> tuple[str, str]:
 _TIMING_FIELDS = {f.name: f.type for f in fields(TimingPolicy)}
 
 
+def _positive_int(where: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
 def _measure(where: str, table: Any) -> tuple[TimingPolicy, float]:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [measure] must be a table, got {table!r}")
-    allowed = [*_TIMING_FIELDS, "timeout_s"]
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in allowed:
-            raise ConfigError(
-                f"{where}: unknown key {key!r} in [measure]; allowed: {', '.join(allowed)}"
-            )
-        want_int = _TIMING_FIELDS.get(key) == "int"
-        ok = isinstance(value, int) if want_int else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok or value <= 0:
-            kind = "a positive integer" if want_int else "a positive number"
-            raise ConfigError(f"{where}: measure.{key} must be {kind}, got {value!r}")
-        values[key] = value
+    parsers: dict[str, _Parser] = {
+        name: _positive_int if kind == "int" else _positive_number
+        for name, kind in _TIMING_FIELDS.items()
+    }
+    values = _table(where, "measure", table, {**parsers, "timeout_s": _positive_number})
     timeout = float(values.pop("timeout_s", DEFAULT_TIMEOUT_S))
     policy = TimingPolicy(**values)
     if not 0 < policy.confidence < 1:
@@ -340,9 +337,9 @@ _Parser = Callable[[str, str, Any], Any]
 _KEYS: dict[str, _Parser] = {
     "name": _string,
     "description": _string,
-    "models": lambda w, k, v: _str_list(w, k, v, model_names()),
-    "variants": lambda w, k, v: _variants(w, k, v),
-    "backends": lambda w, k, v: _str_list(w, k, v, backend_names()),
+    "models": lambda w, k, v: _names(w, k, v, _one_of(model_names)),
+    "variants": lambda w, k, v: _names(w, k, v, _variant),
+    "backends": lambda w, k, v: _names(w, k, v, _one_of(backend_names)),
     "batch_sizes": _positive_ints,
     "seq_lens": _positive_ints,
     "threads": _threads,
