@@ -34,7 +34,7 @@ from harness.measure.stats import LatencyStats, samples_to_ms
 from harness.measure.timing import TimingPolicy, TimingResult, measure, time_once
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact
-from harness.optimize.variants import get_variant
+from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -64,7 +64,7 @@ def base_result(run_id: str, case: Case, artifact: Artifact | None) -> CaseResul
         variant=case.variant,
         backend=case.backend,
         device=case.device,
-        precision=get_variant(case.variant).precision,
+        precision=parse_variant(case.variant).precision,
         threads=case.threads,
         batch_size=case.batch_size,
         seq_len=case.seq_len,
@@ -122,7 +122,7 @@ def execute(
         device=case.device,
         options=case.options,
         input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
-        precision=get_variant(case.variant).runtime_precision,
+        precision=parse_variant(case.variant).runtime_precision,
     )
     probe, energy_note = choose_probe(energy or EnergySettings(), case.device, cpu_model())
     try:

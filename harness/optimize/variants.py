@@ -113,12 +113,3 @@ def parse_variant(name: str) -> Variant:
     if len({s.name for s in steps}) != len(steps):
         raise ConfigError(f"variant {name!r}: a step appears twice")
     return Variant(name, steps)
-
-
-def variant_names() -> list[str]:
-    """The variant forms, for listings and error messages."""
-    return list(DESCRIPTIONS)
-
-
-def get_variant(name: str) -> Variant:
-    return parse_variant(name)
