@@ -84,15 +84,17 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, read without importing it; None if absent."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict[str, str]:
-    """Installed versions of the libraries that matter, read without importing them."""
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
+    """Installed versions of the libraries that matter."""
+    return {name: v for name in PACKAGES if (v := package_version(name)) is not None}
 
 
 def gpus() -> list[dict[str, str]]:

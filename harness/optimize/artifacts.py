@@ -16,11 +16,11 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.digest import file_sha256
+from harness.environment import package_version
 from harness.models import get_model
 from harness.optimize.variants import Step, parse_variant
 
@@ -73,13 +73,6 @@ class Artifact:
         return cls(**data)
 
 
-def _package_version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
 def base_recipe(model_name: str) -> dict[str, Any]:
     """Everything that determines the fp32 export's bytes; its hash is the cache key."""
     return {
@@ -89,7 +82,7 @@ def base_recipe(model_name: str) -> dict[str, Any]:
         "variant": "fp32",
         "exporter": "torch.onnx.export(dynamo=False)",
         "opset": OPSET,
-        "torch": _package_version("torch"),
+        "torch": package_version("torch"),
     }
 
 
@@ -100,9 +93,9 @@ def step_recipe(parent: Artifact, step: Step) -> dict[str, Any]:
         "parent": parent.key,
         "step": step.name,
         "params": step.params,
-        "torch": _package_version("torch"),
-        "onnxruntime": _package_version("onnxruntime"),
-        "nncf": _package_version("nncf"),
+        "torch": package_version("torch"),
+        "onnxruntime": package_version("onnxruntime"),
+        "nncf": package_version("nncf"),
     }
 
 
