@@ -19,11 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from backends.base import availability, backend_class, backend_names
 from harness import __version__, runfile
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
-from harness.config import Case, Suite, load_suite
+from harness.config import Case, Suite, Sweeps, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
 from harness.measure.energy import EnergySettings, choose_probe
-from harness.models import get_model, model_names
+from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
 from harness.render import FORMATS, render, render_comparison
@@ -97,6 +97,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "models":
         for name in model_names():
             print(f"{name:14} {get_model(name).description}")
+        print("or a model on disk: " + ", ".join(SOURCES) + " (see README)")
     elif args.what == "variants":
         for name, description in DESCRIPTIONS.items():
             print(f"{name:26} {description}")
@@ -107,10 +108,56 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizes(flag: str, text: str | None) -> tuple[int, ...]:
+    """``"1,8,32"`` -> (1, 8, 32); ConfigError naming the flag otherwise."""
+    if text is None:
+        return ()
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"command line: {flag} must be comma-separated positive integers (e.g. 1,8,32), "
+            f"got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def _dim_sweeps(items: list[str] | None) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    sweeps = []
+    for item in items or ():
+        name, sep, sizes = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"command line: --dim must be NAME=SIZE[,SIZE...], got {item!r}")
+        sweeps.append((name.strip(), _sizes(f"--dim {name}", sizes)))
+    return tuple(sweeps)
+
+
+def _with_data(models: list[str] | None, kind: str, option: str, path: str | None) -> list[str]:
+    """Attach ``--inputs``/``--text`` to the ``kind:`` models given with --model."""
+    if path is None:
+        return models or []
+    chosen = [m for m in models or () if m.startswith(f"{kind}:")]
+    if not chosen:
+        flag = "--inputs" if option == "inputs" else "--text"
+        raise ConfigError(f"command line: {flag} needs a --model {kind}:PATH to apply to")
+    return [f"{m}#{option}={path}" if m in chosen else m for m in models or ()]
+
+
 def _suite(args: argparse.Namespace) -> Suite:
-    return load_suite(find_suite(args.suite)).override(
-        args.backend, args.variant, args.model, args.prices, args.region, args.watts_per_core
+    sweeps = Sweeps(
+        batch_sizes=_sizes("--batch", args.batch),
+        seq_lens=_sizes("--seq", args.seq),
+        threads=_sizes("--threads", args.threads),
+        image_sizes=_sizes("--image-size", args.image_size),
+        dims=_dim_sweeps(args.dim),
+        shapes=tuple(args.shape or ()),
     )
+    models = _with_data(args.model, "onnx", "inputs", args.inputs)
+    models = _with_data(models, "hf", "text", args.text)
+    suite = load_suite(find_suite(args.suite)).override(
+        args.backend, args.variant, models, args.prices, args.region, args.watts_per_core, sweeps
+    )
+    list(suite.cases(1))  # unbound shapes are bad input: refused before anything starts
+    return suite
 
 
 def _run_suite(suite: Suite, store: Store, args: argparse.Namespace, quiet: bool) -> str:
@@ -245,7 +292,30 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--backend", action="append", metavar="B", help="replace the suite's backends")
     add("--variant", action="append", metavar="V", help="replace the suite's variants")
-    add("--model", action="append", metavar="M", help="replace the suite's models")
+    add(
+        "--model",
+        action="append",
+        metavar="M",
+        help="replace the suite's models: a zoo name, onnx:PATH, hf:DIR or torch:MODULE:FACTORY",
+    )
+    add("--batch", metavar="N[,N...]", help="batch sizes to sweep, e.g. 1,8,32")
+    add("--seq", metavar="N[,N...]", help="sequence lengths to sweep (text models)")
+    add("--threads", metavar="N[,N...]", help="thread counts to sweep")
+    add("--image-size", metavar="N[,N...]", help="square image sizes to sweep (height = width)")
+    add(
+        "--dim",
+        action="append",
+        metavar="NAME=N[,N...]",
+        help="bind (and sweep) a named dynamic axis of an ONNX model, e.g. height=320,640",
+    )
+    add(
+        "--shape",
+        action="append",
+        metavar="INPUT=DxD...",
+        help="the whole shape of one ONNX input, e.g. images=1x3x640x640",
+    )
+    add("--inputs", metavar="FILE.npz", help="sample inputs for the onnx: model (arrays by name)")
+    add("--text", metavar="FILE", help="sentences for the hf: model, one per line")
     add("--prices", metavar="FILE", help="prices file replacing the shipped one")
     add("--region", help="electricity price and grid carbon region (e.g. us, eu)")
     add("--watts-per-core", type=float, metavar="W",

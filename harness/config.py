@@ -31,18 +31,20 @@ Every error names the file, the key and what is allowed, on one line.
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from backends.base import backend_class, backend_names
-from harness.errors import ConfigError
+from harness.errors import ConfigError, VariantNotApplicable
 from harness.measure.energy import PROBES, EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO
 from harness.measure.timing import TimingPolicy
-from harness.models import get_model, model_names
+from harness.models import get_model, is_user_model, model_names
+from harness.models.inputs import parse_binding
 from harness.optimize.variants import parse_variant
 
 SCENARIOS = ("single-stream",)
@@ -62,10 +64,17 @@ class Case:
     scenario: str = "single-stream"
     device: str = "cpu"
     options: Mapping[str, Any] = field(default_factory=dict)
+    bindings: tuple[str, ...] = ()  # a user model's shape bindings, e.g. ("height=640",)
 
     @property
     def shape(self) -> str:
-        return f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
+        text = f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
+        return "-".join((text, *self.bindings))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Case:
+        """The inverse of ``asdict`` after a JSON round trip (lists back to tuples)."""
+        return cls(**{**data, "bindings": tuple(data.get("bindings", ()))})
 
     @property
     def case_id(self) -> str:
@@ -105,28 +114,60 @@ class Suite:
     fidelity_min_ratio: float = DEFAULT_MIN_RATIO
     energy: EnergySettings = field(default_factory=EnergySettings)
     pricing: Pricing = field(default_factory=lambda: Pricing())
+    image_sizes: tuple[int, ...] = ()
+    dims: tuple[tuple[str, tuple[int, ...]], ...] = ()  # named axis -> sizes swept
+    shapes: tuple[str, ...] = ()  # "input=1x3x640x640"
+
+    def binding_sets(self) -> list[tuple[str, ...]]:
+        """Every combination of the swept axes as binding texts; ``shapes`` go in every set."""
+        axes: list[list[tuple[str, ...]]] = []
+        if self.image_sizes:
+            axes.append([(f"height={v}", f"width={v}") for v in self.image_sizes])
+        axes += [[(f"{name}={v}",) for v in sizes] for name, sizes in self.dims]
+        combos: list[tuple[str, ...]] = [self.shapes]
+        for axis in axes:
+            combos = [(*combo, *choice) for combo in combos for choice in axis]
+        return combos
 
     def cases(self, auto_threads: int) -> Iterator[Case]:
-        """Expand into cases; models without a sequence axis get one case per batch size."""
+        """Expand into cases, checked before anything runs: models without a sequence axis get
+        one case per batch size; a user model's unbound dynamic axis is a ConfigError. Models
+        that take no shape bindings (the zoo) ignore the binding axes."""
+        binding_sets = self.binding_sets()
+        takes = {m: getattr(get_model(m), "accepts_bindings", False) for m in self.models}
+        if binding_sets != [()] and not any(takes.values()):
+            raise ConfigError(
+                f"{self.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
+                f"files (onnx:PATH); none of {', '.join(self.models)} takes them"
+            )
         for model in self.models:
             seqs: tuple[int | None, ...] = (
                 self.seq_lens if get_model(model).uses_sequence else (None,)
             )
+            shapes = [
+                (bindings, batch, seq)
+                for bindings in (binding_sets if takes[model] else [()])
+                for batch in self.batch_sizes
+                for seq in seqs
+            ]
+            if takes[model]:
+                for bindings, batch, seq in shapes:
+                    _check_shapes(model, bindings, batch, seq)
             for variant in self.variants:
                 for backend in self.backends:
                     for threads in self.threads:
-                        for batch in self.batch_sizes:
-                            for seq in seqs:
-                                yield Case(
-                                    model=model,
-                                    variant=variant,
-                                    backend=backend,
-                                    batch_size=batch,
-                                    seq_len=seq,
-                                    threads=threads or auto_threads,
-                                    scenario=self.scenario,
-                                    options=self.options.get(backend, {}),
-                                )
+                        for bindings, batch, seq in shapes:
+                            yield Case(
+                                model=model,
+                                variant=variant,
+                                backend=backend,
+                                batch_size=batch,
+                                seq_len=seq,
+                                threads=threads or auto_threads,
+                                scenario=self.scenario,
+                                options=self.options.get(backend, {}),
+                                bindings=bindings,
+                            )
 
     def override(
         self,
@@ -136,11 +177,20 @@ class Suite:
         prices_file: str | None = None,
         region: str | None = None,
         watts_per_core: float | None = None,
+        sweeps: Sweeps | None = None,
     ) -> Suite:
         """The suite with CLI selections replacing its settings (each name validated)."""
         where = "command line"
         if watts_per_core is not None and watts_per_core <= 0:
             raise ConfigError(f"{where}: --watts-per-core must be positive, got {watts_per_core}")
+        changed = {k: v for k, v in asdict(sweeps or Sweeps()).items() if v}
+        if (
+            self.shapes != tuple(changed.get("shapes", self.shapes))
+            and "batch_sizes" not in changed
+        ):
+            # --shape x=8x3x64x64 with no --batch: the shape's first size is the batch
+            first = parse_binding(changed["shapes"][0], where)[1]
+            changed["batch_sizes"] = (first[0],)
         return replace(
             self,
             pricing=replace(
@@ -157,10 +207,28 @@ class Suite:
             variants=tuple(_variant(where, "--variant", v) for v in variants)
             if variants
             else self.variants,
-            models=tuple(_choice(where, "--model", m, model_names()) for m in models)
-            if models
-            else self.models,
+            models=tuple(_model(where, "--model", m) for m in models) if models else self.models,
+            **changed,
         )
+
+
+@dataclass(frozen=True)
+class Sweeps:
+    """Sweep axes given on the command line; empty ones keep the suite's."""
+
+    batch_sizes: tuple[int, ...] = ()
+    seq_lens: tuple[int, ...] = ()
+    threads: tuple[int, ...] = ()
+    image_sizes: tuple[int, ...] = ()
+    dims: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    shapes: tuple[str, ...] = ()
+
+
+def _check_shapes(model: str, bindings: tuple[str, ...], batch: int, seq: int | None) -> None:
+    """ConfigError for an unbound or unknown axis; a static batch that contradicts ``batch``
+    is left for the case to report as skipped."""
+    with contextlib.suppress(VariantNotApplicable):
+        get_model(model, bindings).shapes(batch, seq)  # type: ignore[attr-defined]
 
 
 def _choice(where: str, key: str, value: Any, allowed: list[str]) -> str:
@@ -180,6 +248,33 @@ def _names(
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: {key} must be a non-empty list of strings, got {value!r}")
     return tuple(item(where, key, v) for v in value)
+
+
+def _model(where: str, key: str, value: Any, base: Path | None = None) -> str:
+    """A zoo model name, or a model on disk (onnx:, hf:, torch:) that exists and loads; paths
+    in a suite file are relative to the suite file."""
+    if not isinstance(value, str) or not is_user_model(value):
+        return _choice(where, key, value, model_names())
+    kind, _, rest = value.partition(":")
+    if base is not None and kind in ("onnx", "hf"):
+        path, *options = rest.split("#")
+        value = "#".join(
+            [f"{kind}:{_relative(base, path)}", *(_option_path(base, o) for o in options)]
+        )
+    try:
+        get_model(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+    return value
+
+
+def _relative(base: Path, path: str) -> str:
+    return path if Path(path).is_absolute() else str(base / path)
+
+
+def _option_path(base: Path, option: str) -> str:
+    key, sep, path = option.partition("=")
+    return f"{key}={_relative(base, path)}" if sep else option
 
 
 def _variant(where: str, key: str, value: Any) -> str:
@@ -333,11 +428,24 @@ def _pricing(where: str, table: Any) -> Pricing:
     return Pricing(prices_file, values.pop("region", None), values)
 
 
+def _dims(where: str, key: str, value: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table of axis name = list of sizes")
+    return tuple((name, _positive_ints(where, f"{key}.{name}", v)) for name, v in value.items())
+
+
+def _binding(where: str, key: str, value: str) -> str:
+    parse_binding(value, f"{where}: {key}")
+    return value
+
+
 _Parser = Callable[[str, str, Any], Any]
 _KEYS: dict[str, _Parser] = {
     "name": _string,
     "description": _string,
-    "models": lambda w, k, v: _names(w, k, v, _one_of(model_names)),
+    "models": lambda w, k, v: _names(
+        w, k, v, lambda w2, k2, v2: _model(w2, k2, v2, Path(w).parent)
+    ),
     "variants": lambda w, k, v: _names(w, k, v, _variant),
     "backends": lambda w, k, v: _names(w, k, v, _one_of(backend_names)),
     "batch_sizes": _positive_ints,
@@ -346,6 +454,9 @@ _KEYS: dict[str, _Parser] = {
     "scenario": lambda w, k, v: _choice(w, k, v, list(SCENARIOS)),
     "baseline": _baseline,
     "fidelity_min_ratio": lambda w, k, v: _ratio(w, k, v),
+    "image_sizes": _positive_ints,
+    "dims": lambda w, k, v: _dims(w, k, v),
+    "shapes": lambda w, k, v: tuple(_binding(w, k, x) for x in _names(w, k, v, _string)),
 }
 _TABLES = ("measure", "options", "energy", "cost")
 

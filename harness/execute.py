@@ -27,7 +27,7 @@ from harness.measure.fidelity import (
     Fidelity,
     reference_outputs,
     run_batches,
-    score,
+    score_outputs,
 )
 from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.stats import LatencyStats, samples_to_ms
@@ -76,23 +76,29 @@ def base_result(run_id: str, case: Case, artifact: Artifact | None) -> CaseResul
     )
 
 
-def fidelity_of(backend: Backend, case: Case, reference: Artifact) -> Fidelity:
+def fidelity_of(
+    backend: Backend, case: Case, reference: Artifact
+) -> tuple[Fidelity, dict[str, float]]:
     """Run the evaluation set through the loaded backend (untimed) and score it against the
-    fp32 reference, in batches of the case's shape."""
-    model = get_model(case.model)
-    inputs = model.evaluation_inputs(case.seq_len)
-    digest = hashlib.sha256(b"".join(inputs[n].tobytes() for n in sorted(inputs))).hexdigest()
-    cache = Path(reference.directory) / f"reference-{digest[:16]}.npy"
-    expected = reference_outputs(reference.onnx_path, inputs, cache)
+    fp32 reference, in batches of the case's shape; also every output's cosine."""
+    model = get_model(case.model, case.bindings)
+    batches, rows = model.batches("evaluation", case.batch_size, case.seq_len)
+    digest = hashlib.sha256()
+    for batch in batches:
+        for name in sorted(batch):
+            digest.update(name.encode() + str(batch[name].shape).encode() + batch[name].tobytes())
+    cache = Path(reference.directory) / f"reference-{digest.hexdigest()[:16]}.npz"
+    expected = reference_outputs(reference.onnx_path, batches, rows, cache)
 
-    def infer(batch: dict[str, np.ndarray]) -> np.ndarray:
+    def infer(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         backend.prepare(batch)
         backend.run()
         backend.synchronize()
-        return next(iter(backend.outputs().values()))
+        return backend.outputs()
 
-    outputs = run_batches(infer, inputs, case.batch_size)
-    return score(model.task, outputs, expected, model.evaluation_labels())
+    outputs = run_batches(infer, batches, rows)
+    fidelity, per_output = score_outputs(model.task, outputs, expected, model.evaluation_labels())
+    return fidelity, per_output
 
 
 def execute(
@@ -116,7 +122,7 @@ def execute(
         result.status, result.reason = "skipped", str(exc)
         return result, []
     result.affinity = pin_cpus(case.threads)
-    inputs = get_model(case.model).example_inputs(case.batch_size, case.seq_len)
+    inputs = get_model(case.model, case.bindings).example_inputs(case.batch_size, case.seq_len)
     settings = BackendSettings(
         threads=case.threads,
         device=case.device,
@@ -134,10 +140,10 @@ def execute(
         backend.prepare(inputs)
         result.first_inference_ms = time_once(backend, clock) / 1e6
         timing = measure(backend, clock, policy, probe)
-        fidelity = (
+        fidelity, per_output = (
             fidelity_of(backend, case, reference or artifact)
             if backend.capabilities.computes_outputs
-            else None
+            else (None, {})
         )
         result.executed_precision = backend.executed_precision()
         result.versions = json.dumps(backend.versions(), sort_keys=True)
@@ -153,6 +159,8 @@ def execute(
     samples = samples_to_ms(timing.samples_ns)
     stats = LatencyStats.from_samples(samples, case.batch_size, policy.confidence)
     details: dict[str, Any] = {"energy": energy_note}
+    if len(per_output) > 1:
+        details["cosine_per_output"] = per_output
     fill_latency(result, stats, timing, details)
     fill_fidelity(result, fidelity, min_ratio, details)
     if timing.energy is not None:
@@ -202,7 +210,7 @@ def fill_latency(
 
 def run_case_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: payload has run_id, case, artifact and policy as plain dicts."""
-    case = Case(**payload["case"])
+    case = Case.from_dict(payload["case"])
     result, samples = execute(
         payload["run_id"],
         case,

@@ -87,6 +87,7 @@ _DISPLAY: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
     ("thr", lambda r: str(r.threads)),
     ("batch", lambda r: str(r.batch_size)),
     ("seq", lambda r: "-" if r.seq_len is None else str(r.seq_len)),
+    ("dims", lambda r: (r.shape or "").partition("-")[2] or "-"),
     ("status", lambda r: r.status),
     ("p50 ms [95% CI]", _p50),
     ("p90 ms", lambda r: _num(r.latency_ms_p90, 3)),
@@ -109,8 +110,12 @@ _DISPLAY: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
 
 
 def display_rows(results: list[CaseResult]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the human-readable view (a subset of the columns)."""
-    return [h for h, _ in _DISPLAY], [[f(r) for _, f in _DISPLAY] for r in results]
+    """Header and rows of the human-readable view (a subset of the columns); the dims column
+    (a user model's shape bindings) only when some row has them."""
+    shown = [
+        (h, f) for h, f in _DISPLAY if h != "dims" or any("-" in (r.shape or "") for r in results)
+    ]
+    return [h for h, _ in shown], [[f(r) for _, f in shown] for r in results]
 
 
 def _terminal_table(

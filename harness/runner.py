@@ -94,8 +94,8 @@ class Runner:
         """Run every case of ``suite``; return the run id. Results are stored case by case."""
         run_id = run_id or new_run_id()
         run_prices = suite_prices(suite)  # bad prices are bad input: refused before running
+        cases = list(suite.cases(usable_cpus()))  # so are unbound shapes
         self.store.start_run(run_id, suite.name, suite.path, fingerprint())
-        cases = list(suite.cases(usable_cpus()))
         for index, case in enumerate(cases):
             result, samples = self.cases.run_case(
                 run_id, suite, case, run_prices, index, len(cases)
@@ -114,7 +114,7 @@ class CaseRunner:
         self.cache = cache
         self.inline = inline
         self.reporter = reporter or SilentReporter()
-        self._artifacts: dict[tuple[str, str], Artifact | WorkerError] = {}
+        self._artifacts: dict[tuple[str, str, tuple[str, ...]], Artifact | WorkerError] = {}
 
     def run_case(
         self,
@@ -131,14 +131,22 @@ class CaseRunner:
         return result, samples
 
     def _artifact(
-        self, model: str, variant: str, progress: Callable[[str], None]
+        self,
+        model: str,
+        variant: str,
+        progress: Callable[[str], None],
+        bindings: tuple[str, ...] = (),
     ) -> Artifact | WorkerError:
-        key = (model, variant)
+        """The artifact, built once per run; only static calibration depends on ``bindings``."""
+        bindings = bindings if "int8-static" in variant else ()
+        key = (model, variant, bindings)
         if key not in self._artifacts:
+            payload = {"model": model, "variant": variant, "cache": str(self.cache),
+                       "bindings": list(bindings)}  # fmt: skip
             try:
                 data = worker.call(
                     "harness.optimize.artifacts:build_in_worker",
-                    {"model": model, "variant": variant, "cache": str(self.cache)},
+                    payload,
                     timeout_s=BUILD_TIMEOUT_S,
                     inline=self.inline,
                     env={CACHE_ENV: str(self.cache)},  # models that train on first use cache here
@@ -163,7 +171,7 @@ class CaseRunner:
         def progress(text: str) -> None:
             self.reporter.case_started(index, total, case, f"{what}: {text}")
 
-        artifact = self._artifact(case.model, case.variant, progress)
+        artifact = self._artifact(case.model, case.variant, progress, case.bindings)
         if isinstance(artifact, WorkerError):
             return _failed(result, artifact, "artifact build"), []
         reference = self._artifact(case.model, "fp32", progress)

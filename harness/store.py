@@ -220,7 +220,7 @@ class Store:
     def cases(self, run_id: str) -> list[CaseResult]:
         rows = self._dicts(
             f"SELECT {', '.join(COLUMNS)} FROM cases WHERE run_id = ? "
-            "ORDER BY model, variant, backend, threads, batch_size, seq_len",
+            "ORDER BY model, variant, backend, threads, batch_size, seq_len, shape",
             [run_id],
         )
         return [CaseResult.from_dict(r) for r in rows]

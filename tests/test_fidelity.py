@@ -12,6 +12,7 @@ from harness.measure.fidelity import (
     reference_outputs,
     run_batches,
     score,
+    score_outputs,
 )
 from harness.models.corpus import DOMAINS, sentences
 from harness.optimize.artifacts import build, cache_root
@@ -29,8 +30,9 @@ def test_chunks_have_the_static_batch_shape_and_filler_is_dropped() -> None:
     inputs = {"x": np.arange(10, dtype=np.float32).reshape(5, 2)}
     batches = chunks(inputs, 2)
     assert [b["x"].shape for b in batches] == [(2, 2)] * 3
-    out = run_batches(lambda b: b["x"] * 2, inputs, 2)
-    np.testing.assert_array_equal(out, inputs["x"] * 2)
+    out = run_batches(lambda b: {"y": b["x"] * 2, "z": b["x"][:, :1]}, batches, 5)
+    np.testing.assert_array_equal(out["y"], inputs["x"] * 2)
+    np.testing.assert_array_equal(out["z"], inputs["x"][:, :1])
 
 
 def test_embedding_fidelity() -> None:
@@ -58,8 +60,26 @@ def test_classifier_fidelity_is_relative_to_the_reference_accuracy() -> None:
 def test_reference_outputs_are_cached(tmp_path: Path) -> None:
     artifact = build("tiny-mlp", "fp32", cache_root())
     inputs = {"x": np.random.default_rng(3).standard_normal((7, 16)).astype(np.float32)}
-    first = reference_outputs(artifact.onnx_path, inputs, tmp_path / "ref.npy")
-    assert first.shape == (7, 8) and (tmp_path / "ref.npy").is_file()
-    np.testing.assert_array_equal(
-        reference_outputs(Path("/nonexistent.onnx"), inputs, tmp_path / "ref.npy"), first
-    )
+    cache = tmp_path / "ref.npz"
+    first = reference_outputs(artifact.onnx_path, chunks(inputs, 4), 7, cache)
+    assert list(first) == ["y"] and first["y"].shape == (7, 8) and cache.is_file()
+    again = reference_outputs(Path("/nonexistent.onnx"), chunks(inputs, 4), 7, cache)
+    np.testing.assert_array_equal(again["y"], first["y"])
+
+
+def test_several_outputs_score_as_the_worst_one() -> None:
+    rng = np.random.default_rng(1)
+    ref = {"a": rng.standard_normal((20, 8)), "b": rng.standard_normal((20, 4))}
+    out = {"a": ref["a"].copy(), "b": -ref["b"]}  # the second output is broken
+    fidelity, per_output = score_outputs("generic", out, ref, None)
+    assert per_output["a"] == pytest.approx(1.0) and per_output["b"] == pytest.approx(-1.0)
+    assert fidelity.value == pytest.approx(-1.0) and fidelity.agreement == 1.0
+    renamed = {"x": out["a"], "y": out["b"]}  # runtimes may rename outputs: matched by position
+    assert score_outputs("generic", renamed, ref, None)[1] == per_output
+
+
+def test_a_classifier_without_labels_is_scored_by_agreement() -> None:
+    ref = np.eye(3)[[0, 1, 2, 0]]
+    out = np.eye(3)[[0, 1, 2, 1]]
+    result = score("classifier", out, ref, None)
+    assert (result.metric, result.value, result.reference) == ("top1_agreement", 0.75, 1.0)

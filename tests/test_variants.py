@@ -59,7 +59,7 @@ def test_int8_static_is_qdq_chosen_by_measured_fidelity() -> None:
 
 def test_unstructured_pruning_really_zeroes_half_the_weights() -> None:
     artifact = build("tiny-mlp", "pruned-unstructured-50", cache_root())
-    assert artifact.lineage["info"]["linear_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert artifact.lineage["info"]["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
     weights = [
         onnx.numpy_helper.to_array(t)
         for t in onnx.load(str(artifact.onnx_path)).graph.initializer
@@ -68,6 +68,18 @@ def test_unstructured_pruning_really_zeroes_half_the_weights() -> None:
     assert all(np.mean(w == 0) == pytest.approx(0.5, abs=0.01) for w in weights)
     module = artifact.torch_module()  # the torch side loads the same pruned weights
     assert float((module[0].weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+
+
+def test_unstructured_pruning_covers_conv_layers() -> None:
+    artifact = build("digits-cnn", "pruned-unstructured-30", cache_root())
+    info = artifact.lineage["info"]
+    assert info["conv_layers"] == 2 and info["pruned_layers"] == 4
+    convs = [
+        onnx.numpy_helper.to_array(t)
+        for t in onnx.load(str(artifact.onnx_path)).graph.initializer
+        if len(t.dims) == 4
+    ]
+    assert len(convs) == 2 and all(np.mean(w == 0) == pytest.approx(0.3, abs=0.02) for w in convs)
 
 
 def test_runtime_precisions_share_the_parent_file() -> None:

@@ -15,7 +15,7 @@ fp32 metric.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +51,20 @@ def chunks(inputs: Mapping[str, np.ndarray], batch_size: int) -> list[dict[str, 
     ]
 
 
+Outputs = dict[str, np.ndarray]
+
+
 def run_batches(
-    infer: Callable[[dict[str, np.ndarray]], np.ndarray],
-    inputs: Mapping[str, np.ndarray],
-    batch_size: int,
-) -> np.ndarray:
-    """The first output of ``infer`` over every evaluation row, filler rows removed."""
-    rows = len(next(iter(inputs.values())))
-    return np.concatenate([infer(batch) for batch in chunks(inputs, batch_size)])[:rows]
+    infer: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+    batches: list[dict[str, np.ndarray]],
+    rows: int | None = None,
+) -> Outputs:
+    """Every output of ``infer`` over ``batches``, concatenated along axis 0 per output and cut
+    to ``rows`` (the filler rows of :func:`chunks`) when given."""
+    results = [infer(batch) for batch in batches]
+    return {
+        name: np.concatenate([np.asarray(r[name]) for r in results])[:rows] for name in results[0]
+    }
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -85,10 +91,11 @@ def nearest_neighbour_agreement(outputs: np.ndarray, reference: np.ndarray) -> f
 def score(
     task: str, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
 ) -> Fidelity:
-    """Fidelity of ``outputs`` against the fp32 ``reference`` on the evaluation rows."""
-    if task == "classifier":
-        if labels is None:
-            raise ValueError("a classifier's fidelity needs the evaluation labels")
+    """Fidelity of ``outputs`` against the fp32 ``reference`` on the evaluation rows.
+
+    A classifier without true labels (a user's model) is scored by top-1 agreement with the
+    reference; everything else by cosine."""
+    if task == "classifier" and labels is not None:
         predicted, expected = outputs.argmax(axis=1), reference.argmax(axis=1)
         return Fidelity(
             metric="accuracy",
@@ -97,6 +104,9 @@ def score(
             agreement=float(np.mean(predicted == expected)),
             agreement_metric="top1_agreement",
         )
+    if task == "classifier":
+        agreement = float(np.mean(outputs.argmax(axis=1) == reference.argmax(axis=1)))
+        return Fidelity("top1_agreement", agreement, 1.0, agreement, "top1_agreement")
     return Fidelity(
         metric="cosine",
         value=mean_cosine(outputs, reference),
@@ -106,25 +116,61 @@ def score(
     )
 
 
-def onnx_outputs(path: Path, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The first output of an ONNX file on ONNX Runtime CPU over every row of ``inputs``."""
+def _matched(outputs: Outputs, reference: Outputs) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Output arrays paired with the reference's by name, else by position (runtimes may
+    rename outputs)."""
+    if set(outputs) >= set(reference):
+        return [(name, outputs[name], ref) for name, ref in reference.items()]
+    return [(n, o, r) for (n, r), o in zip(reference.items(), outputs.values(), strict=False)]
+
+
+def score_outputs(
+    task: str, outputs: Outputs, reference: Outputs, labels: np.ndarray | None
+) -> tuple[Fidelity, dict[str, float]]:
+    """The task's fidelity on the first output, and the cosine of every output to its
+    reference. With several outputs the metric is the worst output's cosine: a model that keeps
+    its first output but breaks another does not pass."""
+    pairs = _matched(outputs, reference)
+    per_output = {
+        name: mean_cosine(out, ref) if out.shape == ref.shape else 0.0 for name, out, ref in pairs
+    }
+    name, first, first_ref = pairs[0]
+    if first.shape != first_ref.shape:
+        raise ValueError(f"output {name!r}: shape {first.shape}, reference {first_ref.shape}")
+    fidelity = score(task, first, first_ref, labels)
+    if fidelity.metric == "cosine" and len(pairs) > 1:
+        fidelity = replace(fidelity, value=min(per_output.values()))
+    return fidelity, per_output
+
+
+def onnx_outputs(
+    path: Path, batches: list[dict[str, np.ndarray]], rows: int | None = None
+) -> Outputs:
+    """Every output of an ONNX file on ONNX Runtime CPU over ``batches``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    return run_batches(lambda batch: session.run(None, {n: batch[n] for n in names})[0], inputs, 16)
+    outputs = [o.name for o in session.get_outputs()]
+
+    def infer(batch: dict[str, np.ndarray]) -> Outputs:
+        return dict(zip(outputs, session.run(None, {n: batch[n] for n in names}), strict=True))
+
+    return run_batches(infer, batches, rows)
 
 
 def reference_outputs(
-    fp32_onnx: Path, inputs: Mapping[str, np.ndarray], cache_file: Path
-) -> np.ndarray:
-    """The fp32 artifact's outputs on ONNX Runtime CPU, computed once and cached."""
+    fp32_onnx: Path, batches: list[dict[str, np.ndarray]], rows: int | None, cache_file: Path
+) -> Outputs:
+    """The fp32 artifact's outputs on ONNX Runtime CPU, computed once and cached (.npz)."""
     if cache_file.is_file():
-        cached: np.ndarray = np.load(cache_file)
-        return cached
-    result = onnx_outputs(fp32_onnx, inputs)
+        with np.load(cache_file) as cached:  # keyed by position: names may hold any character
+            return {str(n): cached[f"o{i}"] for i, n in enumerate(cached["names"])}
+    result = onnx_outputs(fp32_onnx, batches, rows)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    staging = cache_file.with_suffix(f".{id(result)}.tmp.npy")
-    np.save(staging, result)
+    staging = cache_file.with_suffix(f".{id(result)}.tmp.npz")
+    arrays: dict[str, np.ndarray] = {f"o{i}": a for i, a in enumerate(result.values())}
+    arrays["names"] = np.array(list(result))
+    np.savez(staging, allow_pickle=False, **arrays)
     staging.replace(cache_file)
     return result

@@ -1,11 +1,20 @@
-"""The model zoo. Each model knows how to build its torch module, its inputs and its identity.
+"""The model zoo, and the user's own models. Each model knows how to build its torch module, its
+inputs and its identity.
+
+A model is named by a zoo name (``minilm-l6``) or a source spec for a model on disk::
+
+    onnx:PATH[#inputs=FILE.npz]      any ONNX file (harness.models.onnx_file)
+    hf:DIR[#text=FILE]               a local Hugging Face directory (harness.models.hf_dir)
+    torch:MODULE:FACTORY             a PyTorch factory imported by path (.torch_factory)
 
 Modules here import torch and tokenizers only inside methods, so listing models stays cheap.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from harness.errors import ConfigError
@@ -45,6 +54,13 @@ class Model(Protocol):
         """Rows for quantization calibration (disjoint from the evaluation rows)."""
         ...
 
+    def batches(
+        self, split: str, batch_size: int, seq_len: int | None
+    ) -> tuple[list[dict[str, np.ndarray]], int | None]:
+        """A split (evaluation, calibration, training) as batches of ``batch_size``, and the
+        number of real rows when the last batch was filled up (None: every row is real)."""
+        ...
+
     def training_inputs(self, seq_len: int | None) -> dict[str, np.ndarray]:
         """Rows for distillation and recipe selection (disjoint from the evaluation rows)."""
         ...
@@ -67,15 +83,69 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+SOURCES = ("onnx:PATH", "hf:DIR", "torch:MODULE:FACTORY")
+
+
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_model(name: str) -> Model:
-    """The model registered under ``name``; ConfigError naming the choices otherwise."""
+def is_user_model(name: str) -> bool:
+    return name.startswith(("onnx:", "hf:", "torch:"))
+
+
+def _options(spec: str, allowed: str) -> tuple[str, dict[str, str]]:
+    """``PATH#key=value#...`` -> (PATH, {key: value}); only ``allowed`` keys."""
+    target, *parts = spec.split("#")
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or key != allowed or not value:
+            raise ConfigError(f"model {spec!r}: unknown option {part!r}; allowed: {allowed}=FILE")
+        options[key] = value
+    return target, options
+
+
+def user_model(spec: str) -> Model:
+    """The model a source spec names; ConfigError when the file, directory or factory is wrong."""
+    kind, _, rest = spec.partition(":")
+    if not rest:
+        raise ConfigError(f"model {spec!r}: empty {kind}: source; e.g. {kind}:model.onnx")
+    if kind == "onnx":
+        from harness.models.onnx_file import OnnxFileModel
+
+        path, options = _options(rest, "inputs")
+        inputs = options.get("inputs")
+        return OnnxFileModel(spec, Path(path), Path(inputs) if inputs else None)
+    if kind == "hf":
+        from harness.models.hf_dir import HFTextModel
+
+        path, options = _options(rest, "text")
+        text = options.get("text")
+        return HFTextModel(spec, Path(path), Path(text) if text else None)
+    from harness.models.torch_factory import TorchFactoryModel
+
+    return TorchFactoryModel(spec, rest)
+
+
+@functools.cache
+def _user_model(spec: str) -> Model:
+    return user_model(spec)
+
+
+def get_model(name: str, bindings: tuple[str, ...] = ()) -> Model:
+    """The model named ``name`` (zoo name or source spec), bound to ``bindings`` when it takes
+    shape bindings; ConfigError naming the choices otherwise."""
+    if is_user_model(name):
+        model = _user_model(name)
+        bind = getattr(model, "bind", None)
+        return bind(bindings) if bind is not None and bindings else model
     target = _REGISTRY.get(name)
     if target is None:
-        raise ConfigError(f"unknown model {name!r}; allowed: {', '.join(model_names())}")
+        raise ConfigError(
+            f"unknown model {name!r}; allowed: {', '.join(model_names())}, or a model on disk: "
+            f"{', '.join(SOURCES)}"
+        )
     module_name, _, attr = target.partition(":")
-    model: Model = getattr(importlib.import_module(module_name), attr)()
-    return model
+    zoo: Model = getattr(importlib.import_module(module_name), attr)()
+    return zoo

@@ -47,3 +47,22 @@ def sentences(split: Split = "all") -> tuple[str, ...]:
         }[split]
         chosen += [lines[i] for i in sorted(picks)]
     return tuple(chosen)
+
+
+MIN_USER_LINES = 10
+
+
+def split_lines(lines: list[str], split: Split) -> tuple[str, ...]:
+    """A user's text split like the corpus: fixed seed, about 16% calibration, 20% evaluation,
+    the rest training (each at least one line)."""
+    if split == "all":
+        return tuple(lines)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(lines))
+    cal = max(1, round(0.16 * len(lines)))
+    ev = max(1, round(0.20 * len(lines)))
+    picks = {
+        "calibration": order[:cal],
+        "evaluation": order[cal : cal + ev],
+        "training": order[cal + ev :],
+    }[split]
+    return tuple(lines[i] for i in sorted(picks))

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.models.rows import RowModel
+
 if TYPE_CHECKING:
     import torch
 
@@ -89,7 +91,7 @@ def train() -> tuple[torch.nn.Module, dict[str, float]]:
     return module, {"eval_accuracy": float(np.mean(predicted == labels[ev]))}
 
 
-class DigitsCNN:
+class DigitsCNN(RowModel):
     name = "digits-cnn"
     description = "small CNN trained on scikit-learn's digits (8x8 images, 10 classes, real labels)"
     task = "classifier"

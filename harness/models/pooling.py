@@ -37,3 +37,31 @@ def bert_sentence_encoder(**config: Any) -> SentenceEmbedding:
     torch.manual_seed(0)
     encoder = transformers.BertModel(transformers.BertConfig(**config), add_pooling_layer=False)
     return SentenceEmbedding(encoder).eval()
+
+
+class LogitsOnly(torch.nn.Module):
+    """A Hugging Face sequence classifier returning its logits tensor (not a ModelOutput)."""
+
+    def __init__(self, classifier: torch.nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.classifier(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).logits
+        return logits
+
+
+class TupleOutputs(torch.nn.Module):
+    """A user's module with its outputs (tensor, tuple or dict) returned as a tuple."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.module(*args)
+        if isinstance(out, dict):
+            return tuple(out.values())
+        return tuple(out) if isinstance(out, tuple | list) else (out,)

@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.models.rows import RowModel
+
 if TYPE_CHECKING:
     import torch
 
 IN_FEATURES, HIDDEN, OUT_FEATURES = 16, 64, 8
 
 
-class TinyMLP:
+class TinyMLP(RowModel):
     name = "tiny-mlp"
     description = "16 -> 64 -> 8 perceptron with seeded weights (for tests)"
     task = "regression"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.digest import file_sha256
 from harness.environment import package_version
-from harness.models import get_model
+from harness.models import get_model, is_user_model
 from harness.optimize.variants import Step, parse_variant
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def base_recipe(model_name: str) -> dict[str, Any]:
 
 def step_recipe(parent: Artifact, step: Step) -> dict[str, Any]:
     """A derived artifact's identity: its parent's key plus the step and the tools' versions."""
-    return {
+    data: dict[str, Any] = {
         "format": ARTIFACT_FORMAT,
         "parent": parent.key,
         "step": step.name,
@@ -97,14 +98,31 @@ def step_recipe(parent: Artifact, step: Step) -> dict[str, Any]:
         "onnxruntime": package_version("onnxruntime"),
         "nncf": package_version("nncf"),
     }
+    revision = _REVISIONS.get(step.name.rpartition("-")[0])
+    if revision:  # a recipe changed without invalidating the others' cache entries
+        data["revision"] = revision
+    return data
+
+
+_REVISIONS = {"pruned-unstructured": 2}  # 2: Conv layers are pruned too
 
 
 def _recipe_key(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+def _slug(model_name: str) -> str:
+    """A directory name for a model: zoo names as they are; source specs (paths) as their kind,
+    file or directory stem and a digest of the whole spec."""
+    if not is_user_model(model_name):
+        return model_name
+    kind, _, rest = model_name.partition(":")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(rest.split("#")[0].split(":")[0]).stem)[:40]
+    return f"{kind}-{stem}-{hashlib.sha256(model_name.encode()).hexdigest()[:10]}"
+
+
 def _directory(root: Path, model_name: str, variant_name: str, key: str) -> Path:
-    return root / "artifacts" / model_name / variant_name / key
+    return root / "artifacts" / _slug(model_name) / variant_name / key
 
 
 def _load_meta(directory: Path) -> Artifact | None:
@@ -196,15 +214,39 @@ def _build_once(
 
 
 def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]:
+    """The fp32 artifact: the torch module exported, or a user's ONNX file copied as it is
+    (with its external data files)."""
     import onnx
 
-    module = get_model(model_name).build_torch()
+    model = get_model(model_name)
+    source = getattr(model, "onnx_file", None)
+    if source is not None:
+        _copy_onnx(Path(source), staging / "model.onnx")
+        onnx.checker.check_model(str(staging / "model.onnx"))
+        return float(getattr(model, "params_m", 0.0)), {"parent": None, "chain": [],
+                                                         "source_file": str(source)}  # fmt: skip
+    module = model.build_torch()
     export_onnx(module, model_name, staging / "model.onnx")
     onnx.checker.check_model(str(staging / "model.onnx"))
     return _params_m(module), {"parent": None, "chain": []}
 
 
-def _apply_step(parent: Artifact, step: Step, staging: Path) -> tuple[float, dict[str, Any]]:
+def _copy_onnx(source: Path, target: Path) -> None:
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    shutil.copyfile(source, target)
+    model = onnx.load(str(source), load_external_data=False)
+    for tensor in model.graph.initializer:
+        if uses_external_data(tensor):
+            location = ExternalDataInfo(tensor).location
+            if not (target.parent / location).exists():
+                shutil.copyfile(source.parent / location, target.parent / location)
+
+
+def _apply_step(
+    parent: Artifact, step: Step, staging: Path, bindings: tuple[str, ...]
+) -> tuple[float, dict[str, Any]]:
     """Produce ``staging/model.onnx`` from ``parent`` by one step; return (params_m, info)."""
     from harness.optimize import recipes
 
@@ -213,7 +255,7 @@ def _apply_step(parent: Artifact, step: Step, staging: Path) -> tuple[float, dic
         if step.name == "int8-dynamic":
             info = recipes.quantize_dynamic_onnx(parent.onnx_path, target)
         else:
-            info = recipes.quantize_static_onnx(parent, target)
+            info = recipes.quantize_static_onnx(parent, target, bindings)
         return parent.params_m, info
     module = parent.torch_module()
     if step.name.startswith("pruned-unstructured"):
@@ -227,10 +269,13 @@ def _apply_step(parent: Artifact, step: Step, staging: Path) -> tuple[float, dic
     return _params_m(module), info
 
 
-def build(model_name: str, variant_name: str, root: Path) -> Artifact:
+def build(
+    model_name: str, variant_name: str, root: Path, bindings: tuple[str, ...] = ()
+) -> Artifact:
     """The cached artifact of ``variant_name``, building it (and its parents) if missing.
 
     Runtime steps (fp16, bf16) do not change the file: their artifact is their parent's.
+    ``bindings`` fix a user model's dynamic axes for static calibration (part of its key).
     """
     variant = parse_variant(variant_name)
     name = variant.artifact_name
@@ -240,13 +285,15 @@ def build(model_name: str, variant_name: str, root: Path) -> Artifact:
             lambda staging: _export_base(model_name, staging),
         )  # fmt: skip
     parent_name, _, last = name.rpartition("+")
-    parent = build(model_name, parent_name or "fp32", root)
+    parent = build(model_name, parent_name or "fp32", root, bindings)
     step = next(s for s in variant.steps if s.name == last)
     data = step_recipe(parent, step)
+    if step.name == "int8-static" and bindings:
+        data["calibration_bindings"] = sorted(bindings)
     final = _directory(root, model_name, name, _recipe_key(data))
 
     def make(staging: Path) -> tuple[float, dict[str, Any]]:
-        params_m, info = _apply_step(parent, step, staging)
+        params_m, info = _apply_step(parent, step, staging, bindings)
         link = {"step": step.name, "directory": str(final), "params": step.params, "info": info}
         chain = [*parent.lineage.get("chain", []), link]
         return params_m, {"parent": parent.key, "parent_variant": parent.variant,
@@ -257,4 +304,5 @@ def build(model_name: str, variant_name: str, root: Path) -> Artifact:
 
 def build_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: build (or find) one artifact and return it as a dict."""
-    return build(payload["model"], payload["variant"], Path(payload["cache"])).to_dict()
+    bindings = tuple(payload.get("bindings", ()))
+    return build(payload["model"], payload["variant"], Path(payload["cache"]), bindings).to_dict()

@@ -28,12 +28,19 @@ def _linears(module: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
     return [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
+_PRUNABLE = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
 def prune_unstructured(module: torch.nn.Module, amount: float) -> dict[str, Any]:
-    """Zero the ``amount`` smallest-magnitude weights of every Linear layer (per layer)."""
+    """Zero the ``amount`` smallest-magnitude weights of every Linear and Conv layer (per
+    layer)."""
+    layers = [m for m in module.modules() if isinstance(m, _PRUNABLE)]
+    if not layers:
+        raise VariantNotApplicable("unstructured pruning needs Linear or Conv layers; none found")
     zeros = total = 0
     with torch.no_grad():
-        for _, linear in _linears(module):
-            weight = linear.weight
+        for layer in layers:
+            weight = layer.weight
             k = round(amount * weight.numel())
             if k == 0:
                 continue
@@ -42,8 +49,9 @@ def prune_unstructured(module: torch.nn.Module, amount: float) -> dict[str, Any]
             zeros += int((weight == 0).sum())
             total += weight.numel()
     return {
-        "linear_sparsity": zeros / total if total else 0.0,
-        "linear_layers": len(_linears(module)),
+        "weight_sparsity": zeros / total if total else 0.0,
+        "pruned_layers": len(layers),
+        "conv_layers": sum(not isinstance(m, torch.nn.Linear) for m in layers),
     }
 
 
@@ -167,25 +175,23 @@ def distil_layers(
     return student, {**info, "kept_layers": keep, "teacher_layers": depth}
 
 
-def _rows(inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    count = len(next(iter(inputs.values())))
-    return [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(count)]
+Batches = list[dict[str, np.ndarray]]
 
 
-def _nncf_qdq(source: Path, target: Path, calibration: dict[str, np.ndarray], task: str) -> None:
+def _nncf_qdq(source: Path, target: Path, calibration: Batches, task: str) -> None:
     """NNCF post-training quantization of the ONNX graph to QDQ (transformer-aware for text)."""
     import nncf
     import onnx
 
     model_type = nncf.ModelType.TRANSFORMER if task == "embedding" else None
-    rows = _rows(calibration)
     quantized = nncf.quantize(
-        onnx.load(str(source)), nncf.Dataset(rows), model_type=model_type, subset_size=len(rows)
-    )
+        onnx.load(str(source)), nncf.Dataset(calibration), model_type=model_type,
+        subset_size=len(calibration),
+    )  # fmt: skip
     onnx.save(quantized, str(target))
 
 
-def _ort_minmax_qdq(source: Path, target: Path, calibration: dict[str, np.ndarray]) -> None:
+def _ort_minmax_qdq(source: Path, target: Path, calibration: Batches) -> None:
     """ONNX Runtime static quantization: min-max calibration, per-channel int8 weights, QDQ."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -196,7 +202,7 @@ def _ort_minmax_qdq(source: Path, target: Path, calibration: dict[str, np.ndarra
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.rows = iter(_rows(calibration))
+            self.rows = iter(calibration)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.rows, None)
@@ -208,20 +214,24 @@ def _ort_minmax_qdq(source: Path, target: Path, calibration: dict[str, np.ndarra
     )  # fmt: skip
 
 
-def quantize_static_onnx(parent: Artifact, target: Path) -> dict[str, Any]:
-    """Static int8 QDQ calibrated on the calibration split; of the candidate recipes (NNCF,
-    ONNX Runtime min-max) keep the one whose outputs stay closest to the parent's on the
-    training split (never the held-out evaluation split)."""
+def quantize_static_onnx(
+    parent: Artifact, target: Path, bindings: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Static int8 QDQ calibrated on the calibration split (one row per batch); of the
+    candidate recipes (NNCF, ONNX Runtime min-max) keep the one whose outputs stay closest to
+    the parent's on the training split (never the held-out evaluation split). ``bindings`` fix
+    a user model's dynamic axes for calibration."""
     import shutil
     import tempfile
 
-    from harness.measure.fidelity import onnx_outputs, score
+    from harness.measure.fidelity import onnx_outputs, score_outputs
     from harness.models import get_model
 
-    model = get_model(parent.model)
+    model = get_model(parent.model, bindings)
     seq = 128 if model.uses_sequence else None
-    calibration, selection = model.calibration_inputs(seq), model.training_inputs(seq)
-    expected = onnx_outputs(parent.onnx_path, selection)
+    calibration, _ = model.batches("calibration", 1, seq)
+    selection, rows = model.batches("training", 16, seq)
+    expected = onnx_outputs(parent.onnx_path, selection, rows)
     candidates = {
         "nncf": lambda out: _nncf_qdq(parent.onnx_path, out, calibration, model.task),
         "onnxruntime-minmax": lambda out: _ort_minmax_qdq(parent.onnx_path, out, calibration),
@@ -238,8 +248,8 @@ def quantize_static_onnx(parent: Artifact, target: Path) -> dict[str, Any]:
                 errors[name] = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             # Scored against the parent's own predictions: for a classifier, top-1 agreement.
-            got = onnx_outputs(out, selection)
-            scores[name] = score(model.task, got, expected, expected.argmax(axis=1)).value
+            got = onnx_outputs(out, selection, rows)
+            scores[name] = score_outputs(model.task, got, expected, None)[0].value
         if not scores:
             raise RuntimeError(f"no int8-static recipe worked: {errors}")
         best = max(scores, key=lambda n: scores[n])
@@ -250,5 +260,5 @@ def quantize_static_onnx(parent: Artifact, target: Path) -> dict[str, Any]:
         "selection_metric": "top1_agreement" if model.task == "classifier" else "cosine",
         "scores": scores,
         "errors": errors,
-        "calibration_rows": len(_rows(calibration)),
+        "calibration_rows": len(calibration),
     }
