@@ -39,6 +39,10 @@ class Capabilities:
     install_hint: what to install when those are missing.
     computes_outputs: ``outputs()`` are the model's real outputs (false only for test doubles),
                  so fidelity can be scored.
+    energy:      ``host``: the harness's probe measures (or estimates) the machine running the
+                 backend; ``simulated``: the backend models a device and reports joules itself
+                 (``energy_j()``, per inference of the prepared batch), with ``report()``
+                 (details stored with the case) and ``device_label`` (the row's device).
     """
 
     consumes: Literal["onnx", "torch"]
@@ -48,6 +52,7 @@ class Capabilities:
     runtime_modules: tuple[str, ...] = ()
     install_hint: str = ""
     computes_outputs: bool = True
+    energy: Literal["host", "simulated"] = "host"
 
 
 @dataclass(frozen=True)

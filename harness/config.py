@@ -167,6 +167,7 @@ class Suite:
                                 scenario=self.scenario,
                                 options=self.options.get(backend, {}),
                                 bindings=bindings,
+                                device=backend_class(backend).capabilities.devices[0],
                             )
 
     def override(
@@ -368,6 +369,9 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
                 raise ConfigError(
                     f"{where}: options.{backend}.{key} must be {spec.__name__}, got {value!r}"
                 )
+        check = getattr(backend_class(backend), "check_options", None)
+        if check is not None:  # values only the backend can judge (e.g. a preset name)
+            check(opts, where)
         result[backend] = dict(opts)
     return result
 

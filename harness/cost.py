@@ -88,6 +88,8 @@ def hardware_class(device: str) -> str:
     """Which hourly price applies: the device the case ran on decides."""
     if device.startswith("cuda"):
         return "gpu-datacenter"
+    if device.startswith("fpga:"):  # a simulated accelerator names its class: fpga:fpga-edge
+        return device.removeprefix("fpga:")
     if device.startswith("fpga"):
         return "fpga-card"
     return "cpu-vcpu"
@@ -104,10 +106,11 @@ def apply_cost(result: CaseResult, p: Prices) -> None:
         result.cost_usd_per_million_energy = per_million_kwh * p.usd_per_kwh
         result.gco2_per_million = per_million_kwh * p.gco2_per_kwh
     if result.throughput_per_s:
-        hw = p.hardware[hardware_class(result.device)]
-        units = (result.threads or 1) if hw["unit"] == "vcpu" else 1
-        hours = 1e6 / result.throughput_per_s / 3600
-        result.cost_usd_per_million_machine = hours * hw["usd_per_hour"] * units
+        hw = p.hardware.get(hardware_class(result.device))
+        if hw is not None:  # an unknown class (a user preset's) leaves the machine part null
+            units = (result.threads or 1) if hw["unit"] == "vcpu" else 1
+            hours = 1e6 / result.throughput_per_s / 3600
+            result.cost_usd_per_million_machine = hours * hw["usd_per_hour"] * units
     if (
         result.cost_usd_per_million_energy is not None
         and result.cost_usd_per_million_machine is not None

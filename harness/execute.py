@@ -130,7 +130,12 @@ def execute(
         input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
         precision=parse_variant(case.variant).runtime_precision,
     )
-    probe, energy_note = choose_probe(energy or EnergySettings(), case.device, cpu_model())
+    simulated = backend.capabilities.energy == "simulated"
+    probe, energy_note = (
+        (None, "simulated by the backend; ")
+        if simulated
+        else choose_probe(energy or EnergySettings(), case.device, cpu_model())
+    )
     try:
         before = rss_mb()
         start = clock.now_ns()
@@ -147,6 +152,7 @@ def execute(
         )
         result.executed_precision = backend.executed_precision()
         result.versions = json.dumps(backend.versions(), sort_keys=True)
+        device_report = simulated_device(backend, result) if simulated else {}
     except BackendUnavailable as exc:
         result.status, result.reason = "skipped", str(exc)
         return result, []
@@ -158,7 +164,7 @@ def execute(
     result.peak_rss_mb = peak_rss_mb()
     samples = samples_to_ms(timing.samples_ns)
     stats = LatencyStats.from_samples(samples, case.batch_size, policy.confidence)
-    details: dict[str, Any] = {"energy": energy_note}
+    details: dict[str, Any] = {"energy": energy_note, **device_report}
     if len(per_output) > 1:
         details["cosine_per_output"] = per_output
     fill_latency(result, stats, timing, details)
@@ -169,8 +175,22 @@ def execute(
         result.power_w = reading.joules / reading.seconds if reading.seconds > 0 else None
         result.energy_source = reading.source
         details["energy"] = energy_note + reading.probe
+    if simulated and result.energy_j_per_inference is not None and result.latency_ms_p50:
+        result.power_w = (
+            result.energy_j_per_inference * case.batch_size / (result.latency_ms_p50 / 1e3)
+        )
     result.details = json.dumps(details)
     return result, samples.tolist()
+
+
+def simulated_device(backend: Backend, result: CaseResult) -> dict[str, Any]:
+    """A simulated device's energy, device label and report (its per-layer model), taken while
+    the backend is still loaded; the energy is per inference of the prepared batch."""
+    batch = result.batch_size or 1
+    result.energy_j_per_inference = backend.energy_j() / batch  # type: ignore[attr-defined]
+    result.energy_source = "simulated"
+    result.device = backend.device_label  # type: ignore[attr-defined]
+    return {"simulation": backend.report()}  # type: ignore[attr-defined]
 
 
 def fill_fidelity(

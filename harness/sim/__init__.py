@@ -1,0 +1,1 @@
+"""Simulated accelerators: an analytical systolic-array model and its ONNX graph mapping."""
