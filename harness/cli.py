@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -206,8 +207,16 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         print(render(current.cases, "table", title=f"run {run_id} (suite {suite.name})"), end="")
         _write_report(Path(args.report), [current], None)
     if args.update_baseline:
-        runfile.write(current, path)
+        history = baseline.history if baseline and runfile.same_machine(baseline, current) else {}
+        runfile.write(replace(current, history=history), path)
         print(f"baseline written: {path}")
+    elif baseline is not None and not regression and not failed:
+        # A passing run on the same machine teaches the gate how much runs drift.
+        updated = runfile.with_history(baseline, current)
+        if updated is not baseline:
+            runfile.write(updated, path)
+            runs = max((len(v) for v in updated.history.values()), default=0)
+            print(f"baseline history: {runs} earlier runs per case ({path})")
     return 1 if regression or failed else 0
 
 

@@ -10,6 +10,11 @@ a significance test controlled across all cases, a minimum effect size, and a ve
   error control).
 * ``slower`` needs both a significant adjusted p-value and the whole interval beyond
   ``1 + min_effect`` (``faster``: below ``1 / (1 + min_effect)``); otherwise ``unchanged``.
+* Between-run drift: on a shared machine two runs of an unchanged tree differ by more than
+  either run's interval says (neighbours, frequency). When the base carries a history of earlier
+  runs' medians, each case gets a noise floor, the spread of those medians
+  (``exp(z * sd(log p50) * sqrt(2)) - 1``, z for ``alpha``), and its effective minimum effect is
+  the larger of the floor and ``min_effect``.
 * A variant that passed the fidelity gate in the base and fails it in the candidate is a
   fidelity regression. Cost ratios are reported alongside.
 """
@@ -31,6 +36,7 @@ Verdict = Literal[
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_EFFECT = 0.05
 MAX_PAIRS_SIDE = 2000  # Hodges-Lehmann uses n1 x n2 differences: subsample beyond this
+MIN_HISTORY = 3  # medians of earlier runs needed before a case's noise floor is estimated
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,18 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def noise_floor(medians: list[float], alpha: float = DEFAULT_ALPHA) -> float | None:
+    """The relative change two runs of an unchanged tree still show, at level ``alpha``, from
+    the medians of earlier runs (None with fewer than ``MIN_HISTORY``). The difference of two
+    runs has sqrt(2) times one run's spread."""
+    values = [m for m in medians if m and m > 0]
+    if len(values) < MIN_HISTORY:
+        return None
+    sd = float(np.std(np.log(values), ddof=1))
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    return math.exp(z * sd * math.sqrt(2)) - 1
+
+
 def decide(shift: Shift, p_adjusted: float, alpha: float, min_effect: float) -> Verdict:
     """slower / faster only when significant *and* the whole interval is beyond the effect."""
     if p_adjusted >= alpha:
@@ -106,6 +124,7 @@ class CaseComparison:
     candidate_fidelity: float | None = None
     fidelity_regression: bool = False
     cost_ratio: float | None = None
+    noise_floor: float | None = None  # from the base's history of earlier runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,8 +159,10 @@ def compare_runs(
     same_machine: bool,
     alpha: float = DEFAULT_ALPHA,
     min_effect: float = DEFAULT_MIN_EFFECT,
+    history: dict[str, list[float]] | None = None,
 ) -> list[CaseComparison]:
-    """Compare matched cases; ``samples[(run_id, case_id)]`` holds raw latencies in ms."""
+    """Compare matched cases; ``samples[(run_id, case_id)]`` holds raw latencies in ms and
+    ``history[history_key(case)]`` the p50s of earlier runs of the base's machine."""
     base_by, cand_by = {_key(r): r for r in base}, {_key(r): r for r in candidate}
     out: list[CaseComparison] = []
     shifts: list[tuple[CaseComparison, Shift]] = []
@@ -163,8 +184,16 @@ def compare_runs(
         shift = latency_shift(samples[(b.run_id, b.case_id)], samples[(c.run_id, c.case_id)])
         row.ratio, row.ratio_ci_low, row.ratio_ci_high = shift.ratio, shift.ci_low, shift.ci_high
         row.p_value = shift.p_value
+        earlier = (history or {}).get(history_key(b), [])
+        row.noise_floor = noise_floor([*earlier, b.latency_ms_p50 or 0.0], alpha)
         shifts.append((row, shift))
     for (row, shift), p_adj in zip(shifts, holm([s.p_value for _, s in shifts]), strict=True):
         row.p_adjusted = p_adj
-        row.verdict = decide(shift, p_adj, alpha, min_effect)
+        effect = max(min_effect, row.noise_floor or 0.0)
+        row.verdict = decide(shift, p_adj, alpha, effect)
     return out
+
+
+def history_key(r: CaseResult) -> str:
+    """A case's key in a baseline's history (its identity without the run)."""
+    return "/".join(str(part) for part in _key(r)) + f"/t{r.threads}"

@@ -201,6 +201,7 @@ _COMPARE: tuple[tuple[str, Callable[[CaseComparison], str]], ...] = (
     ("cand p50 ms", lambda c: _num(c.candidate_p50_ms, 3)),
     ("ratio [95% CI]", _ratio),
     ("p (Holm)", lambda c: "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"),
+    ("noise floor", lambda c: "-" if c.noise_floor is None else f"{c.noise_floor:.1%}"),
     ("fidelity", lambda c: f"{_num(c.base_fidelity, 4)} -> {_num(c.candidate_fidelity, 4)}"),
     ("cost ratio", lambda c: _num(c.cost_ratio, 3)),
     ("reason", lambda c: c.reason),

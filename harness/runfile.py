@@ -2,7 +2,8 @@
 
 Used for CI baselines (``infrabench ci --baseline``) and for moving results between stores.
 The file carries its own format version; older versions are migrated on read, newer ones are
-refused with a clear error.
+refused with a clear error. Version 2 adds ``history``: per case, the p50s of later runs on the
+same machine that passed the gate, from which compare estimates between-run drift.
 """
 
 from __future__ import annotations
@@ -10,20 +11,27 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison, compare_runs
+from harness.compare import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_EFFECT,
+    CaseComparison,
+    compare_runs,
+    history_key,
+)
 from harness.errors import ConfigError
 from harness.result import CaseResult
 from harness.store import Store
 
 FORMAT = "infrabench-run"
-VERSION = 1
+VERSION = 2
+HISTORY_MAX = 10  # earlier medians kept per case
 
 
 @dataclass
@@ -31,6 +39,7 @@ class RunFile:
     run: dict[str, Any]
     cases: list[CaseResult]
     samples: dict[str, list[float]]  # case_id -> latencies in ms
+    history: dict[str, list[float]] = field(default_factory=dict)  # history_key -> p50s
 
     @property
     def run_id(self) -> str:
@@ -52,10 +61,29 @@ def compare(
         base.cases,
         candidate.cases,
         {**base.sample_arrays(), **candidate.sample_arrays()},
-        base.run["fingerprint_sha256"] == candidate.run["fingerprint_sha256"],
+        same_machine(base, candidate),
         alpha,
         min_effect,
+        base.history,
     )
+
+
+def same_machine(a: RunFile, b: RunFile) -> bool:
+    return bool(a.run["fingerprint_sha256"] == b.run["fingerprint_sha256"])
+
+
+def with_history(baseline: RunFile, current: RunFile) -> RunFile:
+    """The baseline, unchanged, with the current run's p50s added to its history (the last
+    ``HISTORY_MAX`` per case); only a run on the same machine counts."""
+    if not same_machine(baseline, current):
+        return baseline
+    history = {k: list(v) for k, v in baseline.history.items()}
+    for case in current.cases:
+        if case.status == "ok" and case.latency_ms_p50:
+            kept = history.setdefault(history_key(case), [])
+            kept.append(case.latency_ms_p50)
+            del kept[:-HISTORY_MAX]
+    return replace(baseline, history=history)
 
 
 def export_run(store: Store, run_id: str) -> RunFile:
@@ -72,6 +100,7 @@ def write(runfile: RunFile, path: Path) -> None:
         "run": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in runfile.run.items()},
         "cases": [c.to_dict() for c in runfile.cases],
         "samples": runfile.samples,
+        "history": runfile.history,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=path.parent)
@@ -101,4 +130,4 @@ def read(path: Path) -> RunFile:
             f"{path}: run file version {version!r}; this infrabench reads up to {VERSION}"
         )
     cases = [CaseResult.from_dict(c) for c in data["cases"]]
-    return RunFile(data["run"], cases, data["samples"])
+    return RunFile(data["run"], cases, data["samples"], data.get("history", {}))  # v1: none

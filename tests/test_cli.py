@@ -178,6 +178,8 @@ def test_ci_gates_on_an_injected_slowdown(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert main(["ci", str(normal), *common]) == 0
     assert "| unchanged |" in summary.read_text()
+    history = json.loads(baseline.read_text())["history"]  # a passing run teaches the drift
+    assert [len(v) for v in history.values()] == [1]
     assert main(["ci", str(slow), *common]) == 1  # 2 ms -> 3 ms in the fake backend
     assert "| slower |" in summary.read_text()
     assert "<h2>Comparison</h2>" in report.read_text()
@@ -192,6 +194,6 @@ def test_export_writes_a_run_file(tiny_run: tuple, tmp_path: Path) -> None:
     proc = infrabench("export", "latest", "-o", str(out), "--store", str(store))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert data["version"] == 1 and len(data["cases"]) == 8
+    assert data["version"] == 2 and len(data["cases"]) == 8 and data["history"] == {}
     ok = [c for c in data["cases"] if c["status"] == "ok"]
     assert all(len(data["samples"][c["case_id"]]) == c["n_samples"] for c in ok)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import compare_runs, holm, latency_shift
+from harness.compare import compare_runs, history_key, holm, latency_shift, noise_floor
 from harness.environment import fingerprint
 from harness.result import CaseResult
 from harness.store import Store
@@ -122,3 +122,49 @@ def test_compare_command_reports_and_gates(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "slower" in out and "unchanged" in out
     assert main(["compare", "20260101", "latest", "--min-effect", "2", "--store", str(path)]) == 2
+
+
+def test_the_noise_floor_comes_from_earlier_runs_medians() -> None:
+    assert noise_floor([10.0, 10.5]) is None  # too few runs to say
+    assert noise_floor([10.0] * 5) == 0.0
+    rng = np.random.default_rng(3)
+    drifting = list(rng.lognormal(np.log(10.0), 0.05, 50))  # runs drift 5% (sd of log p50)
+    floor = noise_floor(drifting, alpha=0.01)
+    assert floor is not None and 0.12 < floor < 0.25  # exp(2.58 x 0.05 x 1.41) - 1 = 0.2
+
+
+def test_a_drifting_machine_needs_more_than_its_drift_to_flag() -> None:
+    rng = np.random.default_rng(4)
+    base, cand = [_case("A", "ort")], [_case("B", "ort", latency_ms_p50=11.2)]
+    samples = {("A", base[0].case_id): _samples(rng, 10.0, 400),
+               ("B", cand[0].case_id): _samples(rng, 11.2, 400)}  # fmt: skip
+    (plain,) = compare_runs(base, cand, samples, same_machine=True)
+    assert plain.verdict == "slower" and plain.noise_floor is None
+    drift = {history_key(base[0]): [9.0, 10.8, 9.5, 11.0, 10.2]}  # this machine: +-10% nightly
+    (gated,) = compare_runs(base, cand, samples, same_machine=True, history=drift)
+    assert gated.verdict == "unchanged" and gated.noise_floor > 0.12
+    steady = {history_key(base[0]): [10.0, 10.1, 9.95, 10.05]}
+    (tight,) = compare_runs(base, cand, samples, same_machine=True, history=steady)
+    assert tight.verdict == "slower" and tight.noise_floor < 0.05
+
+
+def test_history_is_kept_per_case_and_capped(tmp_path: Path) -> None:
+    from harness import runfile
+
+    run = {"run_id": "A", "fingerprint_sha256": "f"}
+    base = runfile.RunFile(run, [_case("A", "ort")], {})
+    for i in range(12):
+        current = runfile.RunFile({**run, "run_id": f"B{i}"},
+                                  [_case(f"B{i}", "ort", latency_ms_p50=10.0 + i)], {})  # fmt: skip
+        base = runfile.with_history(base, current)
+    (kept,) = base.history.values()
+    assert kept == [10.0 + i for i in range(2, 12)]  # the last 10
+    other = runfile.RunFile({"run_id": "C", "fingerprint_sha256": "g"}, [_case("C", "ort")], {})
+    assert runfile.with_history(base, other) is base  # another machine teaches nothing
+    runfile.write(base, tmp_path / "b.json")
+    assert runfile.read(tmp_path / "b.json").history == base.history
+    old = json.loads((tmp_path / "b.json").read_text())
+    old["version"] = 1
+    del old["history"]
+    (tmp_path / "v1.json").write_text(json.dumps(old))
+    assert runfile.read(tmp_path / "v1.json").history == {}  # version 1 files still read
