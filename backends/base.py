@@ -41,8 +41,11 @@ class Capabilities:
                  so fidelity can be scored.
     energy:      ``host``: the harness's probe measures (or estimates) the machine running the
                  backend; ``simulated``: the backend models a device and reports joules itself
-                 (``energy_j()``, per inference of the prepared batch), with ``report()``
-                 (details stored with the case) and ``device_label`` (the row's device).
+                 (``energy_j()``, per inference of the prepared batch) and its
+                 ``device_label`` (the row's device).
+
+    Any backend may also define ``report() -> dict``: facts merged into the case's details
+    (a compiler's target and cache state, a simulator's per-layer model).
     """
 
     consumes: Literal["onnx", "torch"]

@@ -153,7 +153,7 @@ class FpgaSimBackend:
     def report(self) -> dict[str, Any]:
         """Per-layer cycles, utilisation and bound, stored with the case."""
         assert self._simulation is not None
-        return {**self._simulation.summary(), "simulate_s": self.simulate_s}
+        return {"simulation": {**self._simulation.summary(), "simulate_s": self.simulate_s}}
 
     def executed_precision(self) -> str | None:
         """int8 when every GEMM ran int8; int8+int16 when the QDQ graph left some in float."""

@@ -37,7 +37,7 @@ from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS")
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -152,7 +152,10 @@ def execute(
         )
         result.executed_precision = backend.executed_precision()
         result.versions = json.dumps(backend.versions(), sort_keys=True)
-        device_report = simulated_device(backend, result) if simulated else {}
+        if simulated:
+            simulated_device(backend, result)
+        report = getattr(backend, "report", None)
+        backend_report: dict[str, Any] = report() if report is not None else {}
     except BackendUnavailable as exc:
         result.status, result.reason = "skipped", str(exc)
         return result, []
@@ -164,7 +167,7 @@ def execute(
     result.peak_rss_mb = peak_rss_mb()
     samples = samples_to_ms(timing.samples_ns)
     stats = LatencyStats.from_samples(samples, case.batch_size, policy.confidence)
-    details: dict[str, Any] = {"energy": energy_note, **device_report}
+    details: dict[str, Any] = {"energy": energy_note, **backend_report}
     if len(per_output) > 1:
         details["cosine_per_output"] = per_output
     fill_latency(result, stats, timing, details)
@@ -183,14 +186,13 @@ def execute(
     return result, samples.tolist()
 
 
-def simulated_device(backend: Backend, result: CaseResult) -> dict[str, Any]:
-    """A simulated device's energy, device label and report (its per-layer model), taken while
-    the backend is still loaded; the energy is per inference of the prepared batch."""
+def simulated_device(backend: Backend, result: CaseResult) -> None:
+    """A simulated device's energy and device label, taken while the backend is still loaded;
+    the energy is per inference of the prepared batch."""
     batch = result.batch_size or 1
     result.energy_j_per_inference = backend.energy_j() / batch  # type: ignore[attr-defined]
     result.energy_source = "simulated"
     result.device = backend.device_label  # type: ignore[attr-defined]
-    return {"simulation": backend.report()}  # type: ignore[attr-defined]
 
 
 def fill_fidelity(
