@@ -253,10 +253,13 @@ def _names(
 
 def _model(where: str, key: str, value: Any, base: Path | None = None) -> str:
     """A zoo model name, or a model on disk (onnx:, hf:, torch:) that exists and loads; paths
-    in a suite file are relative to the suite file."""
+    in a suite file (files, directories, a factory's .py) are relative to the suite file."""
     if not isinstance(value, str) or not is_user_model(value):
         return _choice(where, key, value, model_names())
     kind, _, rest = value.partition(":")
+    module, colon, factory = rest.rpartition(":")
+    if base is not None and kind == "torch" and module.endswith(".py"):
+        value = f"torch:{_relative(base, module)}{colon}{factory}"
     if base is not None and kind in ("onnx", "hf"):
         path, *options = rest.split("#")
         value = "#".join(
