@@ -184,6 +184,11 @@ def _cmd_ci(args: argparse.Namespace) -> int:
     """Run the suite, compare with the baseline file, write summaries; 1 on a regression."""
     suite = _suite(args)
     path = Path(args.baseline)
+    if args.repeat < 1 or (args.repeat > 1 and not args.update_baseline):
+        raise ConfigError(
+            f"command line: --repeat {args.repeat}: a positive count, and only with "
+            "--update-baseline (it records how far repeated runs drift)"
+        )
     if not path.exists() and not args.update_baseline:
         raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
     baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
@@ -208,8 +213,13 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         _write_report(Path(args.report), [current], None)
     if args.update_baseline:
         history = baseline.history if baseline and runfile.same_machine(baseline, current) else {}
-        runfile.write(replace(current, history=history), path)
-        print(f"baseline written: {path}")
+        new = replace(current, history=history)
+        for _ in range(args.repeat - 1):  # more runs of the same tree: how far runs drift here
+            with Store(store_path(args.store)) as store:
+                again = runfile.export_run(store, _run_suite(suite, store, args, quiet=False))
+            new = runfile.with_history(new, again)
+        runfile.write(new, path)
+        print(f"baseline written: {path} (+{args.repeat - 1} runs of history)")
     elif baseline is not None and not regression and not failed:
         # A passing run on the same machine teaches the gate how much runs drift.
         updated = runfile.with_history(baseline, current)
@@ -367,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(ci)
     ci.add_argument("--baseline", required=True, metavar="FILE", help="baseline run file (JSON)")
     ci.add_argument("--update-baseline", action="store_true", help="store this run as baseline")
+    ci.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="with --update-baseline: N runs; 2..N seed the drift history")  # fmt: skip
     ci.add_argument("--report", default="results/ci-report.html", metavar="FILE",
                     help="HTML report of run and comparison (default: %(default)s)")  # fmt: skip
     _compare_options(ci)

@@ -97,8 +97,7 @@ def fidelity_of(
         return backend.outputs()
 
     outputs = run_batches(infer, batches, rows)
-    fidelity, per_output = score_outputs(model.task, outputs, expected, model.evaluation_labels())
-    return fidelity, per_output
+    return score_outputs(model.task, outputs, expected, model.evaluation_labels())
 
 
 def execute(

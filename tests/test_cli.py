@@ -197,3 +197,22 @@ def test_export_writes_a_run_file(tiny_run: tuple, tmp_path: Path) -> None:
     assert data["version"] == 2 and len(data["cases"]) == 8 and data["history"] == {}
     ok = [c for c in data["cases"] if c["status"] == "ok"]
     assert all(len(data["samples"][c["case_id"]]) == c["n_samples"] for c in ok)
+
+
+def test_a_repeated_baseline_seeds_the_drift_history(
+    write_suite: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, baseline = str(tmp_path / "s.duckdb"), tmp_path / "gate.json"
+    normal = write_suite(CI_SUITE.format(latency=2.0), name="gate.toml")
+    slow = write_suite(CI_SUITE.format(latency=3.0), name="gate-slow.toml")
+    common = ["--baseline", str(baseline), "--store", store, "--report", str(tmp_path / "r.html")]
+    assert main(["ci", str(normal), *common, "--repeat", "2"]) == 2  # needs --update-baseline
+    assert "only with --update-baseline" in capsys.readouterr().err
+    assert main(["ci", str(normal), *common, "--update-baseline", "--repeat", "3"]) == 0
+    history = json.loads(baseline.read_text())["history"]
+    assert history and all(len(v) == 2 for v in history.values())
+    capsys.readouterr()
+    assert main(["ci", str(normal), *common]) == 0  # at the default 5%, with a floor shown
+    out = capsys.readouterr().out
+    assert "noise floor" in out and "unchanged" in out
+    assert main(["ci", str(slow), *common]) == 1  # the fake clock does not drift: still caught
