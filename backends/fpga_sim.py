@@ -48,7 +48,6 @@ class FpgaSimBackend:
         self._simulation: Simulation | None = None
         self._path: Path | None = None
         self._simulated: dict[tuple[tuple[str, tuple[int, ...]], ...], Simulation] = {}
-        self._settings: BackendSettings | None = None
         self.simulate_s = 0.0
 
     @classmethod
