@@ -60,3 +60,10 @@ def test_throughput_is_items_per_second_from_mean_latency() -> None:
     assert stats.mean_ms == 4.0
     assert stats.throughput_per_s == pytest.approx(8 * 1000 / 4.0)
     assert stats.cv == pytest.approx(2.0 / 4.0)
+
+
+def test_a_few_samples_still_give_a_median_without_an_interval() -> None:
+    stats = LatencyStats.from_samples(np.array([2400.0, 2350.0, 2380.0, 2410.0]), 1, 0.95)
+    assert stats.p50.value == pytest.approx(2390.0)
+    assert stats.p50.ci_low is None and stats.p50.ci_high is None
+    assert stats.p90.value is None and stats.p99.value is None

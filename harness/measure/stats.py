@@ -84,10 +84,13 @@ class Quantile:
 
 
 def quantile(sorted_ms: np.ndarray, q: float, confidence: float) -> Quantile:
-    """The q-quantile of sorted samples, or an insufficient Quantile if n is too small."""
+    """The q-quantile of sorted samples, or an insufficient Quantile if n is too small. The
+    median of a few samples (a slow backend within its budget) is still reported, without an
+    interval; tail quantiles are not invented."""
     ranks = quantile_ci_ranks(sorted_ms.size, q, confidence)
     if ranks is None:
-        return Quantile(q, None, None, None)
+        median = float(np.median(sorted_ms)) if q == 0.5 and sorted_ms.size else None
+        return Quantile(q, median, None, None)
     lo, hi = ranks
     value = float(np.quantile(sorted_ms, q))
     return Quantile(q, value, float(sorted_ms[lo - 1]), float(sorted_ms[hi - 1]))
