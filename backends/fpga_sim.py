@@ -21,7 +21,7 @@ import numpy as np
 
 from backends.base import BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable, ConfigError
-from harness.sim.systolic import DATAFLOWS, Simulation, load_presets, simulate
+from harness.sim.systolic import DATAFLOWS, Simulation, load_presets
 
 if TYPE_CHECKING:
     from harness.optimize.artifacts import Artifact
@@ -46,7 +46,7 @@ class FpgaSimBackend:
         self._feeds: dict[str, np.ndarray] = {}
         self._outputs: dict[str, np.ndarray] | None = None
         self._simulation: Simulation | None = None
-        self._path: Path | None = None
+        self._model: Any = None  # the loaded ONNX graph the simulation walks
         self._simulated: dict[tuple[tuple[str, tuple[int, ...]], ...], Simulation] = {}
         self.simulate_s = 0.0
 
@@ -85,7 +85,10 @@ class FpgaSimBackend:
                 f"fpga-sim {settings.precision}: the simulated array computes int8; run an "
                 "int8-static variant"
             )
-        if not _is_int8(artifact.onnx_path):
+        import onnx
+
+        self._model = onnx.load(str(artifact.onnx_path))
+        if not _is_int8(self._model):
             raise BackendUnavailable(
                 "fpga-sim models an int8 systolic array: give it an int8 QDQ graph (variant "
                 "int8-static, e.g. --variant int8-static)"
@@ -104,7 +107,6 @@ class FpgaSimBackend:
             )
         except Exception as exc:  # ORT's own error types
             raise BackendError(f"fpga-sim: the functional model could not load: {exc}") from None
-        self._path = artifact.onnx_path
         return None
 
     @property
@@ -120,10 +122,9 @@ class FpgaSimBackend:
         self._outputs = None
         key = tuple(sorted((n, a.shape) for n, a in self._feeds.items()))
         if key not in self._simulated:  # one simulation per input shape
-            assert self._path is not None
             started = time.perf_counter()
-            layers = graph_layers(self._path, self._feeds, self._preset, self._dataflow)
-            self._simulated[key] = simulate(layers, self._preset, self._dataflow)
+            layers = graph_layers(self._model, self._feeds, self._preset, self._dataflow)
+            self._simulated[key] = Simulation(self._preset, self._dataflow, layers)
             self.simulate_s = time.perf_counter() - started
         self._simulation = self._simulated[key]
 
@@ -163,12 +164,10 @@ class FpgaSimBackend:
 
     def close(self) -> None:
         self._session = None
+        self._model = None
 
 
-def _is_int8(path: Path) -> bool:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+def _is_int8(model: Any) -> bool:
     ops = {n.op_type for n in model.graph.node}
     return bool(ops & {"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "QLinearMatMul",
                        "ConvInteger", "QLinearConv"})  # fmt: skip

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import onnx
 import pytest
 
 from backends.fpga_sim import FpgaSimBackend
@@ -122,7 +123,7 @@ def test_the_graph_maps_convs_and_matmuls_to_gemms() -> None:
     from harness.models import get_model
 
     inputs = get_model("digits-cnn").example_inputs(4, None)
-    layers = graph_layers(artifact.onnx_path, inputs, load_presets()["edge"], "os")
+    layers = graph_layers(onnx.load(str(artifact.onnx_path)), inputs, load_presets()["edge"], "os")
     gemms = {layer.shape: layer for layer in layers if layer.macs}
     # conv1 1->16 3x3 on 8x8, conv2 16->32 3x3, fc 512->64, fc 64->10 (batch 4)
     assert set(gemms) == {"256x9x16", "256x144x32", "4x512x64", "4x64x10"}

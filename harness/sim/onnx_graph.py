@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,25 +24,27 @@ GEMM_OPS = {"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "Conv", "ConvInt
             "QLinearConv"}  # fmt: skip
 
 
-def observed_shapes(path: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape (graph inputs, initializers, node outputs) for these inputs."""
+def observed_shapes(model: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape (graph inputs, initializers, node outputs) of a loaded ONNX model
+    for these inputs."""
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(path))
-    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)  # the caller's model stays as it is
+    shapes = {t.name: tuple(t.dims) for t in exposed.graph.initializer}
     shapes.update({n: tuple(a.shape) for n, a in inputs.items()})
-    known = {o.name for o in model.graph.output}
-    for node in model.graph.node:
+    known = {o.name for o in exposed.graph.output}
+    for node in exposed.graph.node:
         for name in node.output:
             if name and name not in known:
-                model.graph.output.append(onnx.ValueInfoProto(name=name))
+                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
                 known.add(name)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        exposed.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
     names = [o.name for o in session.get_outputs()]
     feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
@@ -57,15 +58,29 @@ def _producers(graph: Any) -> dict[str, Any]:
 
 
 _INT8_PRESERVING = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "MaxPool")
+_WEIGHT_PATH = ("DequantizeLinear", "Transpose", "Reshape")
+
+
+def _source(name: str, producers: Mapping[str, Any], through: tuple[str, ...]) -> tuple[str, Any]:
+    """Follow ``name`` back through first inputs of ``through`` ops: the tensor reached and the
+    node producing it (None for a graph input or an initializer)."""
+    node = producers.get(name)
+    while node is not None and node.op_type in through:
+        name = node.input[0]
+        node = producers.get(name)
+    return name, node
 
 
 def _is_quantized(name: str, producers: Mapping[str, Any]) -> bool:
     """Fed by a DequantizeLinear (QDQ), possibly through layout ops or a max pool (which keep
     values on the int8 grid)."""
-    node = producers.get(name)
-    while node is not None and node.op_type in _INT8_PRESERVING:
-        node = producers.get(node.input[0])
+    node = _source(name, producers, _INT8_PRESERVING)[1]
     return node is not None and node.op_type == "DequantizeLinear"
+
+
+def _from_initializer(name: str, producers: Mapping[str, Any], initializers: set[str]) -> bool:
+    """A weight: an initializer, possibly dequantized, transposed or reshaped."""
+    return _source(name, producers, _WEIGHT_PATH)[0] in initializers
 
 
 def _gemm(node: Any, shapes: Mapping[str, tuple[int, ...]], producers: Mapping[str, Any],
@@ -91,7 +106,7 @@ def _gemm(node: Any, shapes: Mapping[str, tuple[int, ...]], producers: Mapping[s
         m, k = (a[1], a[0]) if trans.get("transA") else (a[0], a[1])
         n = w[0] if trans.get("transB") else w[1]
         return Gemm(m, k, n, 1, operand_bytes)
-    weights = w_name in initializers or _from_initializer(w_name, producers, initializers)
+    weights = _from_initializer(w_name, producers, initializers)
     if len(w) <= 2 and weights:  # activations x a weight matrix: flatten the leading dims
         return Gemm(math.prod(a[:-1]), a[-1], w[-1], 1, operand_bytes)
     batch = np.broadcast_shapes(tuple(a[:-2]), tuple(w[:-2])) if len(a) > 2 or len(w) > 2 else ()
@@ -99,23 +114,11 @@ def _gemm(node: Any, shapes: Mapping[str, tuple[int, ...]], producers: Mapping[s
     return Gemm(m, a[-1], w[-1], math.prod(batch), operand_bytes, weights_shared=False)
 
 
-def _from_initializer(name: str, producers: Mapping[str, Any], initializers: set[str]) -> bool:
-    node = producers.get(name)
-    while node is not None and node.op_type in ("DequantizeLinear", "Transpose", "Reshape"):
-        if node.input[0] in initializers:
-            return True
-        node = producers.get(node.input[0])
-    return False
-
-
 def graph_layers(
-    path: Path, inputs: Mapping[str, np.ndarray], preset: Preset, dataflow: str
+    model: Any, inputs: Mapping[str, np.ndarray], preset: Preset, dataflow: str
 ) -> list[LayerTiming]:
-    """Every node of the graph as a timed layer, in graph order."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    shapes = observed_shapes(path, inputs)
+    """Every node of a loaded ONNX model as a timed layer, in graph order."""
+    shapes = observed_shapes(model, inputs)
     producers = _producers(model.graph)
     initializers = {t.name for t in model.graph.initializer}
     layers = []
@@ -132,7 +135,7 @@ def graph_layers(
         elements = sum(math.prod(shapes.get(out, ())) for out in node.output if out)
         activations = [
             i for i in node.input
-            if i and i not in initializers and not _from_initializer(i, producers, initializers)
+            if i and not _from_initializer(i, producers, initializers)
         ]  # fmt: skip
         moved = elements + sum(math.prod(shapes.get(i, ())) for i in activations)
         layers.append(vector_timing(name, node.op_type, elements, moved * VECTOR_BYTES, preset))
@@ -143,5 +146,4 @@ def _weight_side(node: Any, initializers: set[str], producers: Mapping[str, Any]
     """Q/DQ and transposes of weights: done once offline, not per inference."""
     if node.op_type not in ("DequantizeLinear", "QuantizeLinear", "Transpose"):
         return False
-    source = node.input[0]
-    return source in initializers or _from_initializer(source, producers, initializers)
+    return _from_initializer(node.input[0], producers, initializers)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -291,7 +291,3 @@ class Simulation:
             "vector_ops": vector,
             "slowest": [g.name for g in sorted(gemms, key=lambda g: -g.cycles)[:top]],
         }
-
-
-def simulate(layers: Iterable[LayerTiming], preset: Preset, dataflow: str) -> Simulation:
-    return Simulation(preset, dataflow, list(layers))
