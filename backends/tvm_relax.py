@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -320,4 +319,4 @@ def _cache_key(
 def _cache_dir() -> Path:
     from harness.optimize.artifacts import cache_root
 
-    return cache_root(os.environ.get("INFRABENCH_CACHE")) / "tvm"
+    return cache_root() / "tvm"  # $INFRABENCH_CACHE, set for every worker, else ~/.cache

@@ -140,6 +140,7 @@ class Suite:
                 f"{self.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
                 f"files (onnx:PATH); none of {', '.join(self.models)} takes them"
             )
+        devices = {b: backend_class(b).capabilities.devices[0] for b in self.backends}
         for model in self.models:
             seqs: tuple[int | None, ...] = (
                 self.seq_lens if get_model(model).uses_sequence else (None,)
@@ -167,7 +168,7 @@ class Suite:
                                 scenario=self.scenario,
                                 options=self.options.get(backend, {}),
                                 bindings=bindings,
-                                device=backend_class(backend).capabilities.devices[0],
+                                device=devices[backend],
                             )
 
     def override(

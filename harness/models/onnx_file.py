@@ -11,6 +11,7 @@ inputs, rows along axis 0). There is no torch module: torch backends and torch-s
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 from pathlib import Path
@@ -115,7 +116,7 @@ class OnnxFileModel:
         return self.path
 
     def bind(self, bindings: tuple[str, ...]) -> OnnxFileModel:
-        bound = replace_model(self)
+        bound = copy.copy(self)  # the graph facts are shared
         bound.bindings = tuple(bindings)
         return bound
 
@@ -211,10 +212,3 @@ def _read_samples(path: Path, specs: tuple[TensorSpec, ...]) -> dict[str, np.nda
             f"{', '.join(sorted(known))}"
         )
     return samples
-
-
-def replace_model(model: OnnxFileModel) -> OnnxFileModel:
-    """A shallow copy (the graph facts are shared)."""
-    copy = object.__new__(OnnxFileModel)
-    copy.__dict__.update(model.__dict__)
-    return copy
