@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -164,9 +162,9 @@ class TvmBackend:
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
 
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=directory.parent))
-        try:
+        from harness.optimize.artifacts import staged
+
+        with staged(directory, "model.so") as staging:
             started = time.perf_counter()
             static_graph(artifact.onnx_path, settings.input_shapes, staging / "static.onnx")
             graph = onnx.load(str(staging / "static.onnx"))
@@ -207,13 +205,6 @@ class TvmBackend:
             }
             (staging / "meta.json").write_text(json.dumps(meta, indent=2))
             (staging / "static.onnx").unlink()  # the library has the weights; keep the cache lean
-            try:
-                staging.rename(directory)
-            except OSError:
-                if not (directory / "model.so").is_file():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def prepare(self, inputs: Mapping[str, np.ndarray]) -> None:
         import tvm

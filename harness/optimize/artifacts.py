@@ -7,6 +7,7 @@ ONNX-consuming backend runs the same file; torch backends rebuild the matching m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,8 +160,7 @@ def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
 def _store(
     staging: Path, final: Path, model: str, variant: str, params_m: float, lineage: dict[str, Any]
 ) -> Artifact:
-    """Describe ``staging/model.onnx``, write meta.json and move the staging directory into
-    place (atomic per key)."""
+    """Describe ``staging/model.onnx`` (to be moved to ``final``) and write its meta.json."""
     onnx_path = staging / "model.onnx"
     artifact = Artifact(
         model=model,
@@ -173,17 +173,25 @@ def _store(
         lineage=lineage,
     )
     (staging / "meta.json").write_text(json.dumps({"artifact": artifact.to_dict()}, indent=2))
-    try:
-        staging.rename(final)
-    except OSError:
-        if not (final / "meta.json").is_file():  # not a concurrent build of the same key
-            raise
     return artifact
 
 
-def _staging(final: Path) -> Path:
+@contextlib.contextmanager
+def staged(final: Path, marker: str) -> Iterator[Path]:
+    """A staging directory beside ``final``, moved into place (atomically) when the block ends
+    without an error and removed in every case. A concurrent build of the same key that already
+    put ``final/marker`` in place wins; any other failure to move is raised."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    try:
+        yield staging
+        try:
+            staging.rename(final)
+        except OSError:
+            if not (final / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _params_m(module: torch.nn.Module) -> float:
@@ -203,14 +211,12 @@ def _build_once(
     found = _load_meta(final)
     if found is not None:
         return found
-    staging = _staging(final)
-    try:
+    with staged(final, "meta.json") as staging:
         started = time.perf_counter()
         params_m, facts = make(staging)
         lineage = {"recipe": recipe_data, **facts, "build_s": time.perf_counter() - started}
-        return _store(staging, final, model_name, variant_name, params_m, lineage)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        artifact = _store(staging, final, model_name, variant_name, params_m, lineage)
+    return artifact
 
 
 def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]:
