@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import BackendSettings, Capabilities
+from harness.backend import BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable, ConfigError
 from harness.sim.systolic import DATAFLOWS, Simulation, load_presets
 

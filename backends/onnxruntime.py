@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import BackendSettings, Capabilities
+from harness.backend import BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable
 from harness.optimize.onnx_info import graph_precision
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import BackendSettings, Capabilities
+from harness.backend import BackendSettings, Capabilities
 from harness.environment import native_precision_missing
 from harness.errors import BackendUnavailable
 

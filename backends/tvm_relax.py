@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import BackendSettings, Capabilities
+from harness.backend import BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from backends.base import availability, backend_class, backend_names
+from harness.backend import availability, backend_class, backend_names
 from harness import __version__, runfile
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
 from harness.config import Case, Suite, Sweeps, load_suite

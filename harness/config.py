@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backends.base import backend_class, backend_names
+from harness.backend import backend_class, backend_names
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.measure.energy import PROBES, EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendSettings, backend_class
+from harness.backend import Backend, BackendSettings, backend_class
 from harness.config import Case, Suite
 from harness.environment import cpu_model
 from harness.errors import BackendError, BackendUnavailable

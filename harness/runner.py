@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from backends.base import quick_unavailable_reason
+from harness.backend import quick_unavailable_reason
 from harness import worker
 from harness.config import Case, Suite
 from harness.cost import Prices, apply_cost, prices

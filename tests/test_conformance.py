@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from backends.base import BackendSettings, availability, backend_class, backend_names
+from harness.backend import BackendSettings, availability, backend_class, backend_names
 from harness.config import Case
 from harness.execute import execute
 from harness.measure.clock import PerfCounterClock

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from backends.base import availability
+from harness.backend import availability
 from harness.environment import fingerprint
 from harness.models import get_model
 from harness.optimize.artifacts import build, cache_root

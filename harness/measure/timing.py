@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from backends.base import Backend
+from harness.backend import Backend
 from harness.measure.clock import Clock
 from harness.measure.energy import EnergyProbe, EnergyReading
 from harness.measure.stats import NS_PER_MS, p50_relative_ci_width
