@@ -1,9 +1,12 @@
 """A deterministic backend and a fake clock: the test seam of the harness.
 
-With a ``FakeClock``, each ``run`` advances the clock by the next scripted duration, so the timing
-loop, statistics and throughput can be asserted exactly with no sleeps. Without one (in a worker
-process), ``run`` busy-waits ``latency_ms`` on the real clock. Suite options make it fail on
-purpose, to test that a broken case becomes a failed row and the run goes on.
+The fake has its own clock (``capabilities.own_clock``): each ``run`` returns a simulated
+elapsed time instead of doing work, so a verdict on its figures never depends on how fast or
+how busy the machine is. Durations are ``latency_ms`` with a seeded jitter of +-``jitter`` (a
+fraction; default 1%), or, in unit tests, the scripted ``durations(i)``, by which a
+``FakeClock`` (the harness's clock in those tests) is also advanced, so budgets and warm-up
+bounds can be asserted exactly with no sleeps. Suite options make it fail on purpose, to test
+that a broken case becomes a failed row and the run goes on.
 """
 
 from __future__ import annotations
@@ -45,8 +48,11 @@ class FakeBackend:
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
         computes_outputs=False,
+        own_clock=True,
         options={
             "latency_ms": float,
+            "jitter": float,
+            "seed": int,
             "fail": FAILURES,
             "powercap_counter": str,
             "uj_per_run": int,
@@ -64,6 +70,8 @@ class FakeBackend:
         self.threads: int | None = None
         self.counter: Path | None = None
         self.uj_per_run = 0
+        self.jitter = 0.01
+        self.rng = np.random.default_rng(0)
         self._inputs: Mapping[str, np.ndarray] = {}
 
     def check(self) -> None:
@@ -80,6 +88,8 @@ class FakeBackend:
         counter = settings.options.get("powercap_counter")
         self.counter = Path(counter) if counter else None
         self.uj_per_run = int(settings.options.get("uj_per_run", 0))
+        self.jitter = float(settings.options.get("jitter", self.jitter))
+        self.rng = np.random.default_rng(int(settings.options.get("seed", 0)))
         if self.fail == "unavailable":
             raise BackendUnavailable("fake runtime asked to be unavailable")
         if self.fail == "load":
@@ -103,13 +113,14 @@ class FakeBackend:
                 time.sleep(1)
         if self.counter is not None:
             self.counter.write_text(str(int(self.counter.read_text()) + self.uj_per_run))
+        if self.durations is not None:
+            elapsed = self.durations(index)
+        else:
+            spread = self.rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0
+            elapsed = max(1, round(self.latency_ms * 1e6 * (1 + spread)))
         if self.clock is not None:
-            self.clock.advance(self.durations(index) if self.durations else 1_000_000)
-            return None
-        end = time.perf_counter_ns() + int(self.latency_ms * 1e6)
-        while time.perf_counter_ns() < end:
-            pass
-        return None
+            self.clock.advance(elapsed)
+        return elapsed
 
     def synchronize(self) -> None:
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from harness.errors import BackendUnavailable, ConfigError
 
@@ -153,3 +153,35 @@ def availability(name: str) -> str | None:
     except BackendUnavailable as exc:
         return str(exc)
     return None
+
+
+# -- small optional protocols: what some backends can do beyond the required methods ---------
+
+
+@runtime_checkable
+class ReportsDetails(Protocol):
+    """A backend with facts for the case's details (a compiler's target and cache state, a
+    simulator's per-layer model), read while it is still loaded."""
+
+    def report(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class SimulatedDevice(Protocol):
+    """A backend that models a device instead of running on the host: it reports the joules
+    of one inference of the prepared batch, the device label for the row, and the hardware
+    class whose hourly price applies (a key of prices.toml's ``hardware`` table)."""
+
+    device_label: str
+    hardware_class: str
+
+    def energy_j(self) -> float: ...
+
+
+@runtime_checkable
+class ChecksOptions(Protocol):
+    """A backend class that judges option values only it knows (e.g. a preset name); raises
+    ``ConfigError`` naming ``where``."""
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], where: str) -> None: ...

@@ -17,21 +17,23 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backend import availability, backend_class, backend_names
 from harness import __version__, runfile
+from harness.backend import availability, backend_class, backend_names
+from harness.case import Case
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
-from harness.config import Case, Suite, Sweeps, load_suite
-from harness.environment import fingerprint
+from harness.environment import fingerprint, usable_cpus
 from harness.errors import ConfigError, HarnessError
+from harness.launch import launcher
 from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
+from harness.plan import Plan, Selection, Sweeps, plan
 from harness.render import FORMATS, render, render_comparison
 from harness.result import CaseResult
 from harness.runner import Runner
 from harness.store import Store, store_path
-from harness.suites import find_suite, suite_names
+from harness.suite import find_suite, load_suite, suite_names
 
 DEFAULT_SUITE = "quick"
 
@@ -143,7 +145,9 @@ def _with_data(models: list[str] | None, kind: str, option: str, path: str | Non
     return [f"{m}#{option}={path}" if m in chosen else m for m in models or ()]
 
 
-def _suite(args: argparse.Namespace) -> Suite:
+def _plan(args: argparse.Namespace) -> Plan:
+    """The suite named on the command line with its selections applied, expanded into cases;
+    every bad input is refused here, before anything runs."""
     sweeps = Sweeps(
         batch_sizes=_sizes("--batch", args.batch),
         seq_lens=_sizes("--seq", args.seq),
@@ -154,35 +158,43 @@ def _suite(args: argparse.Namespace) -> Suite:
     )
     models = _with_data(args.model, "onnx", "inputs", args.inputs)
     models = _with_data(models, "hf", "text", args.text)
-    suite = load_suite(find_suite(args.suite)).override(
-        args.backend, args.variant, models, args.prices, args.region, args.watts_per_core, sweeps
+    selection = Selection(
+        backends=tuple(args.backend or ()),
+        variants=tuple(args.variant or ()),
+        models=tuple(models),
+        prices_file=args.prices,
+        region=args.region,
+        watts_per_core=args.watts_per_core,
+        sweeps=sweeps,
     )
-    list(suite.cases(1))  # unbound shapes are bad input: refused before anything starts
-    return suite
+    return plan(load_suite(find_suite(args.suite)), selection, usable_cpus())
 
 
-def _run_suite(suite: Suite, store: Store, args: argparse.Namespace, quiet: bool) -> str:
+def _run_suite(planned: Plan, store: Store, args: argparse.Namespace, quiet: bool) -> str:
     """Run with a progress bar on stderr; return the run id."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
-        runner = Runner(store, cache_root(args.cache), args.inline, ProgressReporter(progress))
-        return runner.run(suite)
+        runner = Runner(
+            store, cache_root(args.cache), launcher(args.inline), ProgressReporter(progress)
+        )
+        return runner.run(planned)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    suite = _suite(args)
+    planned = _plan(args)
     with Store(store_path(args.store)) as store:
-        run_id = _run_suite(suite, store, args, quiet=args.json)
+        run_id = _run_suite(planned, store, args, quiet=args.json)
         results = store.cases(run_id)
     fmt = "json" if args.json else "table"
-    print(render(results, fmt, title=f"run {run_id} (suite {suite.name})"), end="")
+    print(render(results, fmt, title=f"run {run_id} (suite {planned.suite.name})"), end="")
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
 def _cmd_ci(args: argparse.Namespace) -> int:
     """Run the suite, compare with the baseline file, write summaries; 1 on a regression."""
-    suite = _suite(args)
+    planned = _plan(args)
+    suite = planned.suite
     path = Path(args.baseline)
     if args.repeat < 1 or (args.repeat > 1 and not args.update_baseline):
         raise ConfigError(
@@ -193,7 +205,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
     baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
     with Store(store_path(args.store)) as store:
-        run_id = _run_suite(suite, store, args, quiet=False)
+        run_id = _run_suite(planned, store, args, quiet=False)
         current = runfile.export_run(store, run_id)
     failed = any(c.status == "failed" for c in current.cases)
     regression = False
@@ -216,7 +228,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         new = replace(current, history=history)
         for _ in range(args.repeat - 1):  # more runs of the same tree: how far runs drift here
             with Store(store_path(args.store)) as store:
-                again = runfile.export_run(store, _run_suite(suite, store, args, quiet=False))
+                again = runfile.export_run(store, _run_suite(planned, store, args, quiet=False))
             new = runfile.with_history(new, again)
         runfile.write(new, path)
         print(f"baseline written: {path} (+{args.repeat - 1} runs of history)")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.result import CaseResult
 
 J_PER_KWH = 3.6e6
 
@@ -85,36 +84,49 @@ def prices(
 
 
 def hardware_class(device: str) -> str:
-    """Which hourly price applies: the device the case ran on decides."""
+    """The hardware class (a key of prices.toml's ``hardware`` table) of a device the host
+    runs on; a simulated device states its own class."""
     if device.startswith("cuda"):
         return "gpu-datacenter"
-    if device.startswith("fpga:"):  # a simulated accelerator names its class: fpga:fpga-edge
-        return device.removeprefix("fpga:")
     if device.startswith("fpga"):
         return "fpga-card"
     return "cpu-vcpu"
 
 
-def apply_cost(result: CaseResult, p: Prices) -> None:
-    """Fill the cost and carbon columns from the row's energy and throughput.
+@dataclass(frozen=True)
+class CostColumns:
+    """US dollars and grams of CO2 per million inferences; a part is None when what it needs
+    is unknown, and the total needs both parts."""
 
-    Each part stays null when what it needs is unknown; the total needs both parts.
-    """
-    per_million_kwh = None
-    if result.energy_j_per_inference is not None:
-        per_million_kwh = result.energy_j_per_inference * 1e6 / J_PER_KWH * p.pue
-        result.cost_usd_per_million_energy = per_million_kwh * p.usd_per_kwh
-        result.gco2_per_million = per_million_kwh * p.gco2_per_kwh
-    if result.throughput_per_s:
-        hw = p.hardware.get(hardware_class(result.device))
-        if hw is not None:  # an unknown class (a user preset's) leaves the machine part null
-            units = (result.threads or 1) if hw["unit"] == "vcpu" else 1
-            hours = 1e6 / result.throughput_per_s / 3600
-            result.cost_usd_per_million_machine = hours * hw["usd_per_hour"] * units
-    if (
-        result.cost_usd_per_million_energy is not None
-        and result.cost_usd_per_million_machine is not None
-    ):
-        result.cost_usd_per_million = (
-            result.cost_usd_per_million_energy + result.cost_usd_per_million_machine
-        )
+    usd_per_million_energy: float | None = None
+    usd_per_million_machine: float | None = None
+    gco2_per_million: float | None = None
+
+    @property
+    def usd_per_million(self) -> float | None:
+        if self.usd_per_million_energy is None or self.usd_per_million_machine is None:
+            return None
+        return self.usd_per_million_energy + self.usd_per_million_machine
+
+
+def cost_columns(
+    energy_j_per_inference: float | None,
+    throughput_per_s: float | None,
+    threads: int | None,
+    hw_class: str,
+    p: Prices,
+) -> CostColumns:
+    """Energy part: J per inference x 1e6 / 3.6e6 J/kWh x PUE x price per kWh (and x grid
+    gCO2 per kWh for carbon). Machine part: hours per million inferences at ``throughput_per_s``
+    x the class's hourly price (x ``threads`` for a per-vCPU price). An unknown class (a user
+    preset's) leaves the machine part null."""
+    energy_usd = gco2 = machine_usd = None
+    if energy_j_per_inference is not None:
+        per_million_kwh = energy_j_per_inference * 1e6 / J_PER_KWH * p.pue
+        energy_usd = per_million_kwh * p.usd_per_kwh
+        gco2 = per_million_kwh * p.gco2_per_kwh
+    hw = p.hardware.get(hw_class)
+    if throughput_per_s and hw is not None:
+        units = (threads or 1) if hw["unit"] == "vcpu" else 1
+        machine_usd = 1e6 / throughput_per_s / 3600 * hw["usd_per_hour"] * units
+    return CostColumns(energy_usd, machine_usd, gco2)

@@ -1,48 +1,84 @@
-"""One case, start to finish, inside a worker process: load -> prepare -> measure -> result.
+"""One case inside a worker: load -> prepare -> measure -> fidelity -> a raw ``Measurement``.
 
 What is timed: ``load_s`` is ``backend.load`` (runtime session creation and compilation);
 ``first_inference_ms`` is the first ``run`` + ``synchronize`` after ``prepare``; latency samples
-are later iterations of the same, after a warm-up that ends when timing is steady.
+are later iterations of the same, after a warm-up that ends when timing is steady. Nothing here
+computes a statistic, a price or a verdict: :func:`harness.finalize.finalize` does that in the
+parent, from the raw values.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.backend import Backend, BackendSettings, backend_class
-from harness.config import Case, Suite
-from harness.environment import cpu_model
-from harness.errors import BackendError, BackendUnavailable
-from harness.measure.clock import Clock, PerfCounterClock
-from harness.measure.energy import EnergySettings, choose_probe
-from harness.measure.fidelity import (
-    DEFAULT_MIN_RATIO,
-    Fidelity,
-    reference_outputs,
-    run_batches,
-    score_outputs,
+from harness.backend import (
+    Backend,
+    BackendSettings,
+    ReportsDetails,
+    SimulatedDevice,
+    backend_class,
 )
+from harness.case import Case
+from harness.environment import cpu_model
+from harness.launch.base import Progress, no_progress
+from harness.measure.clock import Clock
+from harness.measure.energy import EnergyReading, choose_probe
+from harness.measure.fidelity import Fidelity, reference_outputs, run_batches, score_outputs
 from harness.measure.memory import peak_rss_mb, rss_mb
-from harness.measure.stats import LatencyStats, samples_to_ms
-from harness.measure.timing import TimingPolicy, TimingResult, measure, time_once
+from harness.measure.timing import measure, time_once
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
-from harness.result import CaseResult
-
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS")
 
 
-def thread_env(threads: int) -> dict[str, str]:
-    """Variables that must be set before any math library starts its thread pool."""
-    return dict.fromkeys(THREAD_ENV_VARS, str(threads))
+@dataclass(frozen=True)
+class SimulatedEnergy:
+    """A simulated device's own energy model: joules of one run of the prepared batch, the
+    device label for the row and the hardware class whose prices apply."""
+
+    joules_per_batch: float
+    device_label: str
+    hardware_class: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything a worker measured for one case, raw: no statistic, no price, no verdict.
+
+    samples_ns: latency of each timed iteration (ns), in order. Times in s unless named.
+    energy:     the host probe's reading over the sampling phase (None: not measured).
+    simulated:  a simulated device's own energy model (then ``energy`` is None).
+    fidelity:   the score against the fp32 reference (None: the backend computes no outputs);
+                ``fidelity_per_output`` holds each output's cosine.
+    details:    backend facts (a compiler's target, a simulator's per-layer model).
+    """
+
+    samples_ns: tuple[int, ...]
+    warmup_iters: int
+    warmup_s: float
+    warmup_steady: bool
+    stop_reason: str
+    rel_ci_width: float | None
+    load_s: float
+    compile_s: float | None
+    first_inference_ms: float
+    model_mem_mb: float
+    peak_rss_mb: float
+    affinity: str
+    executed_precision: str | None
+    versions: dict[str, str]
+    energy_note: str
+    energy: EnergyReading | None = None
+    simulated: SimulatedEnergy | None = None
+    fidelity: Fidelity | None = None
+    fidelity_per_output: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def pin_cpus(threads: int) -> str:
@@ -53,27 +89,6 @@ def pin_cpus(threads: int) -> str:
     chosen = allowed[: max(1, min(threads, len(allowed)))]
     os.sched_setaffinity(0, chosen)
     return ",".join(str(c) for c in chosen)
-
-
-def base_result(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
-    """The identifying columns of a case's row, before anything is measured."""
-    return CaseResult(
-        run_id=run_id,
-        case_id=case.case_id,
-        model=case.model,
-        variant=case.variant,
-        backend=case.backend,
-        device=case.device,
-        precision=parse_variant(case.variant).precision,
-        threads=case.threads,
-        batch_size=case.batch_size,
-        seq_len=case.seq_len,
-        shape=case.shape,
-        scenario=case.scenario,
-        artifact_sha256=artifact.sha256 if artifact else None,
-        artifact_mb=artifact.size_mb if artifact else None,
-        params_m=artifact.params_m if artifact else None,
-    )
 
 
 def fidelity_of(
@@ -100,27 +115,22 @@ def fidelity_of(
     return score_outputs(model.task, outputs, expected, model.evaluation_labels())
 
 
-def execute(
-    run_id: str,
+def measure_case(
     case: Case,
     artifact: Artifact,
-    policy: TimingPolicy,
+    reference: Artifact | None,
     clock: Clock,
-    energy: EnergySettings | None = None,
-    reference: Artifact | None = None,
-    min_ratio: float = DEFAULT_MIN_RATIO,
-) -> tuple[CaseResult, list[float]]:
-    """Run one case in this process and return its row and raw samples (ms).
+    progress: Progress = no_progress,
+) -> Measurement:
+    """Measure ``case`` in this process. ``reference`` is the model's fp32 artifact (default:
+    ``artifact`` itself), the fidelity reference.
 
-    ``reference`` is the model's fp32 artifact (default: ``artifact`` itself) for fidelity."""
-    result = base_result(run_id, case, artifact)
+    Raises ``BackendUnavailable`` (skip) when the runtime cannot run here or refuses the
+    precision, ``BackendError`` (fail) when it fails; the caller classifies.
+    """
     backend = backend_class(case.backend)()
-    try:
-        backend.check()
-    except BackendUnavailable as exc:
-        result.status, result.reason = "skipped", str(exc)
-        return result, []
-    result.affinity = pin_cpus(case.threads)
+    backend.check()
+    affinity = pin_cpus(case.threads)
     inputs = get_model(case.model, case.bindings).example_inputs(case.batch_size, case.seq_len)
     settings = BackendSettings(
         threads=case.threads,
@@ -133,131 +143,52 @@ def execute(
     probe, energy_note = (
         (None, "simulated by the backend; ")
         if simulated
-        else choose_probe(energy or EnergySettings(), case.device, cpu_model())
+        else choose_probe(case.settings.energy, case.device, cpu_model())
     )
     try:
+        progress("loading")
         before = rss_mb()
         start = clock.now_ns()
-        result.compile_s = backend.load(artifact, settings)
-        result.load_s = (clock.now_ns() - start) / 1e9
-        result.model_mem_mb = max(rss_mb() - before, 0.0)
+        compile_s = backend.load(artifact, settings)
+        load_s = (clock.now_ns() - start) / 1e9
+        model_mem_mb = max(rss_mb() - before, 0.0)
         backend.prepare(inputs)
-        result.first_inference_ms = time_once(backend, clock) / 1e6
-        timing = measure(backend, clock, policy, probe)
-        fidelity, per_output = (
-            fidelity_of(backend, case, reference or artifact)
-            if backend.capabilities.computes_outputs
-            else (None, {})
+        first_ns = time_once(backend, clock)
+        progress("warm-up and sampling")
+        timing = measure(backend, clock, case.settings.timing, probe)
+        fidelity: Fidelity | None = None
+        per_output: dict[str, float] = {}
+        if backend.capabilities.computes_outputs:
+            progress("fidelity")
+            fidelity, per_output = fidelity_of(backend, case, reference or artifact)
+        device = (
+            SimulatedEnergy(backend.energy_j(), backend.device_label, backend.hardware_class)
+            if isinstance(backend, SimulatedDevice)
+            else None
         )
-        result.executed_precision = backend.executed_precision()
-        result.versions = json.dumps(backend.versions(), sort_keys=True)
-        if simulated:
-            simulated_device(backend, result)
-        report = getattr(backend, "report", None)
-        backend_report: dict[str, Any] = report() if report is not None else {}
-    except BackendUnavailable as exc:
-        result.status, result.reason = "skipped", str(exc)
-        return result, []
-    except BackendError as exc:
-        result.status, result.reason = "failed", str(exc)
-        return result, []
+        details = backend.report() if isinstance(backend, ReportsDetails) else {}
+        executed, versions = backend.executed_precision(), backend.versions()
     finally:
         backend.close()
-    result.peak_rss_mb = peak_rss_mb()
-    samples = samples_to_ms(timing.samples_ns)
-    stats = LatencyStats.from_samples(samples, case.batch_size, policy.confidence)
-    details: dict[str, Any] = {"energy": energy_note, **backend_report}
-    if len(per_output) > 1:
-        details["cosine_per_output"] = per_output
-    fill_latency(result, stats, timing, details)
-    fill_fidelity(result, fidelity, min_ratio, details)
-    if timing.energy is not None:
-        reading = timing.energy
-        result.energy_j_per_inference = reading.joules / (stats.n * case.batch_size)
-        result.power_w = reading.joules / reading.seconds if reading.seconds > 0 else None
-        result.energy_source = reading.source
-        details["energy"] = energy_note + reading.probe
-    if simulated and result.energy_j_per_inference is not None and result.latency_ms_p50:
-        result.power_w = (
-            result.energy_j_per_inference * case.batch_size / (result.latency_ms_p50 / 1e3)
-        )
-    result.details = json.dumps(details)
-    return result, samples.tolist()
-
-
-def simulated_device(backend: Backend, result: CaseResult) -> None:
-    """A simulated device's energy and device label, taken while the backend is still loaded;
-    the energy is per inference of the prepared batch."""
-    batch = result.batch_size or 1
-    result.energy_j_per_inference = backend.energy_j() / batch  # type: ignore[attr-defined]
-    result.energy_source = "simulated"
-    result.device = backend.device_label  # type: ignore[attr-defined]
-
-
-def fill_fidelity(
-    result: CaseResult, fidelity: Fidelity | None, min_ratio: float, details: dict[str, Any]
-) -> None:
-    if fidelity is None:
-        details["fidelity"] = "not scored: this backend computes no model outputs"
-        return
-    result.fidelity_metric = fidelity.metric
-    result.fidelity = fidelity.value
-    result.fidelity_ratio = fidelity.ratio
-    result.fidelity_ok = fidelity.ratio >= min_ratio
-    details[fidelity.agreement_metric] = fidelity.agreement
-    details["fidelity_reference"] = fidelity.reference
-
-
-def fill_latency(
-    result: CaseResult, stats: LatencyStats, timing: TimingResult, details: dict[str, Any]
-) -> None:
-    """Copy statistics and how sampling went into the row (``None`` stays ``None``)."""
-    for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
-        setattr(result, f"latency_ms_{name}", q.value)
-        setattr(result, f"latency_ms_{name}_ci_low", q.ci_low)
-        setattr(result, f"latency_ms_{name}_ci_high", q.ci_high)
-    result.latency_ms_mean = stats.mean_ms
-    result.n_samples = stats.n
-    result.cv = stats.cv
-    result.throughput_per_s = stats.throughput_per_s
-    result.warmup_iters = timing.warmup_iters
-    result.warmup_s = timing.warmup_s
-    result.warmup_steady = timing.steady
-    result.stop_reason = timing.stop_reason
-    result.p50_rel_ci_width = timing.rel_ci_width
-    if stats.p99.value is None:
-        details["p99"] = f"insufficient samples ({stats.n})"
-
-
-def run_case_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry point: payload has run_id, case, artifact and policy as plain dicts."""
-    case = Case.from_dict(payload["case"])
-    result, samples = execute(
-        payload["run_id"],
-        case,
-        Artifact.from_dict(payload["artifact"]),
-        TimingPolicy(**payload["policy"]),
-        PerfCounterClock(),
-        EnergySettings(**payload["energy"]),
-        Artifact.from_dict(payload["reference"]),
-        payload["min_ratio"],
+    return Measurement(
+        samples_ns=tuple(timing.samples_ns),
+        warmup_iters=timing.warmup_iters,
+        warmup_s=timing.warmup_s,
+        warmup_steady=timing.steady,
+        stop_reason=timing.stop_reason,
+        rel_ci_width=timing.rel_ci_width,
+        load_s=load_s,
+        compile_s=compile_s,
+        first_inference_ms=first_ns / 1e6,
+        model_mem_mb=model_mem_mb,
+        peak_rss_mb=peak_rss_mb(),
+        affinity=affinity,
+        executed_precision=executed,
+        versions=versions,
+        energy_note=energy_note,
+        energy=timing.energy,
+        simulated=device,
+        fidelity=fidelity,
+        fidelity_per_output=per_output,
+        details=details,
     )
-    return {"result": result.to_dict(), "samples_ms": samples}
-
-
-def case_payload(
-    run_id: str,
-    case: Case,
-    artifact: Artifact,
-    reference: Artifact,
-    suite: Suite,
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "case": {**asdict(case), "options": dict(case.options)},
-        "artifact": artifact.to_dict(),
-        "reference": reference.to_dict(),
-        "min_ratio": suite.fidelity_min_ratio,
-        "policy": asdict(suite.timing),
-        "energy": asdict(suite.energy),
-    }

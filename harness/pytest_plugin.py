@@ -16,18 +16,18 @@ Then ``pytest suites --benchmark-only --benchmark-json=out.json`` and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from harness.config import Case, Suite
 from harness.environment import fingerprint, usable_cpus
 from harness.measure.timing import TimingPolicy
-from harness.models import get_model
 from harness.optimize.artifacts import cache_root
-from harness.optimize.variants import parse_variant
+from harness.plan import plan
 from harness.result import CaseResult
-from harness.runner import CaseRunner, new_run_id, suite_prices
+from harness.runner import CaseRunner, new_run_id
+from harness.suite import parse_suite
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,18 +67,19 @@ class CaseBench:
             raise RuntimeError("infrabench_case can measure one case per test")
         self.used = True
         self.benchmark._mode = "infrabench_case"  # the benchmark fixture is used, through us
-        parse_variant(variant)
-        seq = seq_len if get_model(model).uses_sequence else None
-        case = Case(model, variant, backend, batch_size, seq, threads or usable_cpus(),
-                    options=options or {})  # fmt: skip
-        suite = Suite(
-            name="pytest", path=self.nodeid, models=(model,), variants=(variant,),
-            backends=(backend,), timing=TimingPolicy(budget_s=self.budget_s),
-            options={backend: options or {}},
+        suite = replace(
+            parse_suite(
+                {"name": "pytest", "models": [model], "variants": [variant],
+                 "backends": [backend], "batch_sizes": [batch_size],
+                 "seq_lens": [seq_len or 128], "threads": [threads or usable_cpus()],
+                 "options": {backend: dict(options or {})}},
+                self.nodeid,
+            ),
+            timing=TimingPolicy(budget_s=self.budget_s),
         )  # fmt: skip
-        result, samples = CaseRunner(cache_root()).run_case(
-            new_run_id(), suite, case, suite_prices(suite)
-        )
+        planned = plan(suite)
+        (case,) = planned.cases
+        result, samples = CaseRunner(cache_root()).run_case(new_run_id(), case, planned.prices)
         if result.status == "skipped":
             self.benchmark.skipped = True
             pytest.skip(f"{case.case_id}: {result.reason}")

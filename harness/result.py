@@ -70,6 +70,8 @@ class CaseResult:
     affinity: str | None = None
     versions: str | None = None  # JSON object: runtime libraries the worker really loaded
     details: str | None = None  # JSON object: backend notes, worker traceback on failure
+    hardware_class: str | None = None  # the prices.toml hardware class the case ran on
+    noise: str | None = None  # why the measurement may be disturbed; None: no flag raised
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,31 +1,33 @@
-"""Expands a suite into cases, runs each in a fresh worker, and stores each result as it lands.
+"""Plan -> artifacts -> launcher -> finalize -> store, one case at a time.
 
-An artifact is built (in a worker too) the first time a case needs it. A case whose backend
-runtime is missing is stored as skipped without starting a worker. A crash, hang or exception in
-a worker becomes that case's failed row; the run goes on and earlier rows are already stored.
+An artifact is built (by the launcher, in a worker) the first time a case needs it. A case whose
+backend runtime is missing is stored as skipped without starting a worker. A crash, hang or
+exception in a worker is that case's failed row; the run goes on and earlier rows are already
+stored. The raw measurement becomes a row in this process (:func:`harness.finalize.finalize`).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.backend import quick_unavailable_reason
-from harness import worker
-from harness.config import Case, Suite
-from harness.cost import Prices, apply_cost, prices
-from harness.environment import fingerprint, usable_cpus
-from harness.errors import WorkerError
-from harness.execute import base_result, case_payload, thread_env
-from harness.optimize.artifacts import CACHE_ENV, Artifact
+from harness.case import Case
+from harness.cost import Prices
+from harness.cost import prices as default_prices
+from harness.environment import fingerprint
+from harness.execute import measure_case
+from harness.finalize import finalize, unmeasured
+from harness.launch import Launcher, Outcome, ProcessLauncher
+from harness.measure.clock import Clock, PerfCounterClock
+from harness.optimize.artifacts import Artifact
+from harness.optimize.variants import parse_variant
+from harness.plan import Plan
 from harness.result import CaseResult
 from harness.store import Store
-
-BUILD_TIMEOUT_S = 1800.0
+from harness.worker import BuildTask, MeasureTask
 
 
 class Reporter(Protocol):
@@ -49,143 +51,98 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else "no message"
-    return first if len(first) <= limit else first[: limit - 3] + "..."
-
-
-# Errors that mean "cannot run here / does not apply": the case is skipped, not failed.
-_SKIP_KINDS = ("BackendUnavailable", "VariantNotApplicable")
-
-
-def _failed(result: CaseResult, exc: WorkerError, stage: str) -> CaseResult:
-    if exc.kind in _SKIP_KINDS:
-        result.status = "skipped"
-        result.reason = _one_line(str(exc).removeprefix(f"{exc.kind}: "))
-        return result
-    result.status = "failed"
-    result.reason = _one_line(f"{stage}: {exc}")
-    result.details = json.dumps({"stage": stage, "kind": exc.kind, "detail": exc.detail})
-    return result
-
-
-def suite_prices(suite: Suite) -> Prices:
-    """The prices a suite asks for; ConfigError on a bad prices file or region."""
-    pricing = suite.pricing
-    path = Path(pricing.prices_file) if pricing.prices_file else None
-    return prices(path, pricing.region, dict(pricing.overrides))
-
-
 class Runner:
-    """Runs one suite into one store. ``inline`` runs cases in this process (debugging only)."""
+    """Runs one plan into one store."""
 
     def __init__(
         self,
         store: Store,
         cache: Path,
-        inline: bool = False,
+        launcher: Launcher | None = None,
         reporter: Reporter | None = None,
     ) -> None:
         self.store = store
         self.reporter = reporter or SilentReporter()
-        self.cases = CaseRunner(cache, inline, self.reporter)
+        self.cases = CaseRunner(cache, launcher, self.reporter)
 
-    def run(self, suite: Suite, run_id: str | None = None) -> str:
-        """Run every case of ``suite``; return the run id. Results are stored case by case."""
+    def run(self, plan: Plan, run_id: str | None = None) -> str:
+        """Run every case of ``plan``; return the run id. Each row is stored as it lands."""
         run_id = run_id or new_run_id()
-        run_prices = suite_prices(suite)  # bad prices are bad input: refused before running
-        cases = list(suite.cases(usable_cpus()))  # so are unbound shapes
-        self.store.start_run(run_id, suite.name, suite.path, fingerprint())
-        for index, case in enumerate(cases):
-            result, samples = self.cases.run_case(
-                run_id, suite, case, run_prices, index, len(cases)
-            )
+        suite = plan.suite
+        self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
+        total = len(plan.cases)
+        for index, case in enumerate(plan.cases):
+            result, samples = self.cases.run_case(run_id, case, plan.prices, index, total)
             self.store.add_case(result, samples)
-            self.store.update_speedups(run_id, *suite.baseline)
-            self.reporter.case_done(index, len(cases), result)
+            self.reporter.case_done(index, total, result)
         self.store.finish_run(run_id)
         return run_id
 
 
 class CaseRunner:
-    """Builds artifacts (once each) and runs single cases in workers; stores nothing."""
+    """Builds artifacts (once each) and measures single cases through a launcher; stores
+    nothing."""
 
-    def __init__(self, cache: Path, inline: bool = False, reporter: Reporter | None = None):
+    def __init__(
+        self, cache: Path, launcher: Launcher | None = None, reporter: Reporter | None = None
+    ) -> None:
         self.cache = cache
-        self.inline = inline
+        self.launcher = launcher or ProcessLauncher()
         self.reporter = reporter or SilentReporter()
-        self._artifacts: dict[tuple[str, str, tuple[str, ...]], Artifact | WorkerError] = {}
+        self._artifacts: dict[tuple[str, str, tuple[str, ...]], Outcome[Artifact]] = {}
 
     def run_case(
-        self,
-        run_id: str,
-        suite: Suite,
-        case: Case,
-        run_prices: Prices,
-        index: int = 0,
-        total: int = 1,
+        self, run_id: str, case: Case, prices: Prices, index: int = 0, total: int = 1
     ) -> tuple[CaseResult, list[float]]:
-        """One case's row (with cost) and raw samples; failures and skips are rows too."""
-        result, samples = self._run_case(run_id, suite, case, index, total)
-        apply_cost(result, run_prices)
-        return result, samples
-
-    def _artifact(
-        self,
-        model: str,
-        variant: str,
-        progress: Callable[[str], None],
-        bindings: tuple[str, ...] = (),
-    ) -> Artifact | WorkerError:
-        """The artifact, built once per run; only static calibration depends on ``bindings``."""
-        bindings = bindings if "int8-static" in variant else ()
-        key = (model, variant, bindings)
-        if key not in self._artifacts:
-            payload = {"model": model, "variant": variant, "cache": str(self.cache),
-                       "bindings": list(bindings)}  # fmt: skip
-            try:
-                data = worker.call(
-                    "harness.optimize.artifacts:build_in_worker",
-                    payload,
-                    timeout_s=BUILD_TIMEOUT_S,
-                    inline=self.inline,
-                    env={CACHE_ENV: str(self.cache)},  # models that train on first use cache here
-                    on_progress=progress,
-                )
-                self._artifacts[key] = Artifact.from_dict(data)
-            except WorkerError as exc:
-                self._artifacts[key] = exc
-        return self._artifacts[key]
-
-    def _run_case(
-        self, run_id: str, suite: Suite, case: Case, index: int, total: int
-    ) -> tuple[CaseResult, list[float]]:
-        result = base_result(run_id, case, None)
+        """One case's row and raw samples (ms); skips and failures are rows too."""
         reason = quick_unavailable_reason(case.backend)
         if reason is not None:
-            result.status, result.reason = "skipped", reason
-            return result, []
+            return unmeasured(run_id, case, None, Outcome("skipped", reason=reason)), []
         what = f"building {case.model}/{case.variant}"
         self.reporter.case_started(index, total, case, what)
 
         def progress(text: str) -> None:
             self.reporter.case_started(index, total, case, f"{what}: {text}")
 
-        artifact = self._artifact(case.model, case.variant, progress, case.bindings)
-        if isinstance(artifact, WorkerError):
-            return _failed(result, artifact, "artifact build"), []
-        reference = self._artifact(case.model, "fp32", progress)
-        if isinstance(reference, WorkerError):
-            return _failed(result, reference, "fp32 reference build"), []
+        artifact = self._artifact(case, case.variant, progress, "artifact build")
+        if artifact.value is None:
+            return unmeasured(run_id, case, None, artifact), []
+        reference = self._artifact(case, "fp32", progress, "fp32 reference build")
+        if reference.value is None:
+            return unmeasured(run_id, case, None, reference), []
+
+        def measuring(text: str) -> None:
+            self.reporter.case_started(index, total, case, f"measuring: {text}")
+
         self.reporter.case_started(index, total, case, "measuring")
-        try:
-            data = worker.call(
-                "harness.execute:run_case_in_worker",
-                case_payload(run_id, case, artifact, reference, suite),
-                timeout_s=suite.timeout_s,
-                inline=self.inline,
-                env={**thread_env(case.threads), CACHE_ENV: str(self.cache)},
-            )
-        except WorkerError as exc:
-            return _failed(base_result(run_id, case, artifact), exc, "worker"), []
-        return CaseResult.from_dict(data["result"]), data["samples_ms"]
+        task = MeasureTask(case, artifact.value, reference.value, str(self.cache))
+        measured = self.launcher.launch(task, measuring)
+        if measured.value is None:
+            return unmeasured(run_id, case, artifact.value, measured), []
+        return finalize(run_id, case, artifact.value, measured.value, prices)
+
+    def _artifact(self, case: Case, variant: str, progress: Any, stage: str) -> Outcome[Artifact]:
+        """The artifact, built once per run; only a variant whose output depends on the case's
+        shape (static calibration) is built per binding set."""
+        bindings = case.bindings if "int8-static" in parse_variant(variant).name else ()
+        key = (case.model, variant, bindings)
+        if key not in self._artifacts:
+            task = BuildTask(case.model, variant, str(self.cache), bindings,
+                             case.settings.build_timeout_s, stage)  # fmt: skip
+            self._artifacts[key] = self.launcher.launch(task, progress)
+        return self._artifacts[key]
+
+
+def measure_here(
+    run_id: str,
+    case: Case,
+    artifact: Artifact,
+    reference: Artifact | None = None,
+    clock: Clock | None = None,
+    prices: Prices | None = None,
+) -> tuple[CaseResult, list[float]]:
+    """Measure ``case`` in this process, with no worker and no classification, and finalize
+    it (the shipped prices by default): for benchmarks of the harness itself and for tests.
+    Raises what the backend raises."""
+    m = measure_case(case, artifact, reference, clock or PerfCounterClock())
+    return finalize(run_id, case, artifact, m, prices or default_prices())

@@ -69,6 +69,7 @@ class Store:
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        self._baseline: tuple[str, str] | None = None  # MERGE-TEMP
         if read_only and not path.exists():
             raise ConfigError(f"{path}: no results store here (run `infrabench run` first)")
         try:
@@ -117,8 +118,16 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, suite: str, suite_path: str, fp: dict[str, Any]) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        suite: str,
+        suite_path: str,
+        fp: dict[str, Any],
+        baseline: tuple[str, str] | None = None,
+    ) -> None:
         """Record a run and the fingerprint of the machine it runs on."""
+        self._baseline = baseline  # MERGE-TEMP
         row = {
             "run_id": run_id,
             "suite": suite,
@@ -167,6 +176,8 @@ class Store:
                     [result.run_id, result.case_id, samples_ms, len(samples_ms)],
                 )
             self.con.execute("COMMIT")
+            if self._baseline:  # MERGE-TEMP
+                self.update_speedups(result.run_id, *self._baseline)
         except duckdb.Error:
             self.con.execute("ROLLBACK")
             raise

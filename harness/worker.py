@@ -1,155 +1,111 @@
-"""Run one function in a fresh, spawned worker process, with a timeout.
+"""What runs inside a worker: the two tasks (build an artifact, measure a case) and
+:func:`run_task`, which turns a task's result or exception into an ``Outcome``.
 
-The worker sends its JSON-able result back over a pipe. A crash (signal, ``os._exit``), a hang
-past the timeout or an exception becomes a ``WorkerError`` in the parent, carrying the reason and
-the tail of what the worker printed; the parent goes on. Inline mode runs the function in this
-process, for debugging.
+Skip versus fail is decided here, once, from the exception's type: ``BackendUnavailable`` and
+``VariantNotApplicable`` mean *cannot run here / does not apply* (skipped); a ``BackendError`` is
+the runtime's own failure, reported in its words; anything else is a failure of the harness or
+of user code, reported with its type and the worker's traceback.
 """
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing
-import os
-import signal
-import tempfile
-import time
 import traceback
-from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from harness.errors import HarnessError, WorkerError
+from harness.case import Case
+from harness.errors import BackendError, BackendUnavailable, HarnessError, VariantNotApplicable
+from harness.launch.base import Outcome, Progress, Task
+from harness.optimize.artifacts import CACHE_ENV
 
-Payload = dict[str, Any]
+if TYPE_CHECKING:
+    from harness.execute import Measurement
+    from harness.optimize.artifacts import Artifact
 
-# In a worker: the pipe to the parent; inline: the parent's progress callback.
-_progress_sink: Callable[[str], None] | None = None
+T = TypeVar("T")
 
-
-def report_progress(text: str) -> None:
-    """Show ``text`` as the current activity in the parent's progress display (e.g. training)."""
-    if _progress_sink is not None:
-        _progress_sink(text)
-
-
-def resolve(target: str) -> Callable[[Payload], Payload]:
-    """``"package.module:function"`` -> the function."""
-    module_name, _, attr = target.partition(":")
-    func: Callable[[Payload], Payload] = getattr(importlib.import_module(module_name), attr)
-    return func
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS")
+_SKIPS = (BackendUnavailable, VariantNotApplicable)
 
 
-def _tail(path: Path, lines: int = 12) -> str:
+def _one_line(text: str, limit: int = 300) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "no message"
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def run_task(task: Task[T], progress: Progress) -> Outcome[T]:
+    """Run ``task`` here and classify how it ended. Raises only what is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``): a worker process reports those itself."""
     try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
+        return Outcome.ok(task.run(progress))
+    except _SKIPS as exc:
+        return Outcome("skipped", None, _one_line(str(exc)), type(exc).__name__, "", task.stage)
+    except BackendError as exc:
+        return Outcome("failed", None, _one_line(str(exc)), type(exc).__name__, "", task.stage)
+    except Exception as exc:  # any other failure of the task becomes its reason
+        return failed(task, exc)
 
 
-def _entry(
-    target: str, payload: Payload, conn: Connection, log_path: str, env: dict[str, str]
-) -> None:
-    # Thread-pool sizes must be in the environment before numpy or a runtime is imported.
-    os.environ.update(env)
-    # Runtimes print to the C-level stdout/stderr; keep that off the user's progress display.
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    global _progress_sink
-    _progress_sink = lambda text: conn.send(("progress", text))  # noqa: E731
-    try:
-        conn.send(("ok", resolve(target)(payload)))
-    except BaseException as exc:  # any failure of the case becomes its reason
-        conn.send(("error", *_failure(exc)))
-    finally:
-        conn.close()
-
-
-def _failure(exc: BaseException) -> tuple[str, str, str]:
-    """(kind, message, traceback) of a failed call: our own errors need no traceback."""
+def failed(task: Task[Any], exc: BaseException) -> Outcome[Any]:
+    """A failure of the harness or of user code: its type, message and traceback."""
+    kind = type(exc).__name__
     trace = "" if isinstance(exc, HarnessError) else traceback.format_exc(limit=8)
-    return type(exc).__name__, str(exc), trace
+    reason = _one_line(f"{task.stage}: {kind}: {exc}")
+    return Outcome("failed", None, reason, kind, trace, task.stage)
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code} without sending a result"
+def thread_env(threads: int) -> dict[str, str]:
+    """Variables that must be set before any math library starts its thread pool."""
+    return dict.fromkeys(THREAD_ENV_VARS, str(threads))
 
 
-def call(
-    target: str,
-    payload: Payload,
-    timeout_s: float,
-    inline: bool = False,
-    env: dict[str, str] | None = None,
-    on_progress: Callable[[str], None] | None = None,
-) -> Payload:
-    """Run ``target(payload)`` in a fresh process, with ``env`` added, and return its result.
+@dataclass(frozen=True)
+class BuildTask:
+    """Build (or find in the cache) the artifact of ``model`` x ``variant``. ``bindings`` are
+    the case's shape bindings when the variant's output depends on them (static calibration)."""
 
-    Raises ``WorkerError`` on a crash, a timeout or an exception in the worker; the error's
-    ``kind`` says which (``crashed``, ``timeout``, or the exception's class name) and ``detail``
-    holds the worker's traceback or the tail of its output.
-    """
-    global _progress_sink
-    if inline:
-        # Same outcome as a worker's, minus the isolation: a failure is a WorkerError.
-        _progress_sink = on_progress
-        try:
-            return resolve(target)(payload)
-        except Exception as exc:
-            kind, text, trace = _failure(exc)
-            raise WorkerError(f"{kind}: {text}", kind, trace) from exc
-        finally:
-            _progress_sink = None
-    ctx = multiprocessing.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    with tempfile.NamedTemporaryFile(prefix="infrabench-worker-", suffix=".log") as log:
-        log_path = Path(log.name)
-        proc = ctx.Process(
-            target=_entry, args=(target, payload, child_conn, str(log_path), env or {}), daemon=True
-        )
-        proc.start()
-        child_conn.close()
-        deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                ready = wait([parent_conn, proc.sentinel], timeout=max(left, 0))
-                if not ready:
-                    raise WorkerError(
-                        f"timed out after {timeout_s:g} s", "timeout", _tail(log_path)
-                    )
-                message = parent_conn.recv() if parent_conn.poll() else None
-                if message is None or message[0] != "progress":
-                    break
-                if on_progress is not None:
-                    on_progress(message[1])
-            if message is None:
-                proc.join(5)
-                raise WorkerError(
-                    f"worker {_describe_exit(proc.exitcode)}", "crashed", _tail(log_path)
-                )
-            if message[0] == "ok":
-                result: Payload = message[1]
-                return result
-            _, kind, text, trace = message
-            raise WorkerError(f"{kind}: {text}", kind, trace or _tail(log_path))
-        except EOFError:
-            proc.join(5)
-            raise WorkerError(
-                f"worker {_describe_exit(proc.exitcode)}", "crashed", _tail(log_path)
-            ) from None
-        finally:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(5)
-            parent_conn.close()
+    model: str
+    variant: str
+    cache: str
+    bindings: tuple[str, ...] = ()
+    timeout_s: float = 1800.0
+    stage: str = "artifact build"
+
+    def env(self) -> Mapping[str, str]:
+        return {CACHE_ENV: self.cache}  # models that train on first use cache here
+
+    def run(self, progress: Progress) -> Artifact:
+        from harness.optimize.artifacts import build_artifact
+
+        return build_artifact(self.model, self.variant, Path(self.cache), self.bindings, progress)
+
+
+@dataclass(frozen=True)
+class MeasureTask:
+    """Measure ``case`` on ``artifact``; ``reference`` is the model's fp32 artifact, the
+    fidelity reference. Timed with the harness's performance counter."""
+
+    case: Case
+    artifact: Artifact
+    reference: Artifact
+    cache: str
+    stage: str = "worker"
+
+    @property
+    def timeout_s(self) -> float:
+        return self.case.settings.timeout_s
+
+    def env(self) -> Mapping[str, str]:
+        return {**thread_env(self.case.threads), CACHE_ENV: self.cache}
+
+    def run(self, progress: Progress) -> Measurement:
+        from harness.execute import measure_case
+        from harness.measure.clock import PerfCounterClock
+
+        return measure_case(self.case, self.artifact, self.reference, PerfCounterClock(), progress)
+
+
+def report_progress(text: str) -> None:  # MERGE-TEMP: recipes take progress as an argument
+    return None

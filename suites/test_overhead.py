@@ -20,13 +20,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from harness.config import Case
+from harness.case import Case, CaseSettings
 from harness.environment import usable_cpus
-from harness.execute import execute
-from harness.measure.clock import PerfCounterClock
 from harness.measure.timing import TimingPolicy
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact, build, cache_root
+from harness.runner import measure_here
 
 ROUNDS = 3
 BATCH, SEQ = 1, 128
@@ -46,8 +45,9 @@ def _keep_affinity() -> Iterator[None]:
 
 
 def harness_p50(artifact: Artifact, backend: str) -> float:
-    case = Case("minilm-l6", "fp32", backend, BATCH, SEQ, threads=usable_cpus())
-    result, _ = execute("overhead", case, artifact, POLICY, PerfCounterClock())
+    case = Case("minilm-l6", "fp32", backend, BATCH, SEQ, threads=usable_cpus(),
+                settings=CaseSettings(timing=POLICY))  # fmt: skip
+    result, _ = measure_here("overhead", case, artifact)
     assert result.status == "ok", result.reason
     assert result.latency_ms_p50 is not None
     return result.latency_ms_p50

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from harness.backend import BackendSettings, availability, backend_class, backend_names
-from harness.config import Case
-from harness.execute import execute
-from harness.measure.clock import PerfCounterClock
+from harness.case import Case, CaseSettings
 from harness.measure.timing import TimingPolicy
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact, build, cache_root
+from harness.runner import measure_here
 
 POLICY = TimingPolicy(budget_s=0.2, warmup_max_s=0.2, min_samples=10)
 INT8_ONLY = {"fpga-sim"}  # simulates an int8 array: runs the int8 QDQ artifact
@@ -84,11 +83,9 @@ def test_backend_measures_through_the_harness(name: str, artifacts: dict[str, Ar
     variant = _variant(name)
     case = Case(model="tiny-mlp", variant=variant, backend=name, batch_size=2, seq_len=None,
                 threads=1, options=OPTIONS.get(name, {}),
-                device=backend_class(name).capabilities.devices[0])  # fmt: skip
-    reference = artifacts["fp32"]
-    result, samples = execute(
-        "r", case, artifacts[variant], POLICY, PerfCounterClock(), reference=reference
-    )
+                device=backend_class(name).capabilities.devices[0],
+                settings=CaseSettings(timing=POLICY))  # fmt: skip
+    result, samples = measure_here("r", case, artifacts[variant], artifacts["fp32"])
     assert result.status == "ok", result.reason
     assert result.threads == 1 and result.affinity is not None
     assert result.n_samples == len(samples) >= POLICY.min_samples

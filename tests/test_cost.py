@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_suite
-from harness.cost import apply_cost, hardware_class, prices
+from harness.cost import cost_columns, hardware_class, prices
 from harness.errors import ConfigError
 from harness.optimize.artifacts import cache_root
-from harness.result import CaseResult
+from harness.plan import plan
 from harness.runner import Runner
 from harness.store import Store
+from harness.suite import load_suite
+from tests.test_energy import make_powercap
 
 PRICES = tomllib.loads(resources.files("harness").joinpath("data/prices.toml").read_text())
 
@@ -27,58 +28,55 @@ def test_every_price_has_a_source() -> None:
         assert hw["source"] and hw["unit"] in ("vcpu", "gpu", "card"), name
 
 
-def test_a_stored_cost_can_be_recomputed_by_hand_from_throughput_and_power(
-    write_suite: Callable[..., Path], store: Store
+def test_a_stored_cost_can_be_recomputed_by_hand_from_energy_and_throughput(
+    write_suite: Callable[..., Path], store: Store, tmp_path: Path
 ) -> None:
-    suite = load_suite(write_suite("""
+    """Exact figures, whatever the machine's speed: the fake's own clock gives 0.5 ms per run
+    and its fake RAPL counter 5000 uJ per run, both through a real worker and the store."""
+    root = tmp_path / "powercap"
+    counter = make_powercap(root, packages=1)["package-0"]
+    suite = load_suite(write_suite(f"""
         models = ["tiny-mlp"]
         backends = ["fake"]
         threads = [2]
-        [measure]
-        min_samples = 200
-        budget_s = 1.0
+        batch_sizes = [4]
         [options.fake]
         latency_ms = 0.5
+        jitter = 0.0
+        powercap_counter = "{counter}"
+        uj_per_run = 5000
         [energy]
-        probe = "estimate"
+        powercap_root = "{root}"
     """))  # fmt: skip
-    (row,) = store.cases(Runner(store, cache_root()).run(suite))
+    (row,) = store.cases(Runner(store, cache_root()).run(plan(suite)))
     region = PRICES["regions"][PRICES["default_region"]]
     vcpu = PRICES["hardware"]["cpu-vcpu"]
-    assert row.power_w and row.throughput_per_s and row.energy_source == "estimated"
-    # J per inference = W / (inferences per second); the stored figure is the same energy
-    # over the sampled runs, so the two agree up to the harness's time between samples.
-    joules = row.power_w / row.throughput_per_s
-    assert row.energy_j_per_inference == pytest.approx(joules, rel=0.05)
-    kwh_per_million = joules * 1e6 / 3.6e6 * PRICES["pue"]
-    energy_usd = kwh_per_million * region["usd_per_kwh"]
-    machine_usd = 1e6 / row.throughput_per_s / 3600 * vcpu["usd_per_hour"] * 2  # 2 threads
-    assert row.cost_usd_per_million_energy == pytest.approx(energy_usd, rel=0.05)
+    assert (row.energy_source, row.hardware_class) == ("measured", "cpu-vcpu")
+    assert row.latency_ms_p50 == 0.5 and row.throughput_per_s == pytest.approx(4 / 0.5e-3)
+    assert row.energy_j_per_inference == pytest.approx(5000e-6 / 4, rel=1e-12)
+    kwh_per_million = 5000e-6 / 4 * 1e6 / 3.6e6 * PRICES.get("pue", 1.0)
+    machine_usd = 1e6 / (4 / 0.5e-3) / 3600 * vcpu["usd_per_hour"] * 2  # 2 threads
+    assert row.cost_usd_per_million_energy == pytest.approx(kwh_per_million * region["usd_per_kwh"])
     assert row.cost_usd_per_million_machine == pytest.approx(machine_usd, rel=1e-9)
     assert row.cost_usd_per_million == pytest.approx(
         row.cost_usd_per_million_energy + row.cost_usd_per_million_machine, rel=1e-12
     )
-    assert row.gco2_per_million == pytest.approx(kwh_per_million * region["gco2_per_kwh"], rel=0.05)
-
-
-def _row(**kw: object) -> CaseResult:
-    return CaseResult(run_id="r", case_id="c", model="m", variant="fp32", backend="b", **kw)  # type: ignore[arg-type]
+    assert row.gco2_per_million == pytest.approx(kwh_per_million * region["gco2_per_kwh"])
 
 
 def test_exact_formula_and_unknown_energy_stays_null() -> None:
     p = prices(region="eu", overrides={"usd_per_hour": {"cpu-vcpu": 0.10}, "pue": 1.5})
-    row = _row(energy_j_per_inference=0.36, throughput_per_s=100.0, threads=4)
-    apply_cost(row, p)
+    costs = cost_columns(0.36, 100.0, 4, "cpu-vcpu", p)
     # 0.36 J x 1e6 = 0.1 kWh, x PUE 1.5 = 0.15 kWh.
-    assert row.cost_usd_per_million_energy == pytest.approx(0.15 * p.usd_per_kwh)
-    assert row.gco2_per_million == pytest.approx(0.15 * PRICES["regions"]["eu"]["gco2_per_kwh"])
+    assert costs.usd_per_million_energy == pytest.approx(0.15 * p.usd_per_kwh)
+    assert costs.gco2_per_million == pytest.approx(0.15 * PRICES["regions"]["eu"]["gco2_per_kwh"])
     # 1e6 / 100 per s = 10,000 s = 2.777 h of 4 vCPUs at 0.10 USD.
-    assert row.cost_usd_per_million_machine == pytest.approx(1e4 / 3600 * 0.10 * 4)
-    unknown = _row(throughput_per_s=100.0, threads=1)
-    apply_cost(unknown, p)
-    assert unknown.cost_usd_per_million_energy is None and unknown.gco2_per_million is None
-    assert unknown.cost_usd_per_million is None  # a total without energy would understate it
-    assert unknown.cost_usd_per_million_machine is not None
+    assert costs.usd_per_million_machine == pytest.approx(1e4 / 3600 * 0.10 * 4)
+    unknown = cost_columns(None, 100.0, 1, "cpu-vcpu", p)
+    assert unknown.usd_per_million_energy is None and unknown.gco2_per_million is None
+    assert unknown.usd_per_million is None  # a total without energy would understate it
+    assert unknown.usd_per_million_machine is not None
+    assert cost_columns(0.36, 100.0, 1, "a-user-preset", p).usd_per_million_machine is None
 
 
 def test_hardware_class_comes_from_the_device() -> None:

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.config import load_suite
 from harness.measure.energy import (
     CpuPower,
     EnergySettings,
@@ -22,8 +21,10 @@ from harness.measure.energy import (
     cpu_power,
 )
 from harness.optimize.artifacts import cache_root
+from harness.plan import plan
 from harness.runner import Runner
 from harness.store import Store
+from harness.suite import load_suite
 
 MAX_UJ = 262_143_328_850
 
@@ -208,7 +209,7 @@ def test_rows_say_measured_with_rapl_and_estimated_without(
     suite = load_suite(
         write_suite(SUITE.format(counter=counters["package-0"], root=root, probe=probe))
     )
-    rows = store.cases(Runner(store, cache_root()).run(suite))
+    rows = store.cases(Runner(store, cache_root()).run(plan(suite)))
     assert [r.status for r in rows] == ["ok", "ok"]
     for r in rows:
         if probe == "auto":

@@ -14,14 +14,14 @@ import onnx
 import pytest
 
 from backends.fpga_sim import FpgaSimBackend
-from harness.config import Case, parse_suite
+from harness.case import Case, CaseSettings
 from harness.errors import ConfigError
-from harness.execute import execute
-from harness.measure.clock import PerfCounterClock
 from harness.measure.timing import TimingPolicy
 from harness.optimize.artifacts import build, cache_root
+from harness.runner import measure_here
 from harness.sim.onnx_graph import graph_layers
 from harness.sim.systolic import Gemm, compute_cycles, gemm_timing, load_presets
+from harness.suite import parse_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "scalesim_reference.json"
@@ -132,11 +132,12 @@ def test_the_graph_maps_convs_and_matmuls_to_gemms() -> None:
 
 
 def _run(variant: str, options: dict[str, object]) -> tuple:
-    case = Case("tiny-mlp", variant, "fpga-sim", 4, None, 1, device="fpga", options=options)
-    artifact = build("tiny-mlp", variant, cache_root())
     policy = TimingPolicy(budget_s=0.5, warmup_max_s=0.1, min_samples=20)
+    case = Case("tiny-mlp", variant, "fpga-sim", 4, None, 1, device="fpga", options=options,
+                settings=CaseSettings(timing=policy))  # fmt: skip
+    artifact = build("tiny-mlp", variant, cache_root())
     reference = build("tiny-mlp", "fp32", cache_root())
-    return execute("r1", case, artifact, policy, PerfCounterClock(), reference=reference)
+    return measure_here("r1", case, artifact, reference)
 
 
 def test_the_backend_runs_int8_with_simulated_time_and_energy() -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_suite
+from harness.launch import InlineLauncher
 from harness.optimize.artifacts import cache_root
+from harness.plan import plan
 from harness.runner import Runner
 from harness.store import Store
+from harness.suite import load_suite
 
 Write = Callable[..., Path]
 
@@ -34,7 +36,7 @@ SUITE = """
 
 def _run(write_suite: Write, store: Store, fail: str, timeout: float = 60) -> list:
     suite = load_suite(write_suite(SUITE.format(fail=fail, timeout=timeout)))
-    run_id = Runner(store, cache_root()).run(suite)
+    run_id = Runner(store, cache_root()).run(plan(suite))
     return store.cases(run_id)
 
 
@@ -98,7 +100,7 @@ def test_inline_mode_records_a_broken_case_instead_of_stopping(
     allowed = os.sched_getaffinity(0)  # inline cases pin this process's CPUs
     try:
         suite = load_suite(write_suite(SUITE.format(fail="exception", timeout=60)))
-        rows = store.cases(Runner(store, cache_root(), inline=True).run(suite))
+        rows = store.cases(Runner(store, cache_root(), InlineLauncher()).run(plan(suite)))
     finally:
         os.sched_setaffinity(0, allowed)
     fake = [r for r in rows if r.backend == "fake"]

@@ -308,7 +308,12 @@ def build(
     return _build_once(root, model_name, name, data, make)
 
 
-def build_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry point: build (or find) one artifact and return it as a dict."""
-    bindings = tuple(payload.get("bindings", ()))
-    return build(payload["model"], payload["variant"], Path(payload["cache"]), bindings).to_dict()
+def build_artifact(
+    model: str,
+    variant: str,
+    cache: Path,
+    bindings: tuple[str, ...] = (),
+    progress: Callable[[str], None] = lambda _: None,
+) -> Artifact:
+    """Build (or find) one artifact."""
+    return build(model, variant, cache, bindings)

@@ -1,4 +1,7 @@
-"""Suite files (TOML) -> typed, validated cases. Validation only: no I/O beyond reading the file.
+"""Suite files (TOML) -> a typed, validated ``Suite``; and where suite files are found by name.
+
+Validation only: no I/O beyond reading the file, no model is loaded (``harness.plan`` does
+that when it expands the suite into cases).
 
 A suite file::
 
@@ -31,56 +34,25 @@ Every error names the file, the key and what is allowed, on one line.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.backend import backend_class, backend_names
-from harness.errors import ConfigError, VariantNotApplicable
+from harness.backend import ChecksOptions, backend_class, backend_names
+from harness.case import DEFAULT_BUILD_TIMEOUT_S, DEFAULT_TIMEOUT_S, CaseSettings
+from harness.errors import ConfigError
 from harness.measure.energy import PROBES, EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO
 from harness.measure.timing import TimingPolicy
-from harness.models import get_model, is_user_model, model_names
+from harness.models import is_user_model, model_names
 from harness.models.inputs import parse_binding
 from harness.optimize.variants import parse_variant
 
 SCENARIOS = ("single-stream",)
-DEFAULT_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class Case:
-    """One measurement: model x variant x backend x shape x threads x scenario."""
-
-    model: str
-    variant: str
-    backend: str
-    batch_size: int
-    seq_len: int | None
-    threads: int
-    scenario: str = "single-stream"
-    device: str = "cpu"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    bindings: tuple[str, ...] = ()  # a user model's shape bindings, e.g. ("height=640",)
-
-    @property
-    def shape(self) -> str:
-        text = f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
-        return "-".join((text, *self.bindings))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Case:
-        """The inverse of ``asdict`` after a JSON round trip (lists back to tuples)."""
-        return cls(**{**data, "bindings": tuple(data.get("bindings", ()))})
-
-    @property
-    def case_id(self) -> str:
-        return "/".join(
-            (self.model, self.variant, self.backend, self.shape, f"t{self.threads}", self.scenario)
-        )
+SUITES_ENV = "INFRABENCH_SUITES"
 
 
 @dataclass(frozen=True)
@@ -110,6 +82,7 @@ class Suite:
     baseline: tuple[str, str] = ("torch-eager", "fp32")
     timing: TimingPolicy = field(default_factory=TimingPolicy)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     fidelity_min_ratio: float = DEFAULT_MIN_RATIO
     energy: EnergySettings = field(default_factory=EnergySettings)
@@ -117,6 +90,17 @@ class Suite:
     image_sizes: tuple[int, ...] = ()
     dims: tuple[tuple[str, tuple[int, ...]], ...] = ()  # named axis -> sizes swept
     shapes: tuple[str, ...] = ()  # "input=1x3x640x640"
+
+    @property
+    def settings(self) -> CaseSettings:
+        """The per-case settings every case of this suite carries."""
+        return CaseSettings(
+            timing=self.timing,
+            energy=self.energy,
+            timeout_s=self.timeout_s,
+            build_timeout_s=self.build_timeout_s,
+            fidelity_min_ratio=self.fidelity_min_ratio,
+        )
 
     def binding_sets(self) -> list[tuple[str, ...]]:
         """Every combination of the swept axes as binding texts; ``shapes`` go in every set."""
@@ -129,118 +113,15 @@ class Suite:
             combos = [(*combo, *choice) for combo in combos for choice in axis]
         return combos
 
-    def cases(self, auto_threads: int) -> Iterator[Case]:
-        """Expand into cases, checked before anything runs: models without a sequence axis get
-        one case per batch size; a user model's unbound dynamic axis is a ConfigError. Models
-        that take no shape bindings (the zoo) ignore the binding axes."""
-        binding_sets = self.binding_sets()
-        takes = {m: getattr(get_model(m), "accepts_bindings", False) for m in self.models}
-        if binding_sets != [()] and not any(takes.values()):
-            raise ConfigError(
-                f"{self.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
-                f"files (onnx:PATH); none of {', '.join(self.models)} takes them"
-            )
-        devices = {b: backend_class(b).capabilities.devices[0] for b in self.backends}
-        for model in self.models:
-            seqs: tuple[int | None, ...] = (
-                self.seq_lens if get_model(model).uses_sequence else (None,)
-            )
-            shapes = [
-                (bindings, batch, seq)
-                for bindings in (binding_sets if takes[model] else [()])
-                for batch in self.batch_sizes
-                for seq in seqs
-            ]
-            if takes[model]:
-                for bindings, batch, seq in shapes:
-                    _check_shapes(model, bindings, batch, seq)
-            for variant in self.variants:
-                for backend in self.backends:
-                    for threads in self.threads:
-                        for bindings, batch, seq in shapes:
-                            yield Case(
-                                model=model,
-                                variant=variant,
-                                backend=backend,
-                                batch_size=batch,
-                                seq_len=seq,
-                                threads=threads or auto_threads,
-                                scenario=self.scenario,
-                                options=self.options.get(backend, {}),
-                                bindings=bindings,
-                                device=devices[backend],
-                            )
 
-    def override(
-        self,
-        backends: list[str] | None = None,
-        variants: list[str] | None = None,
-        models: list[str] | None = None,
-        prices_file: str | None = None,
-        region: str | None = None,
-        watts_per_core: float | None = None,
-        sweeps: Sweeps | None = None,
-    ) -> Suite:
-        """The suite with CLI selections replacing its settings (each name validated)."""
-        where = "command line"
-        if watts_per_core is not None and watts_per_core <= 0:
-            raise ConfigError(f"{where}: --watts-per-core must be positive, got {watts_per_core}")
-        changed = {k: v for k, v in asdict(sweeps or Sweeps()).items() if v}
-        if (
-            self.shapes != tuple(changed.get("shapes", self.shapes))
-            and "batch_sizes" not in changed
-        ):
-            # --shape x=8x3x64x64 with no --batch: the shape's first size is the batch
-            first = parse_binding(changed["shapes"][0], where)[1]
-            changed["batch_sizes"] = (first[0],)
-        return replace(
-            self,
-            pricing=replace(
-                self.pricing,
-                prices_file=prices_file or self.pricing.prices_file,
-                region=region or self.pricing.region,
-            ),
-            energy=replace(
-                self.energy, watts_per_core=watts_per_core or self.energy.watts_per_core
-            ),
-            backends=tuple(_choice(where, "--backend", b, backend_names()) for b in backends)
-            if backends
-            else self.backends,
-            variants=tuple(_variant(where, "--variant", v) for v in variants)
-            if variants
-            else self.variants,
-            models=tuple(_model(where, "--model", m) for m in models) if models else self.models,
-            **changed,
-        )
-
-
-@dataclass(frozen=True)
-class Sweeps:
-    """Sweep axes given on the command line; empty ones keep the suite's."""
-
-    batch_sizes: tuple[int, ...] = ()
-    seq_lens: tuple[int, ...] = ()
-    threads: tuple[int, ...] = ()
-    image_sizes: tuple[int, ...] = ()
-    dims: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    shapes: tuple[str, ...] = ()
-
-
-def _check_shapes(model: str, bindings: tuple[str, ...], batch: int, seq: int | None) -> None:
-    """ConfigError for an unbound or unknown axis; a static batch that contradicts ``batch``
-    is left for the case to report as skipped."""
-    with contextlib.suppress(VariantNotApplicable):
-        get_model(model, bindings).shapes(batch, seq)  # type: ignore[attr-defined]
-
-
-def _choice(where: str, key: str, value: Any, allowed: list[str]) -> str:
+def choice(where: str, key: str, value: Any, allowed: list[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ConfigError(f"{where}: {key}: unknown value {value!r}; allowed: {', '.join(allowed)}")
     return value
 
 
 def _one_of(allowed: Callable[[], list[str]]) -> Callable[[str, str, Any], str]:
-    return lambda where, key, value: _choice(where, key, value, allowed())
+    return lambda where, key, value: choice(where, key, value, allowed())
 
 
 def _names(
@@ -253,10 +134,11 @@ def _names(
 
 
 def _model(where: str, key: str, value: Any, base: Path | None = None) -> str:
-    """A zoo model name, or a model on disk (onnx:, hf:, torch:) that exists and loads; paths
-    in a suite file (files, directories, a factory's .py) are relative to the suite file."""
+    """A zoo model name, or a model on disk (onnx:, hf:, torch:); paths in a suite file (files,
+    directories, a factory's .py) are made relative to the suite file. Nothing is loaded here:
+    the planner loads each model once and reports what is wrong with it."""
     if not isinstance(value, str) or not is_user_model(value):
-        return _choice(where, key, value, model_names())
+        return choice(where, key, value, model_names())
     kind, _, rest = value.partition(":")
     module, colon, factory = rest.rpartition(":")
     if base is not None and kind == "torch" and module.endswith(".py"):
@@ -266,10 +148,6 @@ def _model(where: str, key: str, value: Any, base: Path | None = None) -> str:
         value = "#".join(
             [f"{kind}:{_relative(base, path)}", *(_option_path(base, o) for o in options)]
         )
-    try:
-        get_model(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {key}: {exc}") from None
     return value
 
 
@@ -282,7 +160,7 @@ def _option_path(base: Path, option: str) -> str:
     return f"{key}={_relative(base, path)}" if sep else option
 
 
-def _variant(where: str, key: str, value: Any) -> str:
+def variant_name(where: str, key: str, value: Any) -> str:
     try:
         return parse_variant(value).name
     except ConfigError as exc:
@@ -324,7 +202,7 @@ def _baseline(where: str, key: str, value: Any) -> tuple[str, str]:
     backend, _, variant = _string(where, key, value).partition("/")
     if not variant:
         raise ConfigError(f'{where}: {key} must be "BACKEND/VARIANT", got {value!r}')
-    return _choice(where, key, backend, backend_names()), _variant(where, key, variant)
+    return choice(where, key, backend, backend_names()), variant_name(where, key, variant)
 
 
 _TIMING_FIELDS = {f.name: f.type for f in fields(TimingPolicy)}
@@ -336,19 +214,20 @@ def _positive_int(where: str, key: str, value: Any) -> int:
     return value
 
 
-def _measure(where: str, table: Any) -> tuple[TimingPolicy, float]:
+def _measure(where: str, table: Any) -> tuple[TimingPolicy, dict[str, float]]:
     parsers: dict[str, _Parser] = {
         name: _positive_int if kind == "int" else _positive_number
         for name, kind in _TIMING_FIELDS.items()
     }
-    values = _table(where, "measure", table, {**parsers, "timeout_s": _positive_number})
-    timeout = float(values.pop("timeout_s", DEFAULT_TIMEOUT_S))
+    bounds = {"timeout_s": _positive_number, "build_timeout_s": _positive_number}
+    values = _table(where, "measure", table, {**parsers, **bounds})
+    timeouts = {k: values.pop(k) for k in bounds if k in values}
     policy = TimingPolicy(**values)
     if not 0 < policy.confidence < 1:
         raise ConfigError(
             f"{where}: measure.confidence must lie in (0, 1), got {policy.confidence}"
         )
-    return policy, timeout
+    return policy, timeouts
 
 
 def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
@@ -356,7 +235,7 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{where}: [options] must be a table of backend tables, got {table!r}")
     result: dict[str, dict[str, Any]] = {}
     for backend, opts in table.items():
-        _choice(where, "[options]", backend, backend_names())
+        choice(where, "[options]", backend, backend_names())
         declared = backend_class(backend).capabilities.options
         if not isinstance(opts, dict):
             raise ConfigError(f"{where}: [options.{backend}] must be a table, got {opts!r}")
@@ -368,14 +247,14 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
                 )
             spec = declared[key]
             if isinstance(spec, tuple):
-                _choice(where, f"options.{backend}.{key}", value, list(spec))
+                choice(where, f"options.{backend}.{key}", value, list(spec))
             elif isinstance(value, bool) is not (spec is bool) or not isinstance(value, spec):
                 raise ConfigError(
                     f"{where}: options.{backend}.{key} must be {spec.__name__}, got {value!r}"
                 )
-        check = getattr(backend_class(backend), "check_options", None)
-        if check is not None:  # values only the backend can judge (e.g. a preset name)
-            check(opts, where)
+        cls = backend_class(backend)
+        if isinstance(cls, ChecksOptions):  # values only the backend can judge (a preset name)
+            cls.check_options(opts, where)
         result[backend] = dict(opts)
     return result
 
@@ -414,7 +293,7 @@ def _hourly_prices(where: str, key: str, value: Any) -> dict[str, float]:
 
 def _energy(where: str, table: Any) -> EnergySettings:
     values = _table(where, "energy", table, {
-        "probe": lambda w, k, v: _choice(w, k, v, list(PROBES)),
+        "probe": lambda w, k, v: choice(w, k, v, list(PROBES)),
         "watts_per_core": _positive_number,
         "powercap_root": _string,
     })  # fmt: skip
@@ -454,12 +333,12 @@ _KEYS: dict[str, _Parser] = {
     "models": lambda w, k, v: _names(
         w, k, v, lambda w2, k2, v2: _model(w2, k2, v2, Path(w).parent)
     ),
-    "variants": lambda w, k, v: _names(w, k, v, _variant),
+    "variants": lambda w, k, v: _names(w, k, v, variant_name),
     "backends": lambda w, k, v: _names(w, k, v, _one_of(backend_names)),
     "batch_sizes": _positive_ints,
     "seq_lens": _positive_ints,
     "threads": _threads,
-    "scenario": lambda w, k, v: _choice(w, k, v, list(SCENARIOS)),
+    "scenario": lambda w, k, v: choice(w, k, v, list(SCENARIOS)),
     "baseline": _baseline,
     "fidelity_min_ratio": lambda w, k, v: _ratio(w, k, v),
     "image_sizes": _positive_ints,
@@ -482,7 +361,8 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
         if required not in values:
             raise ConfigError(f"{where}: missing key {required!r}")
     if "measure" in data:
-        values["timing"], values["timeout_s"] = _measure(where, data["measure"])
+        values["timing"], timeouts = _measure(where, data["measure"])
+        values.update(timeouts)
     if "energy" in data:
         values["energy"] = _energy(where, data["energy"])
     if "cost" in data:
@@ -503,3 +383,39 @@ def load_suite(path: Path) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return parse_suite(data, str(path))
+
+
+def suite_dirs() -> list[Path]:
+    """Where suite names are looked up: $INFRABENCH_SUITES, ./suites, the source tree's suites."""
+    dirs = [Path(p) for p in os.environ.get(SUITES_ENV, "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def suite_names() -> dict[str, Path]:
+    """Every suite findable by name; earlier directories win."""
+    found: dict[str, Path] = {}
+    for directory in suite_dirs():
+        for path in sorted(directory.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def find_suite(name_or_path: str) -> Path:
+    """A suite by file path or by name; ConfigError listing the known names otherwise."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.is_file():
+        if not candidate.is_file():
+            raise ConfigError(f"{candidate}: suite file not found")
+        return candidate
+    names = suite_names()
+    if name_or_path not in names:
+        raise ConfigError(
+            f"unknown suite {name_or_path!r}; allowed: {', '.join(names) or '(none found)'} "
+            "or a path to a .toml file"
+        )
+    return names[name_or_path]

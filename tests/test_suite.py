@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_suite
 from harness.errors import ConfigError
-from harness.suites import find_suite
+from harness.plan import Selection, plan
+from harness.suite import find_suite, load_suite
 
 Write = Callable[..., Path]
 
@@ -32,7 +32,7 @@ def test_a_good_suite_expands_into_cases(write_suite: Write) -> None:
     suite = load_suite(write_suite(GOOD))
     assert suite.timing.budget_s == 0.5 and suite.timing.min_samples == 12
     assert suite.timeout_s == 30
-    cases = list(suite.cases(auto_threads=2))
+    cases = plan(suite, auto_threads=2).cases
     # tiny-mlp has no sequence axis: 2 backends x 2 threads x 2 batches;
     # minilm-l6: 2 backends x 2 threads x 2 batches x 2 seq lens.
     assert len(cases) == 8 + 16
@@ -44,7 +44,7 @@ def test_a_good_suite_expands_into_cases(write_suite: Write) -> None:
 
 def test_auto_threads_resolve_to_the_usable_cpus(write_suite: Write) -> None:
     suite = load_suite(write_suite('models = ["tiny-mlp"]\nbackends = ["fake"]\n'))
-    assert {c.threads for c in suite.cases(auto_threads=6)} == {6}
+    assert {c.threads for c in plan(suite, auto_threads=6).cases} == {6}
 
 
 @pytest.mark.parametrize(
@@ -99,6 +99,6 @@ def test_suites_are_found_by_name_or_path(write_suite: Write) -> None:
 
 def test_cli_overrides_are_validated(write_suite: Write) -> None:
     suite = load_suite(write_suite(GOOD))
-    assert suite.override(backends=["fake"]).backends == ("fake",)
+    assert {c.backend for c in plan(suite, Selection(backends=("fake",))).cases} == {"fake"}
     with pytest.raises(ConfigError, match="--backend: unknown value 'x'"):
-        suite.override(backends=["x"])
+        plan(suite, Selection(backends=("x",)))

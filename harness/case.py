@@ -1,0 +1,66 @@
+"""One case: what is measured (model x variant x backend x shape x threads x scenario) and the
+settings that travel with it into the worker (timing, energy, timeouts, fidelity threshold).
+
+Cases are made by :func:`harness.plan.plan`, the one expander; nothing else builds them from a
+suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.measure.energy import EnergySettings
+from harness.measure.fidelity import DEFAULT_MIN_RATIO
+from harness.measure.timing import TimingPolicy
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_BUILD_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """How one case is measured. Times in seconds.
+
+    timing:             the adaptive timing loop's policy (warm-up, sampling, budget).
+    energy:             which energy probe, and the CPU power override for the estimate.
+    timeout_s:          wall-clock bound of the case's measuring worker.
+    build_timeout_s:    wall-clock bound of building one artifact (export, quantize, distil).
+    fidelity_min_ratio: share of the fp32 metric a variant must keep to pass the gate.
+    """
+
+    timing: TimingPolicy = field(default_factory=TimingPolicy)
+    energy: EnergySettings = field(default_factory=EnergySettings)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+    fidelity_min_ratio: float = DEFAULT_MIN_RATIO
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement. ``bindings`` are a user model's shape bindings, e.g. ("height=640",);
+    ``device`` is the backend's first declared device."""
+
+    model: str
+    variant: str
+    backend: str
+    batch_size: int
+    seq_len: int | None
+    threads: int
+    scenario: str = "single-stream"
+    device: str = "cpu"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    bindings: tuple[str, ...] = ()
+    settings: CaseSettings = field(default_factory=CaseSettings)
+
+    @property
+    def shape(self) -> str:
+        text = f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
+        return "-".join((text, *self.bindings))
+
+    @property
+    def case_id(self) -> str:
+        return "/".join(
+            (self.model, self.variant, self.backend, self.shape, f"t{self.threads}", self.scenario)
+        )

@@ -1,0 +1,139 @@
+"""Raw measurement -> the stored row, in the parent, as one pure function.
+
+``finalize`` turns ``Case + Artifact + Measurement + Prices`` into a ``CaseResult``: latency
+statistics (from the raw samples, in one place), throughput, energy per inference, cost and
+carbon, and the fidelity verdict against the case's threshold. ``unmeasured`` gives the row of a
+case that was skipped or failed. Nothing here reads a clock, a file or the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.case import Case
+from harness.cost import Prices, cost_columns, hardware_class
+from harness.execute import Measurement
+from harness.launch.base import Outcome
+from harness.measure.stats import LatencyStats, samples_to_ms
+from harness.optimize.artifacts import Artifact
+from harness.optimize.variants import parse_variant
+from harness.result import CaseResult
+
+
+def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
+    """The identifying columns of a case's row, before anything is measured."""
+    return CaseResult(
+        run_id=run_id,
+        case_id=case.case_id,
+        model=case.model,
+        variant=case.variant,
+        backend=case.backend,
+        device=case.device,
+        precision=parse_variant(case.variant).precision,
+        threads=case.threads,
+        batch_size=case.batch_size,
+        seq_len=case.seq_len,
+        shape=case.shape,
+        scenario=case.scenario,
+        artifact_sha256=artifact.sha256 if artifact else None,
+        artifact_mb=artifact.size_mb if artifact else None,
+        params_m=artifact.params_m if artifact else None,
+        hardware_class=hardware_class(case.device),
+    )
+
+
+def unmeasured(
+    run_id: str, case: Case, artifact: Artifact | None, outcome: Outcome[Any]
+) -> CaseResult:
+    """The row of a case that was skipped, or failed before it sent a measurement."""
+    row = identity(run_id, case, artifact)
+    row.status = "skipped" if outcome.status == "skipped" else "failed"
+    row.reason = outcome.reason
+    if outcome.status == "failed":
+        row.details = json.dumps(
+            {"stage": outcome.stage, "kind": outcome.error_kind, "detail": outcome.detail}
+        )
+    return row
+
+
+def finalize(
+    run_id: str, case: Case, artifact: Artifact, m: Measurement, prices: Prices
+) -> tuple[CaseResult, list[float]]:
+    """The case's row and its raw samples in ms."""
+    row = identity(run_id, case, artifact)
+    samples = samples_to_ms(list(m.samples_ns))
+    stats = LatencyStats.from_samples(samples, case.batch_size, case.settings.timing.confidence)
+    row.load_s, row.compile_s = m.load_s, m.compile_s
+    row.first_inference_ms = m.first_inference_ms
+    row.model_mem_mb, row.peak_rss_mb = m.model_mem_mb, m.peak_rss_mb
+    row.affinity, row.executed_precision = m.affinity, m.executed_precision
+    row.versions = json.dumps(m.versions, sort_keys=True)
+    details: dict[str, Any] = {"energy": m.energy_note, **m.details}
+    if len(m.fidelity_per_output) > 1:
+        details["cosine_per_output"] = m.fidelity_per_output
+    _latency(row, stats, m, details)
+    _fidelity(row, m, case.settings.fidelity_min_ratio, details)
+    _energy(row, m, stats, case.batch_size, details)
+    costs = cost_columns(
+        row.energy_j_per_inference, row.throughput_per_s, row.threads, row.hardware_class or "",
+        prices,
+    )  # fmt: skip
+    row.cost_usd_per_million_energy = costs.usd_per_million_energy
+    row.cost_usd_per_million_machine = costs.usd_per_million_machine
+    row.cost_usd_per_million = costs.usd_per_million
+    row.gco2_per_million = costs.gco2_per_million
+    row.details = json.dumps(details)
+    return row, samples.tolist()
+
+
+def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict[str, Any]) -> None:
+    """Statistics and how sampling went (``None`` stays ``None``)."""
+    for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
+        setattr(row, f"latency_ms_{name}", q.value)
+        setattr(row, f"latency_ms_{name}_ci_low", q.ci_low)
+        setattr(row, f"latency_ms_{name}_ci_high", q.ci_high)
+    row.latency_ms_mean = stats.mean_ms
+    row.n_samples = stats.n
+    row.cv = stats.cv
+    row.throughput_per_s = stats.throughput_per_s
+    row.warmup_iters = m.warmup_iters
+    row.warmup_s = m.warmup_s
+    row.warmup_steady = m.warmup_steady
+    row.stop_reason = m.stop_reason
+    row.p50_rel_ci_width = m.rel_ci_width
+    if stats.p99.value is None:
+        details["p99"] = f"insufficient samples ({stats.n})"
+
+
+def _fidelity(row: CaseResult, m: Measurement, min_ratio: float, details: dict[str, Any]) -> None:
+    fidelity = m.fidelity
+    if fidelity is None:
+        details["fidelity"] = "not scored: this backend computes no model outputs"
+        return
+    row.fidelity_metric = fidelity.metric
+    row.fidelity = fidelity.value
+    row.fidelity_ratio = fidelity.ratio
+    row.fidelity_ok = fidelity.ratio >= min_ratio
+    details[fidelity.agreement_metric] = fidelity.agreement
+    details["fidelity_reference"] = fidelity.reference
+
+
+def _energy(
+    row: CaseResult, m: Measurement, stats: LatencyStats, batch: int, details: dict[str, Any]
+) -> None:
+    """Joules per inference (one input item) from the host probe's reading over the sampling
+    phase, or from a simulated device's own model; power over the same window."""
+    if m.energy is not None:
+        reading = m.energy
+        row.energy_j_per_inference = reading.joules / (stats.n * batch)
+        row.power_w = reading.joules / reading.seconds if reading.seconds > 0 else None
+        row.energy_source = reading.source
+        details["energy"] = m.energy_note + reading.probe
+    if m.simulated is not None:
+        row.energy_j_per_inference = m.simulated.joules_per_batch / batch
+        row.energy_source = "simulated"
+        row.device = m.simulated.device_label
+        row.hardware_class = m.simulated.hardware_class
+        if row.latency_ms_p50:
+            row.power_w = m.simulated.joules_per_batch / (row.latency_ms_p50 / 1e3)

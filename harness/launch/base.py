@@ -1,0 +1,70 @@
+"""The launcher seam's types: Task, Outcome and the Launcher protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Literal, Protocol, TypeVar
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+Progress = Callable[[str], None]
+Status = Literal["ok", "skipped", "failed"]
+
+
+def no_progress(text: str) -> None:
+    """A progress sink that shows nothing."""
+
+
+class Task(Protocol[T_co]):
+    """One unit of work for a worker: building an artifact, or measuring a case.
+
+    stage:     what the task is, as failures name it ("worker", "artifact build").
+    timeout_s: wall-clock bound of the whole task, enforced by the launcher (seconds).
+    env:       environment variables the worker needs before any library starts (thread
+               pools, the artifact cache); applied only where a fresh process runs the task.
+    """
+
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    def env(self) -> Mapping[str, str]: ...
+
+    def run(self, progress: Progress) -> T_co:
+        """Do the work in this process and return its result; raise to fail or skip."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What came of a task.
+
+    status:     ``ok`` (``value`` holds the result), ``skipped`` (cannot run here or does not
+                apply: ``reason`` says why) or ``failed``.
+    reason:     one line for the row, prefixed with the task's stage where the failure is the
+                harness's or the worker's rather than the runtime's own message.
+    error_kind: the exception class name, ``crashed`` or ``timeout``.
+    detail:     the worker's traceback or the tail of what it printed.
+    stage:      the stage of the task that did not end ok ("worker", "artifact build").
+    """
+
+    status: Status
+    value: T | None = None
+    reason: str | None = None
+    error_kind: str | None = None
+    detail: str = ""
+    stage: str | None = None
+
+    @classmethod
+    def ok(cls, value: T) -> Outcome[T]:
+        return cls("ok", value)
+
+
+class Launcher(Protocol):
+    """Runs a task somewhere and returns its outcome; never raises for the task's failures."""
+
+    def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]: ...

@@ -1,0 +1,127 @@
+"""The process launcher: each task in a fresh spawned worker, with a timeout.
+
+The worker sends progress text and then its ``Outcome`` back over a pipe. A crash (signal,
+``os._exit``) or a hang past the task's timeout becomes a failed outcome carrying the reason and
+the tail of what the worker printed; the caller goes on. The worker's C-level stdout/stderr go
+to a log file so runtimes' chatter stays off the user's progress display.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.launch.base import Outcome, Progress, Task, no_progress
+
+T = TypeVar("T")
+
+JOIN_S = 5.0  # how long a finished or killed worker gets to exit
+
+
+def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, str]) -> None:
+    # Thread-pool sizes must be in the environment before numpy or a runtime is imported.
+    os.environ.update(env)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    from harness.worker import failed, run_task
+
+    try:
+        outcome = run_task(task, lambda text: conn.send(("progress", text)))
+    except BaseException as exc:  # SystemExit from user code, an interrupt: still this case's
+        outcome = failed(task, exc)
+    try:
+        conn.send(("outcome", outcome))
+    finally:
+        conn.close()
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code} without sending a result"
+
+
+class ProcessLauncher:
+    """Runs each task in a fresh ``spawn``-ed process (no state inherited from this one)."""
+
+    def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]:
+        ctx = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe(duplex=False)
+        with tempfile.NamedTemporaryFile(prefix="infrabench-worker-", suffix=".log") as log:
+            log_path = Path(log.name)
+            proc = ctx.Process(
+                target=_entry,
+                args=(task, child_conn, str(log_path), dict(task.env())),
+                daemon=True,
+            )
+            proc.start()
+            child_conn.close()
+            try:
+                return self._wait(task, proc, parent_conn, log_path, progress)
+            finally:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join(JOIN_S)
+                parent_conn.close()
+
+    @staticmethod
+    def _wait(
+        task: Task[T],
+        proc: Any,
+        conn: Connection,
+        log_path: Path,
+        progress: Progress,
+    ) -> Outcome[T]:
+        deadline = time.monotonic() + task.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if not wait([conn, proc.sentinel], timeout=max(left, 0)):
+                return Outcome(
+                    "failed",
+                    reason=f"{task.stage}: timed out after {task.timeout_s:g} s",
+                    error_kind="timeout",
+                    detail=_tail(log_path),
+                    stage=task.stage,
+                )
+            try:
+                message = conn.recv() if conn.poll() else None
+            except EOFError:
+                message = None
+            if message is None:
+                proc.join(JOIN_S)
+                return Outcome(
+                    "failed",
+                    reason=f"{task.stage}: worker {_describe_exit(proc.exitcode)}",
+                    error_kind="crashed",
+                    detail=_tail(log_path),
+                    stage=task.stage,
+                )
+            if message[0] == "progress":
+                progress(message[1])
+                continue
+            outcome: Outcome[T] = message[1]
+            if outcome.status == "failed" and not outcome.detail:
+                return replace(outcome, detail=_tail(log_path))
+            return outcome

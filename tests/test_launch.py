@@ -1,0 +1,102 @@
+"""Launchers: outcomes come back from a fresh process; crashes, hangs and exceptions become
+failed outcomes, skips are decided from the exception's type where it is raised."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pytest
+
+from harness.errors import BackendError, BackendUnavailable, ConfigError, VariantNotApplicable
+from harness.launch import InlineLauncher, Outcome, ProcessLauncher, Progress
+
+
+@dataclass(frozen=True)
+class Job:
+    """A task whose behaviour is chosen by ``what``."""
+
+    what: str = "echo"
+    timeout_s: float = 60.0
+    stage: str = "worker"
+    threads: str = "3"
+
+    def env(self) -> Mapping[str, str]:
+        return {"OMP_NUM_THREADS": self.threads}
+
+    def run(self, progress: Progress) -> dict[str, object]:
+        progress("started")
+        if self.what == "crash":
+            print("about to crash", flush=True)
+            os.abort()
+        if self.what == "hang":
+            time.sleep(60)
+        if self.what == "bug":
+            return {"x": 1 / 0}
+        if self.what == "exit":
+            raise SystemExit(0)
+        errors = {"config": ConfigError("bad option"), "runtime": BackendError("ort: no kernel"),
+                  "unavailable": BackendUnavailable("no runtime here"),
+                  "not-applicable": VariantNotApplicable("no torch module")}  # fmt: skip
+        if self.what in errors:
+            raise errors[self.what]
+        return {"pid": os.getpid(), "threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def _launch(job: Job) -> tuple[Outcome[dict[str, object]], list[str]]:
+    seen: list[str] = []
+    return ProcessLauncher().launch(job, seen.append), seen
+
+
+def test_the_value_and_progress_come_back_from_a_fresh_process() -> None:
+    outcome, seen = _launch(Job())
+    assert outcome.status == "ok" and outcome.value is not None
+    assert outcome.value["pid"] != os.getpid() and outcome.value["threads"] == "3"
+    assert seen == ["started"]
+
+
+def test_the_inline_launcher_runs_here_and_applies_no_env() -> None:
+    outcome = InlineLauncher().launch(Job(threads="99"))
+    assert outcome.value is not None and outcome.value["pid"] == os.getpid()
+    assert outcome.value["threads"] != "99"
+
+
+def test_a_crash_is_reported_with_the_signal_and_output() -> None:
+    outcome, _ = _launch(Job("crash"))
+    assert (outcome.status, outcome.error_kind) == ("failed", "crashed")
+    assert outcome.reason == "worker: worker killed by signal SIGABRT"
+    assert "about to crash" in outcome.detail
+
+
+def test_a_hang_is_killed_at_the_timeout_and_names_the_stage() -> None:
+    outcome, _ = _launch(Job("hang", timeout_s=1.5, stage="artifact build"))
+    assert outcome.reason == "artifact build: timed out after 1.5 s"
+    assert (outcome.error_kind, outcome.stage) == ("timeout", "artifact build")
+
+
+def test_system_exit_in_user_code_is_a_failure_not_a_success() -> None:
+    outcome, _ = _launch(Job("exit"))
+    assert outcome.status == "failed" and outcome.reason == "worker: SystemExit: 0"
+
+
+@pytest.mark.parametrize(
+    "launcher", [InlineLauncher(), ProcessLauncher()], ids=["inline", "process"]
+)
+@pytest.mark.parametrize(
+    ("what", "status", "reason", "traceback"),
+    [
+        ("bug", "failed", "worker: ZeroDivisionError: division by zero", True),
+        ("config", "failed", "worker: ConfigError: bad option", False),
+        ("runtime", "failed", "ort: no kernel", False),
+        ("unavailable", "skipped", "no runtime here", False),
+        ("not-applicable", "skipped", "no torch module", False),
+    ],
+)
+def test_skip_and_fail_are_decided_from_the_exception_type(
+    launcher: InlineLauncher | ProcessLauncher, what: str, status: str, reason: str, traceback: bool
+) -> None:
+    outcome = launcher.launch(Job(what))
+    assert (outcome.status, outcome.reason, outcome.value) == (status, reason, None)
+    assert ("Traceback" in outcome.detail) is traceback
