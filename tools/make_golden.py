@@ -28,6 +28,8 @@ It writes, into ``--out``:
   the history ``infrabench ci`` keeps once run ``golden-cand`` passed on the same machine
   (833ef1e's ``runfile.with_history``).
 * ``golden_base_v1.json``: run ``golden-base`` exported by ae6c33f (run file version 1).
+* ``golden_compare.json``: 833ef1e's ``runfile.compare`` of run ``golden-base`` (base) with run
+  ``golden-cand`` (candidate), one ``CaseComparison.to_dict()`` per case.
 * ``schema_v1.sql``: the DDL of every table of a fresh store made by 833ef1e's ``_create_v1``,
   as DuckDB normalises it (``duckdb_tables().sql``), one statement per line, sorted by table.
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -136,6 +139,8 @@ def main() -> int:
     finally:
         os.sched_setaffinity(0, allowed)
     runfile.write(runfile.with_history(base, cand), out / "golden_base_v2.json")
+    verdicts = [c.to_dict() for c in runfile.compare(base, cand)]
+    (out / "golden_compare.json").write_text(json.dumps(verdicts, indent=1) + "\n")
     with db.open("rb") as raw, gzip.GzipFile(out / "golden_v1.duckdb.gz", "wb", 9, mtime=0) as gz:
         shutil.copyfileobj(raw, gz)  # mostly empty 256 KiB blocks: 1.5 MB raw, ~10 KB gzipped
     env = {**os.environ, "PYTHONPATH": str(args.runfile_v1_tree.resolve())}
