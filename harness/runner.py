@@ -95,13 +95,12 @@ class Runner:
         run_id = run_id or new_run_id()
         run_prices = suite_prices(suite)  # bad prices are bad input: refused before running
         cases = list(suite.cases(usable_cpus()))  # so are unbound shapes
-        self.store.start_run(run_id, suite.name, suite.path, fingerprint())
+        self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
         for index, case in enumerate(cases):
             result, samples = self.cases.run_case(
                 run_id, suite, case, run_prices, index, len(cases)
             )
             self.store.add_case(result, samples)
-            self.store.update_speedups(run_id, *suite.baseline)
             self.reporter.case_done(index, len(cases), result)
         self.store.finish_run(run_id)
         return run_id
