@@ -252,3 +252,16 @@ def test_a_v1_run_without_a_derivable_baseline_keeps_its_stored_speedups(tmp_pat
     with Store(path) as store:
         assert store.run("r")["baseline_backend"] is None
         assert [r.speedup_vs_baseline for r in store.cases("r")] == [1.0, 1.0, 2.0]
+
+
+def test_the_cli_compares_the_two_golden_runs_read_only(
+    golden_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["compare", "golden-base", "golden-cand", "--store", str(golden_store)]
+    assert main([*args, "--format", "json"]) == 0  # torch-eager unchanged; nothing regressed
+    shown = json.loads(capsys.readouterr().out)
+    expected = json.loads((DATA / "golden_compare.json").read_text())
+    assert [(r["backend"], r["verdict"]) for r in shown] == [
+        (r["backend"], r["verdict"]) for r in expected
+    ]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(1,)]
