@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,18 @@ def test_a_failed_migration_leaves_the_store_at_its_version(
     monkeypatch.undo()
     with Store(path) as s:
         assert s.version() == SCHEMA_VERSION and "note" not in s.run("r1")
+
+
+def test_an_import_with_an_incomplete_case_is_refused_before_storing(
+    store: Store, tmp_path: Path
+) -> None:
+    from harness.importer import import_pytest_benchmark
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({
+        "machine_info": {"infrabench": fingerprint()},
+        "benchmarks": [{"name": "test_x", "extra_info": {"case_id": "c", "model": "m"}}],
+    }))  # fmt: skip
+    with pytest.raises(ConfigError, match="'test_x' lacks variant, backend in extra_info"):
+        import_pytest_benchmark(path, store)
+    assert store.runs() == []
