@@ -11,6 +11,8 @@ from harness.runfile import load_json
 from harness.runner import new_run_id
 from harness.store import Store
 
+_CASE_KEYS = ("case_id", "model", "variant", "backend")  # run_id is this import's
+
 
 def import_pytest_benchmark(path: Path, store: Store) -> tuple[str, int]:
     """Store the infrabench cases of a pytest-benchmark JSON file; return (run id, count)."""
@@ -24,6 +26,13 @@ def import_pytest_benchmark(path: Path, store: Store) -> tuple[str, int]:
             f"{path}: no infrabench cases in it (write it with the infrabench_case fixture "
             "and pytest --benchmark-json)"
         )
+    for bench in ours:
+        missing = [k for k in _CASE_KEYS if not isinstance(bench["extra_info"].get(k), str)]
+        if missing:
+            raise ConfigError(
+                f"{path}: benchmark {bench.get('name', '?')!r} lacks {', '.join(missing)} in "
+                "extra_info (write it with the infrabench_case fixture)"
+            )
     run_id = new_run_id()
     store.start_run(run_id, "pytest", str(path), fp)
     for bench in ours:

@@ -70,8 +70,8 @@ class CaseResult:
     affinity: str | None = None
     versions: str | None = None  # JSON object: runtime libraries the worker really loaded
     details: str | None = None  # JSON object: backend notes, worker traceback on failure
-    hardware_class: str | None = None  # the prices.toml hardware class the case ran on
-    noise: str | None = None  # why the measurement may be disturbed; None: no flag raised
+    hardware_class: str | None = None  # price/hardware class, e.g. cpu-vcpu, gpu-datacenter
+    noise: str | None = None  # noise flags seen while measuring, as text; None = none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

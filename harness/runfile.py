@@ -1,9 +1,16 @@
 """A run as one versioned JSON file: its machine, its rows and its raw samples.
 
 Used for CI baselines (``infrabench ci --baseline``) and for moving results between stores.
-The file carries its own format version; older versions are migrated on read, newer ones are
-refused with a clear error. Version 2 adds ``history``: per case, the p50s of later runs on the
-same machine that passed the gate, from which compare estimates between-run drift.
+The file carries its own format version. Older versions are brought up to date on read by the
+``update_to_N`` functions, applied in order (``UPDATES``); a newer version is refused in one line
+naming both versions. Versions:
+
+1. ``run``, ``cases`` (``CaseResult`` dicts, speedups as the store had them), ``samples``.
+2. adds ``history``: per case, the p50s of later runs on the same machine that passed the gate,
+   from which compare estimates between-run drift.
+3. cases carry ``hardware_class`` and ``noise``; ``run`` carries the suite's speedup baseline
+   (``baseline_backend``, ``baseline_variant``). Readers need to know a v2 file has none of
+   these (null, not "unknown key"), hence the bump.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,9 +36,10 @@ from harness.compare import (
 from harness.errors import ConfigError
 from harness.result import CaseResult
 from harness.store import Store
+from harness.store_schema import derive_baseline
 
 FORMAT = "infrabench-run"
-VERSION = 2
+VERSION = 3  # what ``write`` writes and the newest ``read`` reads
 HISTORY_MAX = 10  # earlier medians kept per case
 
 
@@ -119,15 +128,73 @@ def load_json(path: Path) -> Any:
         raise ConfigError(f"{path}: not a readable JSON file: {exc}") from None
 
 
+def update_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: a v1 file kept no history."""
+    return {**data, "version": 2, "history": {}}
+
+
+def update_to_3(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 -> v3: cases get ``hardware_class`` and ``noise`` (null: not recorded); the run gets
+    the baseline its stored speedups were computed from, where ``derive_baseline`` can tell it
+    for certain, else null (the speedups are kept as written either way)."""
+    cases = [{"hardware_class": None, "noise": None, **c} for c in data["cases"]]
+    rows = [CaseResult.from_dict(c).to_dict() for c in cases]
+    backend, variant = derive_baseline(rows) or (None, None)
+    run = {"baseline_backend": backend, "baseline_variant": variant, **data["run"]}
+    return {**data, "version": 3, "run": run, "cases": cases}
+
+
+# UPDATES[n] turns a version n - 1 file into version n.
+UPDATES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: update_to_2, 3: update_to_3}
+
+_CASE_KEYS = ("run_id", "case_id", "model", "variant", "backend")
+
+
+def _check(data: dict[str, Any], version: int) -> str | None:
+    """What makes ``data``, a run file of ``version``, malformed, or ``None``."""
+    run, cases = data.get("run"), data.get("cases")
+    if not isinstance(run, dict) or not all(
+        isinstance(run.get(k), str) for k in ("run_id", "fingerprint_sha256")
+    ):
+        return "'run' must be an object with 'run_id' and 'fingerprint_sha256' strings"
+    if not isinstance(cases, list):
+        return "'cases' must be a list of case objects"
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or not all(isinstance(case.get(k), str) for k in _CASE_KEYS):
+            return f"cases[{i}] must be an object with {', '.join(_CASE_KEYS)} (strings)"
+        if case.get("status", "ok") not in ("ok", "failed", "skipped"):
+            return f"cases[{i}]: status must be ok, failed or skipped, got {case['status']!r}"
+    for key in ("samples", "history") if version >= 2 else ("samples",):
+        table = data.get(key)
+        if not isinstance(table, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, int | float) for x in v)
+            for v in table.values()
+        ):
+            return f"'{key}' must be an object of lists of numbers"
+    return None
+
+
 def read(path: Path) -> RunFile:
-    """Read a run file; ConfigError (one line) if it is missing, not one, or too new."""
+    """Read a run file of any version up to ``VERSION``, updated to ``VERSION``.
+
+    Raises ConfigError (one line naming the file) if it is missing, not a run file, of a newer
+    version than this code reads, or malformed (``run``, ``cases``, ``samples``, ``history``).
+    """
     data = load_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an infrabench run file (format must be {FORMAT!r})")
     version = data.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{path}: run file version must be a positive integer, got {version!r}")
+    if version > VERSION:
         raise ConfigError(
-            f"{path}: run file version {version!r}; this infrabench reads up to {VERSION}"
+            f"{path}: run file has version {version}; this infrabench reads up to {VERSION}: "
+            "upgrade infrabench"
         )
+    problem = _check(data, version)
+    if problem is not None:
+        raise ConfigError(f"{path}: not a valid run file: {problem}")
+    for target in range(version + 1, VERSION + 1):
+        data = UPDATES[target](data)
     cases = [CaseResult.from_dict(c) for c in data["cases"]]
-    return RunFile(data["run"], cases, data["samples"], data.get("history", {}))  # v1: none
+    return RunFile(data["run"], cases, data["samples"], data["history"])

@@ -1,17 +1,22 @@
 """The results store: an embedded DuckDB file with a versioned schema.
 
 Tables: ``schema_info`` (one row: the schema version), ``runs`` (one row per run, with the
-hardware fingerprint), ``cases`` (one row per case, columns = ``CaseResult`` fields) and
-``samples`` (raw latencies, one row per sample). Opening an older store migrates it in place with
-the functions in ``MIGRATIONS``; a newer one is refused rather than misread.
+hardware fingerprint and the suite's speedup baseline), ``cases`` (one row per case, columns =
+``CaseResult`` fields) and ``samples`` (raw latencies, one row per sample). The DDL of each
+version and the migrations live in ``harness.store_schema``.
+
+Opening a store for writing migrates an older one in place (one transaction per step). Opening
+an older store read-only cannot change the file: the store is copied into a temporary directory
+and the copy is migrated and read (removed on ``close``); this costs one copy of the file, until
+the next write migrates the original. A store of a newer version is refused with one line.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import fields
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,42 +26,21 @@ import numpy as np
 
 from harness.errors import ConfigError, StoreError
 from harness.result import COLUMNS, CaseResult
+from harness.store_schema import MIGRATIONS, SCHEMA_VERSION, SPEEDUP_KEY, create
 
-SCHEMA_VERSION = 1
+__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "STORE_ENV", "Store", "store_path"]
+
 STORE_ENV = "INFRABENCH_STORE"
 DEFAULT_STORE = Path("results") / "infrabench.duckdb"
-
-# MIGRATIONS[n] upgrades a store at schema version n to n + 1.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
 
 _RUN_COLUMNS = (
     "run_id", "suite", "suite_path", "started_at", "finished_at", "infrabench_version", "git_sha",
     "fingerprint_sha256", "cpu_model", "isa_flags", "physical_cores", "logical_cpus",
-    "memory_gb", "os", "python", "versions", "fingerprint",
+    "memory_gb", "os", "python", "versions", "fingerprint", "baseline_backend",
+    "baseline_variant",
 )  # fmt: skip
-
-
-def _sql_type(annotation: str) -> str:
-    base = annotation.replace(" | None", "").strip()
-    return {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN"}.get(base, "VARCHAR")
-
-
-def _create_v1(con: duckdb.DuckDBPyConnection) -> None:
-    case_cols = ", ".join(f"{f.name} {_sql_type(str(f.type))}" for f in fields(CaseResult))
-    con.execute("CREATE TABLE schema_info (version INTEGER NOT NULL)")
-    con.execute(
-        """CREATE TABLE runs (
-            run_id VARCHAR PRIMARY KEY, suite VARCHAR, suite_path VARCHAR,
-            started_at TIMESTAMP, finished_at TIMESTAMP, infrabench_version VARCHAR,
-            git_sha VARCHAR, fingerprint_sha256 VARCHAR, cpu_model VARCHAR, isa_flags VARCHAR,
-            physical_cores INTEGER, logical_cpus INTEGER, memory_gb DOUBLE, os VARCHAR,
-            python VARCHAR, versions VARCHAR, fingerprint VARCHAR)"""
-    )
-    con.execute(f"CREATE TABLE cases ({case_cols}, PRIMARY KEY (run_id, case_id))")
-    con.execute(
-        "CREATE TABLE samples (run_id VARCHAR, case_id VARCHAR, idx INTEGER, latency_ms DOUBLE)"
-    )
-    con.execute("INSERT INTO schema_info VALUES (1)")
+# Written by no one since v2 (computed on read); its stored value only serves v1 runs.
+_STORED_SPEEDUP = "speedup_vs_baseline"
 
 
 def store_path(option: str | None = None) -> Path:
@@ -65,22 +49,39 @@ def store_path(option: str | None = None) -> Path:
 
 
 class Store:
-    """A connection to one store file; use as a context manager."""
+    """A connection to one store file; use as a context manager.
+
+    Raises ``ConfigError`` for a missing store opened read-only, ``StoreError`` for a file that
+    cannot be opened or a store of a newer schema version than this code reads.
+    """
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self._baseline: tuple[str, str] | None = None  # MERGE-TEMP
+        self._copy: tempfile.TemporaryDirectory[str] | None = None
         if read_only and not path.exists():
             raise ConfigError(f"{path}: no results store here (run `infrabench run` first)")
-        try:
-            if not read_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self.con = duckdb.connect(str(path), read_only=read_only)
-        except (duckdb.Error, OSError) as exc:
-            raise StoreError(f"{path}: cannot open results store: {exc}") from None
         if not read_only:
-            self._migrate()
-        self._check_version()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot open results store: {exc}") from None
+        self.con = self._connect(path, read_only)
+        try:
+            found = self.version()
+            self._check_version(found)
+            if read_only and found is not None and found < SCHEMA_VERSION:
+                self._open_migrated_copy()
+            elif not read_only:
+                self._migrate(found)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.Error, OSError) as exc:
+            raise StoreError(f"{self.path}: cannot open results store: {exc}") from None
 
     def __enter__(self) -> Store:
         return self
@@ -90,31 +91,57 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+        if self._copy is not None:
+            self._copy.cleanup()
+            self._copy = None
 
     def version(self) -> int | None:
+        """The schema version recorded in the open store; ``None`` for an empty database."""
         tables = {r[0] for r in self.con.execute("SHOW TABLES").fetchall()}
         if "schema_info" not in tables:
             return None
         row = self.con.execute("SELECT version FROM schema_info").fetchone()
         return int(row[0]) if row else None
 
-    def _check_version(self) -> None:
-        found = self.version()
+    def _check_version(self, found: int | None) -> None:
         if found is not None and found > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: store has schema version {found}; this infrabench reads up to "
                 f"{SCHEMA_VERSION}: upgrade infrabench"
             )
 
-    def _migrate(self) -> None:
-        found = self.version()
+    def _migrate(self, found: int | None) -> None:
+        """Create a fresh store at the current version, or upgrade an older one step by step;
+        each step and its version bump commit together or not at all."""
         if found is None:
-            _create_v1(self.con)
-            found = 1
+            create(self.con, SCHEMA_VERSION)
+            return
         while found < SCHEMA_VERSION:
-            MIGRATIONS[found](self.con)
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                MIGRATIONS[found](self.con)
+                self.con.execute("UPDATE schema_info SET version = ?", [found + 1])
+                self.con.execute("COMMIT")
+            except duckdb.Error as exc:
+                self.con.execute("ROLLBACK")
+                raise StoreError(
+                    f"{self.path}: cannot migrate the store from schema version {found} to "
+                    f"{found + 1}: {exc}"
+                ) from None
             found += 1
-            self.con.execute("UPDATE schema_info SET version = ?", [found])
+
+    def _open_migrated_copy(self) -> None:
+        """Read-only and older: read a migrated copy, leaving the file as it is."""
+        found = self.version()
+        self.con.close()
+        self._copy = tempfile.TemporaryDirectory(prefix="infrabench-store-")
+        copy = Path(self._copy.name) / self.path.name
+        shutil.copyfile(self.path, copy)
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        self.con = self._connect(copy, read_only=False)
+        self._migrate(found)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -126,8 +153,8 @@ class Store:
         fp: dict[str, Any],
         baseline: tuple[str, str] | None = None,
     ) -> None:
-        """Record a run and the fingerprint of the machine it runs on."""
-        self._baseline = baseline  # MERGE-TEMP
+        """Record a run, the fingerprint of the machine it runs on and the suite's speedup
+        baseline (backend, variant); ``None``: the run has none and reports no speedups."""
         row = {
             "run_id": run_id,
             "suite": suite,
@@ -146,6 +173,8 @@ class Store:
             "python": fp["python"],
             "versions": json.dumps(fp["versions"], sort_keys=True),
             "fingerprint": json.dumps(fp, sort_keys=True),
+            "baseline_backend": baseline[0] if baseline else None,
+            "baseline_variant": baseline[1] if baseline else None,
         }
         marks = ", ".join("?" for _ in _RUN_COLUMNS)
         self.con.execute(
@@ -160,8 +189,9 @@ class Store:
         )
 
     def add_case(self, result: CaseResult, samples_ms: list[float]) -> None:
-        """Store one case's row and its raw samples in one transaction."""
-        data = result.to_dict()
+        """Store one case's row and its raw samples (ms) in one transaction. The row's
+        ``speedup_vs_baseline`` is not stored: ``cases`` computes it."""
+        data = {**result.to_dict(), _STORED_SPEEDUP: None}  # computed on read, never stored
         marks = ", ".join("?" for _ in COLUMNS)
         self.con.execute("BEGIN TRANSACTION")
         try:
@@ -176,23 +206,9 @@ class Store:
                     [result.run_id, result.case_id, samples_ms, len(samples_ms)],
                 )
             self.con.execute("COMMIT")
-            if self._baseline:  # MERGE-TEMP
-                self.update_speedups(result.run_id, *self._baseline)
         except duckdb.Error:
             self.con.execute("ROLLBACK")
             raise
-
-    def update_speedups(self, run_id: str, backend: str, variant: str) -> None:
-        """speedup_vs_baseline = baseline p50 / case p50, for cases of the same model and shape."""
-        self.con.execute(
-            """UPDATE cases SET speedup_vs_baseline = b.latency_ms_p50 / cases.latency_ms_p50
-               FROM (SELECT model, shape, threads, scenario, latency_ms_p50 FROM cases
-                     WHERE run_id = ? AND backend = ? AND variant = ? AND status = 'ok') b
-               WHERE cases.run_id = ? AND cases.status = 'ok' AND cases.model = b.model
-                 AND cases.shape = b.shape AND cases.threads = b.threads
-                 AND cases.scenario = b.scenario""",
-            [run_id, backend, variant, run_id],
-        )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -229,10 +245,36 @@ class Store:
         return self._dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
 
     def cases(self, run_id: str) -> list[CaseResult]:
+        """The run's rows, with ``speedup_vs_baseline`` = baseline p50 / case p50 for each ok
+        row whose model, shape, threads and scenario match exactly one ok row of the run's
+        baseline (backend, variant); null otherwise. A run without a recorded baseline (a v1
+        run whose baseline could not be derived) reads the value its writer stored."""
+        run = self._dicts(
+            "SELECT baseline_backend, baseline_variant FROM runs WHERE run_id = ?", [run_id]
+        )
+        baseline = (run[0]["baseline_backend"], run[0]["baseline_variant"]) if run else None
+        others = ", ".join(f"c.{c}" for c in COLUMNS if c != _STORED_SPEEDUP)
+        order = "model, variant, backend, threads, batch_size, seq_len, shape"
+        if baseline is None or baseline[0] is None:
+            rows = self._dicts(
+                f"SELECT {', '.join(COLUMNS)} FROM cases WHERE run_id = ? ORDER BY {order}",
+                [run_id],
+            )
+            return [CaseResult.from_dict(r) for r in rows]
+        key = ", ".join(SPEEDUP_KEY)
+        match = " AND ".join(f"c.{k} IS NOT DISTINCT FROM b.{k}" for k in SPEEDUP_KEY)
         rows = self._dicts(
-            f"SELECT {', '.join(COLUMNS)} FROM cases WHERE run_id = ? "
-            "ORDER BY model, variant, backend, threads, batch_size, seq_len, shape",
-            [run_id],
+            f"""SELECT {others},
+                   CASE WHEN c.status = 'ok' THEN b.p50 / NULLIF(c.latency_ms_p50, 0) END
+                       AS {_STORED_SPEEDUP}
+                FROM cases c LEFT JOIN (
+                    SELECT {key}, CASE WHEN count(*) = 1 THEN any_value(latency_ms_p50) END
+                        AS p50
+                    FROM cases WHERE run_id = ? AND backend = ? AND variant = ?
+                        AND status = 'ok' AND latency_ms_p50 IS NOT NULL
+                    GROUP BY ALL) b ON {match}
+                WHERE c.run_id = ? ORDER BY {", ".join(f"c.{c}" for c in order.split(", "))}""",
+            [run_id, *baseline, run_id],
         )
         return [CaseResult.from_dict(r) for r in rows]
 

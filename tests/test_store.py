@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,31 @@ def test_rows_and_samples_round_trip_with_nulls_kept(store: Store) -> None:
     assert set(rows[0].to_dict()) == set(COLUMNS)
 
 
-def test_speedup_is_relative_to_the_baseline_case(store: Store) -> None:
-    store.start_run("r1", "s", "s.toml", fingerprint())
+def test_speedup_is_computed_on_read_from_the_runs_baseline(store: Store) -> None:
+    store.start_run("r1", "s", "s.toml", fingerprint(), baseline=("torch-eager", "fp32"))
     store.add_case(_row("r1", "torch-eager", 30.0), [])
-    store.add_case(_row("r1", "onnxruntime", 10.0), [])
-    store.update_speedups("r1", "torch-eager", "fp32")
+    written = _row("r1", "onnxruntime", 10.0)
+    written.speedup_vs_baseline = 99.0  # a writer's value is not stored: it is derived
+    store.add_case(written, [])
+    store.add_case(_row("r1", "openvino", 12.0, status="failed"), [])
+    other_shape = _row("r1", "tvm", 5.0)
+    other_shape.shape, other_shape.case_id = "b8", "m/fp32/tvm/b8"
+    store.add_case(other_shape, [])
     speedups = {r.backend: r.speedup_vs_baseline for r in store.cases("r1")}
-    assert speedups == {"torch-eager": 1.0, "onnxruntime": 3.0}
+    assert speedups == {"torch-eager": 1.0, "onnxruntime": 3.0, "openvino": None, "tvm": None}
+    stored = store.con.execute("SELECT count(speedup_vs_baseline) FROM cases").fetchone()
+    assert stored == (0,)
+
+
+def test_a_run_without_a_baseline_or_an_ok_baseline_row_has_no_speedups(store: Store) -> None:
+    store.start_run("r1", "pytest", "bench.json", fingerprint())
+    store.add_case(_row("r1", "onnxruntime", 10.0), [])
+    store.start_run("r2", "s", "s.toml", fingerprint(), baseline=("torch-eager", "fp32"))
+    store.add_case(_row("r2", "torch-eager", None, status="failed"), [])
+    store.add_case(_row("r2", "onnxruntime", 10.0), [])
+    assert store.run("r1")["baseline_backend"] is None
+    assert [r.speedup_vs_baseline for r in store.cases("r1")] == [None]
+    assert [r.speedup_vs_baseline for r in store.cases("r2")] == [None, None]
 
 
 def test_runs_resolve_by_latest_and_prefix(store: Store) -> None:
@@ -87,3 +106,38 @@ def test_older_stores_are_migrated_in_place(
 def test_reading_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no results store here"):
         Store(tmp_path / "none.duckdb", read_only=True)
+
+
+def test_a_failed_migration_leaves_the_store_at_its_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store(path) as s:
+        s.start_run("r1", "s", "s.toml", fingerprint())
+
+    def half_done(con: object) -> None:
+        con.execute("ALTER TABLE runs ADD COLUMN note VARCHAR")  # type: ignore[attr-defined]
+        con.execute("SELECT no_such_column FROM runs")  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(store_module.MIGRATIONS, SCHEMA_VERSION, half_done)
+    with pytest.raises(StoreError, match=f"from schema version {SCHEMA_VERSION} to"):
+        Store(path)
+    monkeypatch.undo()
+    with Store(path) as s:
+        assert s.version() == SCHEMA_VERSION and "note" not in s.run("r1")
+
+
+def test_an_import_with_an_incomplete_case_is_refused_before_storing(
+    store: Store, tmp_path: Path
+) -> None:
+    from harness.importer import import_pytest_benchmark
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({
+        "machine_info": {"infrabench": fingerprint()},
+        "benchmarks": [{"name": "test_x", "extra_info": {"case_id": "c", "model": "m"}}],
+    }))  # fmt: skip
+    with pytest.raises(ConfigError, match="'test_x' lacks variant, backend in extra_info"):
+        import_pytest_benchmark(path, store)
+    assert store.runs() == []

@@ -1,0 +1,154 @@
+"""The store's schema, written out per version, and the migrations between versions.
+
+Each version's DDL is literal text, frozen once released: it is never generated from
+``CaseResult``, so adding a field to the dataclass cannot silently redefine an old version.
+A new field needs a new version here (its DDL and a migration from the previous one).
+
+* v1 is exactly what the first release (commit 833ef1e) created; ``tests/data/schema_v1.sql``,
+  written by that commit (``tools/make_golden.py``), is compared against it in the tests.
+* v2 = v1 plus ``cases.hardware_class`` (the price/hardware class a case ran on, e.g.
+  ``cpu-vcpu``, ``fpga-edge``, ``gpu-datacenter``), ``cases.noise`` (noise flags as text, null
+  = none) and the suite's speedup baseline in ``runs`` (``baseline_backend``,
+  ``baseline_variant``; null = the run recorded none).
+
+``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
+nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
+(``Store.cases``). It is read back as stored only for a run without a recorded baseline, which
+happens for a v1 run whose baseline cannot be derived (see ``derive_baseline``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import duckdb
+
+SCHEMA_VERSION = 2
+
+_V1_RUNS = """CREATE TABLE runs(
+    run_id VARCHAR PRIMARY KEY, suite VARCHAR, suite_path VARCHAR, started_at TIMESTAMP,
+    finished_at TIMESTAMP, infrabench_version VARCHAR, git_sha VARCHAR,
+    fingerprint_sha256 VARCHAR, cpu_model VARCHAR, isa_flags VARCHAR, physical_cores INTEGER,
+    logical_cpus INTEGER, memory_gb DOUBLE, os VARCHAR, python VARCHAR, versions VARCHAR,
+    fingerprint VARCHAR{extra})"""
+
+_V1_CASES = """CREATE TABLE cases(
+    run_id VARCHAR, case_id VARCHAR, model VARCHAR, variant VARCHAR, backend VARCHAR,
+    device VARCHAR, "precision" VARCHAR, executed_precision VARCHAR, threads BIGINT,
+    batch_size BIGINT, seq_len BIGINT, shape VARCHAR, scenario VARCHAR, status VARCHAR,
+    reason VARCHAR, latency_ms_p50 DOUBLE, latency_ms_p90 DOUBLE, latency_ms_p99 DOUBLE,
+    latency_ms_p50_ci_low DOUBLE, latency_ms_p50_ci_high DOUBLE, latency_ms_p90_ci_low DOUBLE,
+    latency_ms_p90_ci_high DOUBLE, latency_ms_p99_ci_low DOUBLE, latency_ms_p99_ci_high DOUBLE,
+    latency_ms_mean DOUBLE, n_samples BIGINT, cv DOUBLE, throughput_per_s DOUBLE, load_s DOUBLE,
+    compile_s DOUBLE, first_inference_ms DOUBLE, peak_rss_mb DOUBLE, model_mem_mb DOUBLE,
+    device_mem_mb DOUBLE, energy_j_per_inference DOUBLE, energy_source VARCHAR, power_w DOUBLE,
+    cost_usd_per_million DOUBLE, cost_usd_per_million_energy DOUBLE,
+    cost_usd_per_million_machine DOUBLE, gco2_per_million DOUBLE, fidelity_metric VARCHAR,
+    fidelity DOUBLE, fidelity_ratio DOUBLE, fidelity_ok BOOLEAN, artifact_sha256 VARCHAR,
+    artifact_mb DOUBLE, params_m DOUBLE, speedup_vs_baseline DOUBLE, warmup_iters BIGINT,
+    warmup_s DOUBLE, warmup_steady BOOLEAN, stop_reason VARCHAR, p50_rel_ci_width DOUBLE,
+    affinity VARCHAR, versions VARCHAR, details VARCHAR{extra},
+    PRIMARY KEY(run_id, case_id))"""
+
+_SAMPLES = "CREATE TABLE samples(run_id VARCHAR, case_id VARCHAR, idx INTEGER, latency_ms DOUBLE)"
+_SCHEMA_INFO = 'CREATE TABLE schema_info("version" INTEGER NOT NULL)'
+
+# The full DDL of each version: a fresh store is created at SCHEMA_VERSION from these.
+DDL: dict[int, tuple[str, ...]] = {
+    1: (
+        _SCHEMA_INFO,
+        _V1_RUNS.format(extra=""),
+        _V1_CASES.format(extra=""),
+        _SAMPLES,
+    ),
+    2: (
+        _SCHEMA_INFO,
+        _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
+        _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR"),
+        _SAMPLES,
+    ),
+}
+
+# The columns of ``runs`` and ``cases`` that each version adds (for readers and tests).
+ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"cases": ("hardware_class", "noise"), "runs": ("baseline_backend", "baseline_variant")},
+}
+
+# Only a case with these keys equal to the baseline's is compared with it (as in v1).
+SPEEDUP_KEY = ("model", "shape", "threads", "scenario")
+
+
+def create(con: duckdb.DuckDBPyConnection, version: int = SCHEMA_VERSION) -> None:
+    """Create every table of ``version`` in an empty database and record the version."""
+    for statement in DDL[version]:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_info VALUES (?)", [version])
+
+
+def derive_baseline(rows: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The (backend, variant) whose speedups a v1 writer stored in these rows of one run, or
+    ``None`` where that cannot be told for certain.
+
+    v1 recorded no baseline, only ``speedup_vs_baseline`` = baseline p50 / case p50 on ok rows.
+    A candidate is a (backend, variant) with an ok row whose stored speedup is exactly 1.0; it
+    is accepted only if it is the one candidate and recomputing every row's speedup from it
+    gives back exactly the stored value (same division, same doubles). Rows are mappings with
+    the ``CaseResult`` field names.
+    """
+    rows = list(rows)
+    candidates = {
+        (r["backend"], r["variant"])
+        for r in rows
+        if r["status"] == "ok" and r["speedup_vs_baseline"] == 1.0
+    }
+    if len(candidates) != 1:
+        return None
+    (baseline,) = candidates
+    return baseline if recompute_speedups(rows, baseline) == [
+        r["speedup_vs_baseline"] for r in rows
+    ] else None  # fmt: skip
+
+
+def recompute_speedups(
+    rows: list[Mapping[str, Any]], baseline: tuple[str, str]
+) -> list[float | None]:
+    """Per row: baseline p50 / row p50 for an ok row with a p50 whose ``SPEEDUP_KEY`` matches
+    exactly one ok baseline row with a p50; otherwise ``None``. The rule ``Store.cases`` applies
+    in SQL, for rows that are already in memory (run files)."""
+    base: dict[tuple[Any, ...], list[float]] = {}
+    for r in rows:
+        is_base = (r["backend"], r["variant"]) == baseline and r["status"] == "ok"
+        if is_base and r["latency_ms_p50"] is not None:
+            base.setdefault(tuple(r[k] for k in SPEEDUP_KEY), []).append(r["latency_ms_p50"])
+    out: list[float | None] = []
+    for r in rows:
+        found = base.get(tuple(r[k] for k in SPEEDUP_KEY), [])
+        p50 = r["latency_ms_p50"]
+        ok = r["status"] == "ok" and len(found) == 1 and p50
+        out.append(found[0] / p50 if ok else None)
+    return out
+
+
+def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+    for table, columns in ADDED_COLUMNS[2].items():
+        for column in columns:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR")
+    run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
+    for run_id in run_ids:
+        cursor = con.execute(
+            "SELECT backend, variant, status, latency_ms_p50, speedup_vs_baseline, "
+            f"{', '.join(SPEEDUP_KEY)} FROM cases WHERE run_id = ?",
+            [run_id],
+        )
+        names = [d[0] for d in cursor.description]
+        baseline = derive_baseline(dict(zip(names, r, strict=True)) for r in cursor.fetchall())
+        if baseline is not None:
+            con.execute(
+                "UPDATE runs SET baseline_backend = ?, baseline_variant = ? WHERE run_id = ?",
+                [*baseline, run_id],
+            )
+
+
+# MIGRATIONS[n] upgrades a store at schema version n to n + 1 (inside one transaction).
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
