@@ -13,16 +13,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
-from harness.environment import native_precision_missing
+from harness.backend import Artifact, BackendSettings, Capabilities, native_precision_missing
 from harness.errors import BackendError, BackendUnavailable
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 PRECISIONS = ("f32", "bf16", "f16")
 HINTS = ("LATENCY", "THROUGHPUT")
@@ -68,7 +64,7 @@ class OpenVinoBackend:
             raise BackendUnavailable(
                 f"openvino backend runs on CPU only here, not {settings.device}"
             )
-        missing = native_precision_missing(settings.precision)
+        missing = native_precision_missing(settings.precision, settings.isa_flags)
         if missing:
             raise BackendUnavailable(f"openvino {settings.precision}: {missing}")
         hint = {"bf16": "bf16", "fp16": "f16"}.get(settings.precision)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from harness.backend import backend_class, backend_names
+from harness.backend import ChecksOptions, backend_class, backend_names
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.measure.energy import PROBES, EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO
@@ -373,9 +373,9 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
                 raise ConfigError(
                     f"{where}: options.{backend}.{key} must be {spec.__name__}, got {value!r}"
                 )
-        check = getattr(backend_class(backend), "check_options", None)
-        if check is not None:  # values only the backend can judge (e.g. a preset name)
-            check(opts, where)
+        cls = backend_class(backend)
+        if issubclass(cls, ChecksOptions):  # values only the backend can judge (a preset name)
+            cls.check_options(opts, where)
         result[backend] = dict(opts)
     return result
 

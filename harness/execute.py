@@ -16,9 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.backend import Backend, BackendSettings, backend_class
+from harness.backend import (
+    Backend,
+    BackendSettings,
+    ReportsDetails,
+    SimulatedDevice,
+    backend_class,
+)
 from harness.config import Case, Suite
-from harness.environment import cpu_model
+from harness.environment import cpu_model, isa_flags
 from harness.errors import BackendError, BackendUnavailable
 from harness.measure.clock import Clock, PerfCounterClock
 from harness.measure.energy import EnergySettings, choose_probe
@@ -33,7 +39,7 @@ from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.stats import LatencyStats, samples_to_ms
 from harness.measure.timing import TimingPolicy, TimingResult, measure, time_once
 from harness.models import get_model
-from harness.optimize.artifacts import Artifact
+from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
 
@@ -121,13 +127,18 @@ def execute(
         result.status, result.reason = "skipped", str(exc)
         return result, []
     result.affinity = pin_cpus(case.threads)
-    inputs = get_model(case.model, case.bindings).example_inputs(case.batch_size, case.seq_len)
+    model = get_model(case.model, case.bindings)
+    inputs = model.example_inputs(case.batch_size, case.seq_len)
     settings = BackendSettings(
         threads=case.threads,
         device=case.device,
         options=case.options,
         input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
+        input_names=tuple(model.input_names),
+        output_names=tuple(model.output_names),
         precision=parse_variant(case.variant).runtime_precision,
+        isa_flags=tuple(isa_flags()),
+        cache_dir=cache_root(),
     )
     simulated = backend.capabilities.energy == "simulated"
     probe, energy_note = (
@@ -153,8 +164,7 @@ def execute(
         result.versions = json.dumps(backend.versions(), sort_keys=True)
         if simulated:
             simulated_device(backend, result)
-        report = getattr(backend, "report", None)
-        backend_report: dict[str, Any] = report() if report is not None else {}
+        backend_report = backend.report() if isinstance(backend, ReportsDetails) else {}
     except BackendUnavailable as exc:
         result.status, result.reason = "skipped", str(exc)
         return result, []
@@ -187,11 +197,14 @@ def execute(
 
 def simulated_device(backend: Backend, result: CaseResult) -> None:
     """A simulated device's energy and device label, taken while the backend is still loaded;
-    the energy is per inference of the prepared batch."""
+    the energy is per inference of the prepared batch. BackendError if a backend declares
+    simulated energy without being a ``SimulatedDevice``."""
+    if not isinstance(backend, SimulatedDevice):
+        raise BackendError(f"{backend.name} declares simulated energy but reports none")
     batch = result.batch_size or 1
-    result.energy_j_per_inference = backend.energy_j() / batch  # type: ignore[attr-defined]
+    result.energy_j_per_inference = backend.energy_j() / batch
     result.energy_source = "simulated"
-    result.device = backend.device_label  # type: ignore[attr-defined]
+    result.device = backend.device_label
 
 
 def fill_fidelity(

@@ -14,14 +14,14 @@ import onnx
 import pytest
 
 from backends.fpga_sim import FpgaSimBackend
+from backends.fpga_sim.onnx_graph import graph_layers
+from backends.fpga_sim.systolic import Gemm, compute_cycles, gemm_timing, load_presets
 from harness.config import Case, parse_suite
 from harness.errors import ConfigError
 from harness.execute import execute
 from harness.measure.clock import PerfCounterClock
 from harness.measure.timing import TimingPolicy
 from harness.optimize.artifacts import build, cache_root
-from harness.sim.onnx_graph import graph_layers
-from harness.sim.systolic import Gemm, compute_cycles, gemm_timing, load_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "scalesim_reference.json"

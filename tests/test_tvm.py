@@ -29,7 +29,7 @@ def test_the_target_comes_from_this_cpu() -> None:
 
     from backends.tvm_relax import target_config
 
-    config = target_config(2)
+    config = target_config(2, tuple(fingerprint()["isa_flags"]))
     assert config["kind"] == "llvm" and config["num-cores"] == 2
     assert codegen.llvm_is_valid_cpu(config["mcpu"], "x86_64" if "x86" in fingerprint()["machine"]
                                      else "")  # fmt: skip
