@@ -155,6 +155,18 @@ def test_the_backend_runs_int8_with_simulated_time_and_energy() -> None:
     assert all(0 < layer["utilisation"] <= 1 for layer in sim["layers"])
 
 
+def test_the_loaded_preset_names_the_simulated_device() -> None:
+    from harness.backend import BackendSettings, SimulatedDevice
+
+    backend = FpgaSimBackend()
+    settings = BackendSettings(threads=1, device="fpga", options={"preset": "edge"})
+    backend.load(build("tiny-mlp", "int8-static", cache_root()), settings)
+    assert isinstance(backend, SimulatedDevice)
+    assert backend.hardware_class == load_presets()["edge"].hardware_class == "fpga-edge"
+    assert backend.device_label == "fpga:fpga-edge"
+    backend.close()
+
+
 def test_a_float_graph_is_skipped_with_the_reason() -> None:
     result, _ = _run("fp32", {})
     assert result.status == "skipped" and "int8-static" in result.reason
