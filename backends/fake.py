@@ -15,15 +15,12 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
+from harness.backend import Artifact, BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 FAILURES = ("", "unavailable", "load", "run", "exception", "crash", "hang")
 

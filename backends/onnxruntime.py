@@ -6,16 +6,13 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
+from backends.onnx_info import graph_precision
+from harness.backend import Artifact, BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable
-from harness.optimize.onnx_info import graph_precision
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",

@@ -13,16 +13,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
-from harness.environment import native_precision_missing
+from harness.backend import Artifact, BackendSettings, Capabilities, native_precision_missing
 from harness.errors import BackendError, BackendUnavailable
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 PRECISIONS = ("f32", "bf16", "f16")
 HINTS = ("LATENCY", "THROUGHPUT")
@@ -68,7 +64,7 @@ class OpenVinoBackend:
             raise BackendUnavailable(
                 f"openvino backend runs on CPU only here, not {settings.device}"
             )
-        missing = native_precision_missing(settings.precision)
+        missing = native_precision_missing(settings.precision, settings.isa_flags)
         if missing:
             raise BackendUnavailable(f"openvino {settings.precision}: {missing}")
         hint = {"bf16": "bf16", "fp16": "f16"}.get(settings.precision)
@@ -116,13 +112,18 @@ class OpenVinoBackend:
         }
 
     def executed_precision(self) -> str | None:
-        """The runtime precision most compute layers (FC, MatMul, Conv) really executed in."""
-        counts: Counter[str] = Counter()
+        """The runtime precision most compute layers (FC, MatMul, Conv) really executed in; when
+        the CPU plugin fused every one of them into snippet subgraphs (a small MLP with static
+        shapes does), the precision most of those subgraphs executed in."""
+        layers: dict[str, Counter[str]] = {"compute": Counter(), "Subgraph": Counter()}
         for op in self._compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
-            if "layerType" in info and info["layerType"].astype(str) in _COMPUTE_LAYERS:
+            kind = info["layerType"].astype(str) if "layerType" in info else ""
+            group = "compute" if kind in _COMPUTE_LAYERS else kind
+            if group in layers:
                 precision = info["runtimePrecision"].astype(str)
-                counts[_RUNTIME_PRECISION.get(precision, precision)] += 1
+                layers[group][_RUNTIME_PRECISION.get(precision, precision)] += 1
+        counts = layers["compute"] or layers["Subgraph"]
         return counts.most_common(1)[0][0] if counts else None
 
     def close(self) -> None:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
-from harness.environment import native_precision_missing
-from harness.errors import BackendUnavailable
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
+from harness.backend import Artifact, BackendSettings, Capabilities, native_precision_missing
+from harness.errors import BackendError, BackendUnavailable
 
 _DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "qint8": "int8"}
 
@@ -51,20 +47,21 @@ class TorchEagerBackend:
 
         if settings.device != "cpu":
             raise BackendUnavailable(f"torch-eager runs on the CPU only, not {settings.device!r}")
-        missing = native_precision_missing(settings.precision)
+        missing = native_precision_missing(settings.precision, settings.isa_flags)
         if missing:
             raise BackendUnavailable(f"torch-eager {settings.precision}: {missing}")
+        if not settings.input_names or not settings.output_names:
+            raise BackendError(
+                "torch-eager needs the model's input and output names (BackendSettings)"
+            )
         self._autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision)
-        from harness.models import get_model
-
         self._torch = torch
         torch.set_num_threads(settings.threads)
         if torch.get_num_interop_threads() != 1:
             # Only settable before parallel work starts (an issue in inline mode only).
             with contextlib.suppress(RuntimeError):
                 torch.set_num_interop_threads(1)
-        model = get_model(artifact.model)
-        self._input_names, self._output_names = model.input_names, model.output_names
+        self._input_names, self._output_names = settings.input_names, settings.output_names
         self._module = artifact.torch_module().eval()
         return None
 

@@ -8,27 +8,26 @@ ONNX frontend and compiled for an LLVM target chosen from this CPU: LLVM's host 
 Relax's default pipeline (no tuning); ``tvm-tuned`` first runs MetaSchedule with a trial budget
 (``[options.tvm-tuned] trials``, default 64) and compiles with the best schedules found.
 
-Compiled libraries are cached by (artifact sha256, input shapes, target, TVM version, trials);
-a tuning database is kept next to its library and reused. ``compile_s`` is import + tuning +
-build, or the load of a cached library; ``details.tvm`` says which.
+Compiled libraries are cached under ``<cache_dir>/tvm`` (``BackendSettings.cache_dir``; without
+one, in a temporary directory removed at ``close``) by (artifact sha256, input shapes, target,
+TVM version, trials); a tuning database is kept next to its library and reused. ``compile_s`` is
+import + tuning + build, or the load of a cached library; ``details.tvm`` says which.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
+from harness.backend import Artifact, BackendSettings, Capabilities, staged
 from harness.errors import BackendError, BackendUnavailable
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 INSTALL = 'pip install "infrabench[tvm]"'
 # Fingerprint ISA flags -> LLVM target features.
@@ -43,16 +42,14 @@ DEFAULT_TRIALS = 64
 BUILD_TIMEOUT_S = 300.0
 
 
-def target_config(threads: int) -> dict[str, Any]:
-    """The LLVM target for this CPU: host CPU name, ISA features, cores."""
+def target_config(threads: int, isa_flags: tuple[str, ...]) -> dict[str, Any]:
+    """The LLVM target for this CPU: host CPU name, the features of its ISA flags (the
+    fingerprint's, ``BackendSettings.isa_flags``), cores."""
     from tvm.target import codegen
 
-    from harness.environment import fingerprint
-
-    flags = fingerprint()["isa_flags"]
     config: dict[str, Any] = {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(),
                               "num-cores": threads}  # fmt: skip
-    mattr = sorted({_MATTR[f] for f in flags if f in _MATTR})
+    mattr = sorted({_MATTR[f] for f in isa_flags if f in _MATTR})
     if mattr:
         config["mattr"] = mattr
     return config
@@ -94,6 +91,7 @@ class TvmBackend:
         self._input_names: list[str] = []
         self._output_names: list[str] = []
         self._report: dict[str, Any] = {}
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None  # no cache_dir given
 
     def check(self) -> None:
         try:
@@ -129,9 +127,9 @@ class TvmBackend:
         trials = int(settings.options.get("trials", self.default_trials))
         if trials < 0:
             raise BackendError(f"{self.name}: trials must be >= 0, got {trials}")
-        config = target_config(settings.threads)
+        config = target_config(settings.threads, settings.isa_flags)
         key = _cache_key(artifact.sha256, settings.input_shapes, config, trials)
-        directory = _cache_dir() / key
+        directory = self._cache_dir(settings) / key
         library = directory / "model.so"
         started = time.perf_counter()
         self._report = {"target": config, "trials": trials, "cache_key": key}
@@ -161,8 +159,6 @@ class TvmBackend:
         import tvm
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
-
-        from harness.optimize.artifacts import staged
 
         with staged(directory, "model.so") as staging:
             started = time.perf_counter()
@@ -236,8 +232,18 @@ class TvmBackend:
     def report(self) -> dict[str, Any]:
         return {"tvm": self._report}
 
+    def _cache_dir(self, settings: BackendSettings) -> Path:
+        if settings.cache_dir is not None:
+            return settings.cache_dir / "tvm"
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="infrabench-tvm-")
+        return Path(self._scratch.name)
+
     def close(self) -> None:
         self._vm = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
 
 class TvmTunedBackend(TvmBackend):
@@ -305,9 +311,3 @@ def _cache_key(
     data = {"artifact": sha256, "shapes": {k: list(v) for k, v in sorted(shapes.items())},
             "target": config, "tvm": tvm.__version__, "trials": trials}  # fmt: skip
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _cache_dir() -> Path:
-    from harness.optimize.artifacts import cache_root
-
-    return cache_root() / "tvm"  # $INFRABENCH_CACHE, set for every worker, else ~/.cache

@@ -5,25 +5,42 @@ clock. Importing a backend module must not import its runtime: ``check`` does, a
 ``BackendUnavailable`` with the reason when the runtime is missing or unusable here.
 
 Call order in a worker: ``check -> load -> prepare -> run/synchronize (timed) -> outputs -> close``.
+
+This module and :mod:`harness.errors` are all of ``harness`` a backend may import: what a backend
+needs from the environment (ISA flags, the cache directory, the model's input and output names)
+arrives in ``BackendSettings``; what it may offer beyond the protocol is declared by the small
+optional protocols below (``ReportsDetails``, ``SimulatedDevice``, ``ChecksOptions``), which the
+harness tests with ``isinstance``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from harness import __version__ as INFRABENCH_VERSION
 from harness.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import numpy as np
-
-    from harness.optimize.artifacts import Artifact
+    import torch
 
 ENTRY_POINT_GROUP = "infrabench.backends"
+__all__ = [
+    "ENTRY_POINT_GROUP", "INFRABENCH_VERSION", "NATIVE_PRECISION_FLAGS", "Artifact", "Backend",
+    "BackendSettings", "Capabilities", "ChecksOptions", "ReportsDetails", "SimulatedDevice",
+    "availability", "backend_class", "backend_names", "native_precision_missing",
+    "quick_unavailable_reason", "staged",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,11 +58,7 @@ class Capabilities:
                  so fidelity can be scored.
     energy:      ``host``: the harness's probe measures (or estimates) the machine running the
                  backend; ``simulated``: the backend models a device and reports joules itself
-                 (``energy_j()``, per inference of the prepared batch) and its
-                 ``device_label`` (the row's device).
-
-    Any backend may also define ``report() -> dict``: facts merged into the case's details
-    (a compiler's target and cache state, a simulator's per-layer model).
+                 (it is a ``SimulatedDevice``).
     """
 
     consumes: Literal["onnx", "torch"]
@@ -60,15 +73,51 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """How a case asks a backend to run: explicit threads, device, backend options, the shapes
-    of the inputs it will be given (for runtimes that compile for static shapes) and the
-    precision to execute in (a runtime variant step)."""
+    """How a case asks a backend to run, and the facts of the environment it may need.
+
+    threads:      threads the runtime may use (intra-op; inter-op is 1).
+    device:       one of ``Capabilities.devices``.
+    options:      the suite's ``[options.NAME]`` table, already checked against the declaration.
+    input_shapes: the shapes of the inputs it will be given (for runtimes that compile for static
+                  shapes), by input name.
+    input_names:  the model's inputs in the order its torch module takes them.
+    output_names: the model's outputs in the order its torch module returns them.
+    precision:    the precision to execute in (a runtime variant step): fp16/bf16 means execute
+                  in that precision, or raise ``BackendUnavailable``.
+    isa_flags:    the ISA extensions this CPU reports (the fingerprint's ``isa_flags``, e.g.
+                  ``avx512_bf16``), for native-precision checks and compiler targets.
+    cache_dir:    infrabench's cache root; a backend keeps what it compiles under its own
+                  subdirectory there. ``None``: nothing is kept between runs.
+    """
 
     threads: int
     device: str = "cpu"
     options: Mapping[str, Any] = field(default_factory=dict)
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    precision: str = "fp32"  # fp16/bf16: execute in that precision, or raise BackendUnavailable
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    precision: str = "fp32"
+    isa_flags: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+
+
+class Artifact(Protocol):
+    """What a backend sees of a built model variant (``harness.optimize.artifacts.Artifact``
+    satisfies it): the ONNX file, its digest and the matching torch module."""
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of ``model.onnx``: the artifact's identity, usable in cache keys."""
+        ...
+
+    @property
+    def onnx_path(self) -> Path:
+        """The ONNX file every ONNX-consuming backend runs."""
+        ...
+
+    def torch_module(self) -> torch.nn.Module:
+        """The torch module matching this artifact (built on each call)."""
+        ...
 
 
 class Backend(Protocol):
@@ -116,6 +165,83 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsDetails(Protocol):
+    """A backend with facts for the case's details (a compiler's target and cache state, a
+    simulator's per-layer model), read after the measurement while the backend is loaded."""
+
+    def report(self) -> dict[str, Any]:
+        """JSON-serialisable facts, merged at the top level of the row's ``details``."""
+        ...
+
+
+@runtime_checkable
+class SimulatedDevice(Protocol):
+    """A backend that models a device (``Capabilities.energy == "simulated"``) rather than
+    running on one: it reports the device's energy and identity itself.
+
+    hardware_class: the price class of the modelled device (a key of ``prices.toml``'s
+                    hardware table, e.g. ``fpga-edge``); set by ``load``.
+    device_label:   the device the row reports (e.g. ``fpga:fpga-edge``); set by ``load``.
+    """
+
+    hardware_class: str
+    device_label: str
+
+    def energy_j(self) -> float:
+        """Joules of one inference of the prepared batch (the whole batch), after ``prepare``."""
+        ...
+
+
+@runtime_checkable
+class ChecksOptions(Protocol):
+    """A backend whose option values only it can judge (a preset name, a presets file)."""
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any], where: str) -> None:
+        """Raise a one-line ``ConfigError`` starting with ``where`` for a bad value; called
+        while the suite is validated, before anything runs."""
+        ...
+
+
+# CPU features that give native (not emulated) kernels for a reduced precision.
+NATIVE_PRECISION_FLAGS = {
+    "bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+    "fp16": ("avx512_fp16", "amx_fp16", "asimdhp", "fphp"),
+}
+
+
+def native_precision_missing(precision: str, flags: tuple[str, ...] | list[str]) -> str | None:
+    """Why a CPU with ISA ``flags`` (``BackendSettings.isa_flags``) has no native ``precision``
+    arithmetic, or ``None`` if it has (always for fp32 and any precision not listed in
+    ``NATIVE_PRECISION_FLAGS``)."""
+    needed = NATIVE_PRECISION_FLAGS.get(precision)
+    if needed is None or any(flag in flags for flag in needed):
+        return None
+    return (
+        f"this CPU has no native {precision} arithmetic (needs one of: {', '.join(needed)}); "
+        "emulating it would measure nothing useful"
+    )
+
+
+@contextlib.contextmanager
+def staged(final: Path, marker: str) -> Iterator[Path]:
+    """A staging directory beside ``final``, moved into place (atomically) when the block ends
+    without an error and removed in every case. A concurrent build of the same key that already
+    put ``final/marker`` in place wins; any other failure to move is raised (``OSError``)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    try:
+        yield staging
+        try:
+            staging.rename(final)
+        except OSError:
+            if not (final / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def backend_names() -> list[str]:
     """Registered backend names, without importing any backend module."""
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
@@ -154,34 +280,3 @@ def availability(name: str) -> str | None:
         return str(exc)
     return None
 
-
-# -- small optional protocols: what some backends can do beyond the required methods ---------
-
-
-@runtime_checkable
-class ReportsDetails(Protocol):
-    """A backend with facts for the case's details (a compiler's target and cache state, a
-    simulator's per-layer model), read while it is still loaded."""
-
-    def report(self) -> dict[str, Any]: ...
-
-
-@runtime_checkable
-class SimulatedDevice(Protocol):
-    """A backend that models a device instead of running on the host: it reports the joules
-    of one inference of the prepared batch, the device label for the row, and the hardware
-    class whose hourly price applies (a key of prices.toml's ``hardware`` table)."""
-
-    device_label: str
-    hardware_class: str
-
-    def energy_j(self) -> float: ...
-
-
-@runtime_checkable
-class ChecksOptions(Protocol):
-    """A backend class that judges option values only it knows (e.g. a preset name); raises
-    ``ConfigError`` naming ``where``."""
-
-    @classmethod
-    def check_options(cls, options: Mapping[str, Any], where: str) -> None: ...

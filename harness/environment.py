@@ -55,27 +55,6 @@ def isa_flags() -> list[str]:
     return [f for f in ISA_FLAGS if f in flags]
 
 
-# CPU features that give native (not emulated) kernels for a reduced precision.
-NATIVE_PRECISION_FLAGS = {
-    "bf16": ("avx512_bf16", "amx_bf16", "bf16"),
-    "fp16": ("avx512_fp16", "amx_fp16", "asimdhp", "fphp"),
-}
-
-
-def native_precision_missing(precision: str, flags: list[str] | None = None) -> str | None:
-    """Why this CPU has no native ``precision`` arithmetic, or ``None`` if it has (or fp32)."""
-    needed = NATIVE_PRECISION_FLAGS.get(precision)
-    if needed is None:
-        return None
-    present = isa_flags() if flags is None else flags
-    if any(flag in present for flag in needed):
-        return None
-    return (
-        f"this CPU ({cpu_model()}) has no native {precision} arithmetic "
-        f"(needs one of: {', '.join(needed)}); emulating it would measure nothing useful"
-    )
-
-
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask), the default thread count."""
     try:

@@ -25,7 +25,7 @@ from harness.backend import (
     backend_class,
 )
 from harness.case import Case
-from harness.environment import cpu_model
+from harness.environment import cpu_model, isa_flags
 from harness.launch.base import Progress, no_progress
 from harness.measure.clock import Clock
 from harness.measure.energy import EnergyReading, choose_probe
@@ -33,7 +33,7 @@ from harness.measure.fidelity import Fidelity, reference_outputs, run_batches, s
 from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.timing import measure, time_once
 from harness.models import get_model
-from harness.optimize.artifacts import Artifact
+from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 
 
@@ -131,13 +131,18 @@ def measure_case(
     backend = backend_class(case.backend)()
     backend.check()
     affinity = pin_cpus(case.threads)
-    inputs = get_model(case.model, case.bindings).example_inputs(case.batch_size, case.seq_len)
+    model = get_model(case.model, case.bindings)
+    inputs = model.example_inputs(case.batch_size, case.seq_len)
     settings = BackendSettings(
         threads=case.threads,
         device=case.device,
         options=case.options,
         input_shapes={name: tuple(array.shape) for name, array in inputs.items()},
+        input_names=tuple(model.input_names),
+        output_names=tuple(model.output_names),
         precision=parse_variant(case.variant).runtime_precision,
+        isa_flags=tuple(isa_flags()),
+        cache_dir=cache_root(),
     )
     simulated = backend.capabilities.energy == "simulated"
     probe, energy_note = (

@@ -253,7 +253,7 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
                     f"{where}: options.{backend}.{key} must be {spec.__name__}, got {value!r}"
                 )
         cls = backend_class(backend)
-        if isinstance(cls, ChecksOptions):  # values only the backend can judge (a preset name)
+        if issubclass(cls, ChecksOptions):  # values only the backend can judge (a preset name)
             cls.check_options(opts, where)
         result[backend] = dict(opts)
     return result

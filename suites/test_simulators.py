@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from backends.fpga_sim.onnx_graph import graph_layers
+from backends.fpga_sim.systolic import Simulation, load_presets
 from harness.models import get_model
 from harness.optimize.artifacts import build, cache_root
-from harness.sim.onnx_graph import graph_layers
-from harness.sim.systolic import Simulation, load_presets
 
 LIMIT_S = 2.0
 

@@ -57,7 +57,14 @@ def test_backend_runs_the_protocol(name: str, artifacts: dict[str, Artifact]) ->
     model = get_model("tiny-mlp")
     inputs = model.example_inputs(4, None)
     variant = _variant(name)
-    backend.load(artifacts[variant], BackendSettings(threads=1, options=OPTIONS.get(name, {})))
+    settings = BackendSettings(
+        threads=1,
+        options=OPTIONS.get(name, {}),
+        input_shapes={k: v.shape for k, v in inputs.items()},
+        input_names=model.input_names,
+        output_names=model.output_names,
+    )
+    backend.load(artifacts[variant], settings)
     backend.prepare(inputs)
     assert backend.run() is None or backend.capabilities.own_clock
     backend.synchronize()
@@ -98,9 +105,9 @@ def test_backend_measures_through_the_harness(name: str, artifacts: dict[str, Ar
 
 
 def test_a_missing_runtime_is_a_skip_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends import base
+    from harness import backend
 
-    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda name: None)
     assert availability("openvino") == (
         'openvino is not installed (pip install "infrabench[openvino]")'
     )

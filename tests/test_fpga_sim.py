@@ -14,13 +14,13 @@ import onnx
 import pytest
 
 from backends.fpga_sim import FpgaSimBackend
+from backends.fpga_sim.onnx_graph import graph_layers
+from backends.fpga_sim.systolic import Gemm, compute_cycles, gemm_timing, load_presets
 from harness.case import Case, CaseSettings
 from harness.errors import ConfigError
 from harness.measure.timing import TimingPolicy
 from harness.optimize.artifacts import build, cache_root
 from harness.runner import measure_here
-from harness.sim.onnx_graph import graph_layers
-from harness.sim.systolic import Gemm, compute_cycles, gemm_timing, load_presets
 from harness.suite import parse_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +154,18 @@ def test_the_backend_runs_int8_with_simulated_time_and_energy() -> None:
     assert result.fidelity is not None and result.fidelity > 0.95  # real int8 outputs
     assert {layer["bound"] for layer in sim["layers"]} <= {"compute", "memory"}
     assert all(0 < layer["utilisation"] <= 1 for layer in sim["layers"])
+
+
+def test_the_loaded_preset_names_the_simulated_device() -> None:
+    from harness.backend import BackendSettings, SimulatedDevice
+
+    backend = FpgaSimBackend()
+    settings = BackendSettings(threads=1, device="fpga", options={"preset": "edge"})
+    backend.load(build("tiny-mlp", "int8-static", cache_root()), settings)
+    assert isinstance(backend, SimulatedDevice)
+    assert backend.hardware_class == load_presets()["edge"].hardware_class == "fpga-edge"
+    assert backend.device_label == "fpga:fpga-edge"
+    backend.close()
 
 
 def test_a_float_graph_is_skipped_with_the_reason() -> None:

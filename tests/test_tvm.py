@@ -29,7 +29,7 @@ def test_the_target_comes_from_this_cpu() -> None:
 
     from backends.tvm_relax import target_config
 
-    config = target_config(2)
+    config = target_config(2, tuple(fingerprint()["isa_flags"]))
     assert config["kind"] == "llvm" and config["num-cores"] == 2
     assert codegen.llvm_is_valid_cpu(config["mcpu"], "x86_64" if "x86" in fingerprint()["machine"]
                                      else "")  # fmt: skip
@@ -58,6 +58,32 @@ def test_the_shared_artifact_is_specialised_to_static_shapes(tmp_path: Path) -> 
     theirs = ort.InferenceSession(str(artifact.onnx_path)).run(None, inputs)[0]
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     from_onnx(graph, shape_dict={k: list(v.shape) for k, v in inputs.items()})  # imports
+
+
+def test_the_library_is_kept_under_the_cache_dir_given_and_nowhere_without_one(
+    tmp_path: Path,
+) -> None:
+    from backends.tvm_relax import TvmBackend
+    from harness.backend import BackendSettings
+
+    artifact = build("tiny-mlp", "fp32", cache_root())
+    inputs = get_model("tiny-mlp").example_inputs(2, None)
+    shapes = {k: v.shape for k, v in inputs.items()}
+    (expected,) = ort.InferenceSession(str(artifact.onnx_path)).run(None, inputs)
+    reports = []
+    for cache_dir in (tmp_path, tmp_path, None):
+        backend = TvmBackend()
+        backend.load(artifact, BackendSettings(threads=1, input_shapes=shapes, cache_dir=cache_dir))
+        backend.prepare(inputs)
+        backend.run()
+        np.testing.assert_allclose(backend.outputs()["y"], expected, rtol=1e-4, atol=1e-5)
+        reports.append(backend.report()["tvm"])
+        scratch = backend._scratch
+        backend.close()
+    kept, reused, uncached = reports
+    assert not kept["cached"] and reused["cached"] and not uncached["cached"]
+    assert (tmp_path / "tvm" / kept["cache_key"] / "model.so").is_file()
+    assert scratch is not None and not Path(scratch.name).exists()  # removed at close
 
 
 def _run(tmp_path: Path, body: str) -> list:

@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
+from backends.onnx_info import compute_ops
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.optimize.artifacts import build, cache_root
-from harness.optimize.onnx_info import compute_ops
 from harness.optimize.variants import parse_variant
 
 

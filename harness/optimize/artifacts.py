@@ -7,20 +7,19 @@ ONNX-consuming backend runs the same file; torch backends rebuild the matching m
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.backend import staged
 from harness.digest import file_sha256
 from harness.environment import package_version
 from harness.models import get_model, is_user_model
@@ -174,24 +173,6 @@ def _store(
     )
     (staging / "meta.json").write_text(json.dumps({"artifact": artifact.to_dict()}, indent=2))
     return artifact
-
-
-@contextlib.contextmanager
-def staged(final: Path, marker: str) -> Iterator[Path]:
-    """A staging directory beside ``final``, moved into place (atomically) when the block ends
-    without an error and removed in every case. A concurrent build of the same key that already
-    put ``final/marker`` in place wins; any other failure to move is raised."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    try:
-        yield staging
-        try:
-            staging.rename(final)
-        except OSError:
-            if not (final / marker).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _params_m(module: torch.nn.Module) -> float:

@@ -1,10 +1,11 @@
 """fpga-sim: a simulated int8 systolic-array accelerator (FPGA presets), on the same ONNX file.
 
 Functional: the int8 QDQ artifact runs on ONNX Runtime's CPU integer kernels, so outputs and
-fidelity are real. Timing: the analytical model of :mod:`harness.sim.systolic` over the graph
-(:mod:`harness.sim.onnx_graph`) gives cycles at the preset's clock; ``run`` returns that latency
-(``own_clock``), so samples are simulated, deterministic and say so. Energy is simulated from
-counted MACs and bytes (``energy_source = simulated``).
+fidelity are real. Timing: the analytical model of :mod:`backends.fpga_sim.systolic` over the
+graph (:mod:`backends.fpga_sim.onnx_graph`) gives cycles at the preset's clock; ``run`` returns
+that latency (``own_clock``), so samples are simulated, deterministic and say so. Energy is
+simulated from counted MACs and bytes (``energy_source = simulated``); the device and its price
+class are the preset's (``SimulatedDevice``).
 
 Options (``[options.fpga-sim]``): ``preset`` (edge, datacenter or a user preset),
 ``presets_file`` (a user TOML of presets), ``dataflow`` (os, ws, is; default the preset's).
@@ -15,16 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import BackendSettings, Capabilities
+from backends.fpga_sim.systolic import DATAFLOWS, Simulation, load_presets
+from harness.backend import INFRABENCH_VERSION, Artifact, BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable, ConfigError
-from harness.sim.systolic import DATAFLOWS, Simulation, load_presets
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 DEFAULT_PRESET = "edge"
 
@@ -49,6 +47,9 @@ class FpgaSimBackend:
         self._model: Any = None  # the loaded ONNX graph the simulation walks
         self._simulated: dict[tuple[tuple[str, tuple[int, ...]], ...], Simulation] = {}
         self.simulate_s = 0.0
+        # SimulatedDevice: the modelled device, known once load() has chosen the preset.
+        self.hardware_class = ""
+        self.device_label = "fpga"
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any], where: str) -> None:
@@ -73,9 +74,7 @@ class FpgaSimBackend:
     def versions(self) -> dict[str, str]:
         import onnxruntime as ort
 
-        from harness import __version__
-
-        return {"onnxruntime": ort.__version__, "fpga-sim": __version__}
+        return {"onnxruntime": ort.__version__, "fpga-sim": INFRABENCH_VERSION}
 
     def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
         import onnxruntime as ort
@@ -98,6 +97,8 @@ class FpgaSimBackend:
         presets = load_presets(Path(path) if path else None)
         self._preset = presets[options.get("preset", DEFAULT_PRESET)]
         self._dataflow = str(options.get("dataflow", self._preset.dataflow))
+        self.hardware_class = self._preset.hardware_class
+        self.device_label = f"fpga:{self.hardware_class}"  # the row's device
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.threads
         opts.inter_op_num_threads = 1
@@ -109,13 +110,8 @@ class FpgaSimBackend:
             raise BackendError(f"fpga-sim: the functional model could not load: {exc}") from None
         return None
 
-    @property
-    def device_label(self) -> str:
-        """The device the row reports; its hardware class prices the machine time."""
-        return f"fpga:{self._preset.hardware_class}"
-
     def prepare(self, inputs: Mapping[str, np.ndarray]) -> None:
-        from harness.sim.onnx_graph import graph_layers
+        from backends.fpga_sim.onnx_graph import graph_layers
 
         names = [i.name for i in self._session.get_inputs()]
         self._feeds = {n: np.ascontiguousarray(inputs[n]) for n in names}

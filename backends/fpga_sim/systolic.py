@@ -32,11 +32,12 @@ from typing import Any
 from harness.errors import ConfigError
 
 DATAFLOWS = ("os", "ws", "is")
+PRESETS_FILE = "presets.toml"  # shipped beside this module (package data)
 
 
 @dataclass(frozen=True)
 class Preset:
-    """One accelerator configuration (see harness/data/fpga_presets.toml for the sources)."""
+    """One accelerator configuration (see backends/fpga_sim/presets.toml for the sources)."""
 
     name: str
     description: str
@@ -75,8 +76,8 @@ _NUMBERS = {f.name for f in fields(Preset)} - {"name", "description", "dataflow"
 
 def load_presets(path: Path | None = None) -> dict[str, Preset]:
     """The shipped presets, plus (overriding by name) those of a user TOML file."""
-    text = resources.files("harness").joinpath("data/fpga_presets.toml").read_text("utf-8")
-    presets = _parse(tomllib.loads(text), "harness/data/fpga_presets.toml")
+    text = resources.files("backends.fpga_sim").joinpath(PRESETS_FILE).read_text("utf-8")
+    presets = _parse(tomllib.loads(text), f"backends/fpga_sim/{PRESETS_FILE}")
     if path is not None:
         try:
             data = tomllib.loads(path.read_text("utf-8"))

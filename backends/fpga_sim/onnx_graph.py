@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.sim.systolic import FREE, Gemm, LayerTiming, Preset, gemm_timing, vector_timing
+from backends.fpga_sim.systolic import FREE, Gemm, LayerTiming, Preset, gemm_timing, vector_timing
 
 # An int8 accelerator scales and rounds activations as they enter and leave the array (a
 # multiplier per lane in the load/store path): the graph's Q/DQ pairs cost no extra pass.

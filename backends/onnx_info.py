@@ -1,4 +1,4 @@
-"""Facts read from an ONNX graph without running it."""
+"""Facts read from an ONNX graph without running it (what precision an optimized graph runs)."""
 
 from __future__ import annotations
 

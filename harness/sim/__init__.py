@@ -1,1 +1,0 @@
-"""Simulated accelerators: an analytical systolic-array model and its ONNX graph mapping."""
