@@ -18,11 +18,9 @@ from harness.case import Case
 from harness.cost import Prices
 from harness.cost import prices as default_prices
 from harness.environment import fingerprint
-from harness.execute import measure_case
 from harness.finalize import finalize, unmeasured
-from harness.launch import Launcher, Outcome, ProcessLauncher
-from harness.measure.clock import Clock, PerfCounterClock
-from harness.optimize.artifacts import Artifact
+from harness.launch import InlineLauncher, Launcher, Outcome, ProcessLauncher
+from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 from harness.plan import Plan
 from harness.result import CaseResult
@@ -133,16 +131,19 @@ class CaseRunner:
         return self._artifacts[key]
 
 
+
 def measure_here(
     run_id: str,
     case: Case,
     artifact: Artifact,
     reference: Artifact | None = None,
-    clock: Clock | None = None,
     prices: Prices | None = None,
 ) -> tuple[CaseResult, list[float]]:
-    """Measure ``case`` in this process, with no worker and no classification, and finalize
-    it (the shipped prices by default): for benchmarks of the harness itself and for tests.
-    Raises what the backend raises."""
-    m = measure_case(case, artifact, reference, clock or PerfCounterClock())
-    return finalize(run_id, case, artifact, m, prices or default_prices())
+    """Measure ``case`` on a built artifact in this process (the inline launcher) and make its
+    row, at the shipped prices by default: for benchmarks of the harness itself and for tests.
+    A skip or a failure is a row, as in a run."""
+    task = MeasureTask(case, artifact, reference or artifact, str(cache_root()))
+    outcome = InlineLauncher().launch(task)
+    if outcome.value is None:
+        return unmeasured(run_id, case, artifact, outcome), []
+    return finalize(run_id, case, artifact, outcome.value, prices or default_prices())
