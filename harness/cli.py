@@ -17,8 +17,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backend import availability, backend_class, backend_names
 from harness import __version__, runfile
+from harness.backend import availability, backend_class, backend_names
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
 from harness.config import Case, Suite, Sweeps, load_suite
 from harness.environment import fingerprint
@@ -27,7 +27,7 @@ from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
-from harness.render import FORMATS, render, render_comparison
+from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
 from harness.result import CaseResult
 from harness.runner import Runner
 from harness.store import Store, store_path
@@ -176,8 +176,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_id = _run_suite(suite, store, args, quiet=args.json)
         results = store.cases(run_id)
     fmt = "json" if args.json else "table"
-    print(render(results, fmt, title=f"run {run_id} (suite {suite.name})"), end="")
+    title = f"run {run_id} (suite {suite.name})"
+    print(render(results, fmt, title, *_view(args)), end="")
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _view(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, int | None, bool]:
+    """Columns, width and colour of the terminal table from --columns / --wide and stdout."""
+    if args.wide and args.columns:
+        raise ConfigError("command line: --wide and --columns exclude each other")
+    if args.wide:
+        return WIDE, None, sys.stdout.isatty()
+    keys = parse_columns(args.columns) if args.columns else None
+    return keys, terminal_width(), sys.stdout.isatty()
 
 
 def _cmd_ci(args: argparse.Namespace) -> int:
@@ -252,7 +263,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
         run_id = store.resolve_run(args.run)
         run = store.run(run_id)
         results = store.cases(run_id)
-    print(render(results, args.format, title=f"run {run_id} (suite {run['suite']})"), end="")
+    if args.format == "parquet":
+        from harness.api import write_parquet
+
+        if not args.output:
+            raise ConfigError("command line: --format parquet writes a file: give -o FILE")
+        write_parquet(store_path(args.store), run_id, Path(args.output))
+        print(f"{run_id}: {len(results)} rows -> {args.output}")
+        return 0
+    title = f"run {run_id} (suite {run['suite']})"
+    text = render(results, args.format, title, *_view(args))
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{run_id}: {len(results)} rows -> {args.output}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -344,6 +369,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
 
 
+def _view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--columns", metavar="A,B,...",
+                        help=f"table columns: {', '.join(WIDE)} or any result field")  # fmt: skip
+    parser.add_argument("--wide", action="store_true",
+                        help="every table column at full width (pipe into less -S)")  # fmt: skip
+
+
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
 
@@ -371,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite and store the results")
     _run_options(run)
     run.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _view_options(run)
     run.set_defaults(func=_cmd_run)
 
     ci = sub.add_parser("ci", help="run a suite, compare with a baseline file, gate (exit 1)")
@@ -398,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show the results of a stored run")
     show.add_argument("run", nargs="?", default="latest", help="run id, its prefix, or latest")
     show.add_argument("--format", choices=FORMATS, default="table")
+    show.add_argument("-o", "--output", metavar="FILE", help="write to FILE (parquet: required)")
+    _view_options(show)
     _store_option(show)
     show.set_defaults(func=_cmd_show)
 
