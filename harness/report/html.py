@@ -24,7 +24,7 @@ tr.failed td { color: #b00020; }
 tr.skipped td { color: #8a6d00; }
 tr.fidelity-fail td { background: #fbe3f2; }
 tr.regression td { background: #fde0dc; }
-td.est { font-style: italic; text-decoration: underline dotted; }
+td.est, th.est { font-style: italic; text-decoration: underline dotted; }
 .note { font-size: 12px; color: #555; }
 figure { display: inline-block; margin: 8px 16px 16px 0; vertical-align: top; }
 """
@@ -38,15 +38,15 @@ class ReportRun:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    def cell(tag: str, text: str) -> str:
+        if text.endswith(" est"):  # an estimated figure (cell) or a column of them (header)
+            return f'<{tag} class="est" title="estimated, not measured">{escape(text)}</{tag}>'
+        return f"<{tag}>{escape(text)}</{tag}>"
+
+    head = "".join(cell("th", h) for h in header)
     body = []
     for cells, cls in zip(rows, classes, strict=True):
-        tds = "".join(
-            f'<td class="est" title="estimated, not measured">{escape(c)}</td>'
-            if c.endswith(" est")
-            else f"<td>{escape(c)}</td>"
-            for c in cells
-        )
+        tds = "".join(cell("td", c) for c in cells)
         body.append(f'<tr class="{cls}">{tds}</tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
