@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,6 +23,7 @@ from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
 from harness.config import Case, Suite, Sweeps, load_suite
 from harness.environment import fingerprint
 from harness.errors import ConfigError, HarnessError
+from harness.measure import noise
 from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
@@ -70,9 +71,12 @@ def _cmd_env(args: argparse.Namespace) -> int:
             "probe": probe.describe() if probe else None,
             "note": note.rstrip("; ") or None,
         }
+    readings = noise.read_system()
+    flags, advice = noise.system_flags(readings), noise.system_advice(readings)
     if args.json:
         usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
-        print(json.dumps({**fp, "backends": usable, "energy": energy}, indent=2))
+        check = {**asdict(readings), "flags": flags, "advice": advice}
+        print(json.dumps({**fp, "backends": usable, "energy": energy, "noise": check}, indent=2))
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip
@@ -87,6 +91,13 @@ def _cmd_env(args: argparse.Namespace) -> int:
     for device, e in energy.items():
         what = f"{e['source']}, {e['probe']}" if e["source"] else "not measured"
         print(f"  {device:14} {what}" + (f" ({e['note']})" if e["note"] else ""))
+    print("noise check")
+    for label, value in noise.describe(readings):
+        print(f"  {label:16} {value}")
+    for line in flags or ["quiet: no other busy processes, load or memory pressure"]:
+        print(f"  {'noisy: ' if flags else ''}{line}")
+    for line in advice:
+        print(f"  drift: {line}")
     return 0
 
 
