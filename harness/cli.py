@@ -279,8 +279,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
         if not args.output:
             raise ConfigError("command line: --format parquet writes a file: give -o FILE")
-        write_parquet(store_path(args.store), run_id, Path(args.output))
-        print(f"{run_id}: {len(results)} rows -> {args.output}")
+        samples = write_parquet(store_path(args.store), run_id, Path(args.output))
+        print(f"{run_id}: {len(results)} rows -> {args.output}, raw samples -> {samples}")
         return 0
     title = f"run {run_id} (suite {run['suite']})"
     text = render(results, args.format, title, *_view(args))
