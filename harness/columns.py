@@ -52,6 +52,17 @@ def noise_flags(r: CaseResult) -> list[str]:
     return [str(part) for part in value]
 
 
+def _model(r: CaseResult) -> str:
+    """A zoo name as is; a model on disk as its source and file or directory name
+    (``onnx:/data/yolo/model.onnx#inputs=x.npz`` -> ``onnx:model.onnx``): the full reference is
+    in the JSON and CSV views."""
+    source, sep, rest = r.model.partition(":")
+    if not sep or "/" not in rest:
+        return r.model
+    path = rest.split("#", 1)[0].rstrip("/")
+    return f"{source}:{path.rsplit('/', 1)[-1]}"
+
+
 def _status(r: CaseResult) -> str:
     return "ok noisy" if r.status == "ok" and noise_flags(r) else r.status
 
@@ -96,13 +107,15 @@ def _fidelity_value(r: CaseResult) -> str:
 @dataclass(frozen=True)
 class Column:
     """One column of the human-readable views. ``elide`` is the width a text column may be
-    ellipsized to before columns are dropped (``None``: never elided); ``right`` aligns numbers."""
+    ellipsized to before columns are dropped (``None``: never elided); ``middle`` elides inside
+    the text (a model path's file name is its informative end); ``right`` aligns numbers."""
 
     key: str
     header: str
     cell: Callable[[CaseResult], str]
     right: bool = False
     elide: int | None = None
+    middle: bool = False
 
 
 def _energy_columns(results: Sequence[CaseResult]) -> list[Column]:
@@ -133,10 +146,10 @@ def _energy_columns(results: Sequence[CaseResult]) -> list[Column]:
 def columns(results: Sequence[CaseResult]) -> dict[str, Column]:
     """Every named display column, in ``--wide`` order, keyed by its ``--columns`` name."""
     named = [
-        Column("model", "model", lambda r: r.model, elide=9),
+        Column("model", "model", _model, elide=15, middle=True),
         Column("variant", "variant", lambda r: r.variant, elide=12),
         Column("backend", "backend", lambda r: r.backend, elide=11),
-        Column("shape", "shape", lambda r: r.shape or "-", elide=8),
+        Column("shape", "shape", lambda r: r.shape or "-", elide=8, middle=True),
         Column("precision", "prec", lambda r: r.executed_precision or "-"),
         Column("threads", "thr", lambda r: "-" if r.threads is None else str(r.threads), True),
         Column(

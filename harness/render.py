@@ -44,8 +44,14 @@ _ELLIPSIS = "…"
 _HARD_MIN = 4  # narrowest an elided column gets: 3 characters and the ellipsis
 
 
-def _elide(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + _ELLIPSIS
+def _elide(text: str, width: int, middle: bool = False) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis at its end or in its middle."""
+    if len(text) <= width:
+        return text
+    if middle and width >= 5:
+        tail = (width - 1) // 2
+        return text[: width - 1 - tail] + _ELLIPSIS + text[len(text) - tail :]
+    return text[: max(width - 1, 0)] + _ELLIPSIS
 
 
 def fit(
@@ -91,14 +97,16 @@ def fit(
 
 def _rich_table(
     header: list[str], rows: list[list[str]], widths: list[int], right: list[bool],
-    styles: Sequence[str | None],
+    styles: Sequence[str | None], middle: Sequence[bool] | None = None,
 ) -> Table:  # fmt: skip
     out = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
     for name, w, r in zip(header, widths, right, strict=True):
         out.add_column(_elide(name, w), width=w, no_wrap=True, overflow="ellipsis",
                        justify="right" if r else "left")  # fmt: skip
     for row, style in zip(rows, styles, strict=True):
-        out.add_row(*(_elide(c, w) for c, w in zip(row, widths, strict=True)), style=style)
+        mids = middle or [False] * len(row)
+        cells = (_elide(c, w, m) for c, w, m in zip(row, widths, mids, strict=True))
+        out.add_row(*cells, style=style)
     return out
 
 
@@ -136,7 +144,7 @@ def table(
     ]  # fmt: skip
     out = _rich_table(
         [chosen[i].header for i in kept], [[row[i] for i in kept] for row in cells], widths,
-        [chosen[i].right for i in kept], styles,
+        [chosen[i].right for i in kept], styles, [chosen[i].middle for i in kept],
     )  # fmt: skip
     footnotes = notes(results)
     if dropped:

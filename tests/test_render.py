@@ -134,3 +134,14 @@ def test_show_in_a_real_terminal_never_wraps_a_row(tmp_path: Path, width: int) -
         assert "not shown" not in screen and "items/s" in screen
     else:
         assert "not shown at 80 columns" in screen
+
+
+def test_a_model_on_disk_shows_its_file_name_and_long_names_elide_in_the_middle() -> None:
+    results = rows()
+    for r in results:
+        r.model = "onnx:/data/detectors/yolo-v8-nano-640-finetuned.onnx#inputs=/data/x.npz"
+    text = table(results, width=200)
+    assert "onnx:yolo-v8-nano-640-finetuned.onnx " in text and "/data" not in text
+    narrow = table(results, width=70)
+    assert "onnx:yo…ed.onnx " in narrow  # both ends kept
+    assert all(len(line) <= 70 for line in narrow.splitlines())
