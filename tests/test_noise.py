@@ -11,11 +11,14 @@ from harness.measure.noise import (
     CpuSnapshot,
     SystemReadings,
     case_flags,
+    cpu_snapshot,
     describe,
     other_cpu,
     read_system,
+    row_noise,
     system_advice,
     system_flags,
+    window_flags,
 )
 
 QUIET = SystemReadings(
@@ -113,3 +116,18 @@ def test_env_shows_the_noise_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["env", "--json"]) == 0
     check = json.loads(capsys.readouterr().out)["noise"]
     assert {"flags", "advice", "other_cores", "load_avg_1m"} <= set(check)
+
+
+def test_row_noise_joins_system_and_case_flags() -> None:
+    assert row_noise([], []) is None
+    assert row_noise(
+        ["load average 2.4 on 2 CPUs"], ["cv 0.31 above 0.10: samples vary widely"]
+    ) == ("load average 2.4 on 2 CPUs; cv 0.31 above 0.10: samples vary widely")
+
+
+def test_window_flags_judge_the_cpu_of_one_window() -> None:
+    before = CpuSnapshot(t_s=0.0, busy_s=10.0, steal_s=0.0, own_s=1.0, others={7: ("yes", 1.0)})
+    after = CpuSnapshot(t_s=2.0, busy_s=16.0, steal_s=0.0, own_s=3.0, others={7: ("yes", 4.4)})
+    flags = window_flags(before, after)  # 6 CPU-s in 2 s, 2 of them this tree's: 2 cores
+    assert flags[0] == "other processes used 2.0 cores (yes 1.7)"
+    assert window_flags(cpu_snapshot(), cpu_snapshot()) is not None  # reads this machine

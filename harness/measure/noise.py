@@ -8,7 +8,8 @@ Two checks, after pyperf's ``system show`` (the machine) and ``check`` (a result
   ``"other processes used 1.7 cores (yes 1.0, python3 0.7)"``. ``system_advice`` lists settings
   that make results drift between runs (governor, boost) without making this run noisy.
 * ``case_flags(cv, rel_ci_width)`` flags a case whose samples varied widely or whose median
-  interval stayed wide.
+  interval stayed wide; ``window_flags(before, after)`` checks the machine over one case
+  (``cpu_snapshot()`` when it starts and ends); ``row_noise`` joins flags into a row's value.
 
 The functions that decide are pure (readings in, flags out); only ``read_system`` and
 ``cpu_snapshot`` look at the machine. A flag is a short sentence with no "noisy:" prefix; the
@@ -126,6 +127,13 @@ def case_flags(
     return flags
 
 
+def row_noise(system: list[str], case: list[str]) -> str | None:
+    """The value of a result row's ``noise`` field: the flags joined by "; ", ``None`` when
+    there are none (the views split it on "; ")."""
+    flags = [*system, *case]
+    return "; ".join(flags) if flags else None
+
+
 # -- reading the machine -------------------------------------------------------------------
 
 
@@ -190,6 +198,27 @@ def other_cpu(
     return other, steal, busiest
 
 
+def window_flags(before: CpuSnapshot, after: CpuSnapshot) -> list[str]:
+    """System flags for the time between two snapshots, e.g. one case's: other processes' CPU
+    and steal over that window, load average and memory now. Take ``before`` when the case's
+    worker starts and ``after`` when it ends; the worker, a child, counts as this tree."""
+    other, steal, busiest = other_cpu(before, after)
+    mem = psutil.virtual_memory()
+    readings = SystemReadings(
+        cpus=os.cpu_count() or 1, load_avg_1m=_load(), other_cores=other, steal_cores=steal,
+        busiest=busiest, mem_available=mem.available / mem.total if mem.total else None,
+        mem_pressure_avg10=_mem_pressure(), window_s=after.t_s - before.t_s,
+    )  # fmt: skip
+    return system_flags(readings)
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _read(path: str) -> str | None:
     try:
         return Path(path).read_text().strip()
@@ -222,15 +251,11 @@ def read_system(window_s: float = WINDOW_S) -> SystemReadings:
     time.sleep(window_s)
     after = cpu_snapshot()
     other, steal, busiest = other_cpu(before, after)
-    try:
-        load: float | None = os.getloadavg()[0]
-    except OSError:
-        load = None
     mem = psutil.virtual_memory()
     paths = glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")
     governors = tuple(sorted({g for g in map(_read, paths) if g}))
     return SystemReadings(
-        cpus=os.cpu_count() or 1, load_avg_1m=load, other_cores=other, steal_cores=steal,
+        cpus=os.cpu_count() or 1, load_avg_1m=_load(), other_cores=other, steal_cores=steal,
         busiest=busiest, mem_available=mem.available / mem.total if mem.total else None,
         mem_pressure_avg10=_mem_pressure(), governors=governors, boost=_boost(),
         window_s=after.t_s - before.t_s,
