@@ -154,7 +154,7 @@ def table(
             f"--columns picks them (e.g. --columns {shown},{dropped[0]})"
         )
     line = sum(widths) + _GAP * (len(widths) - 1)
-    return _print(title, out, footnotes, width or max(line, 40), color)
+    return _print(title, out, footnotes, width or max(line, len(title), 40), color)
 
 
 def markdown(
@@ -219,36 +219,56 @@ def _ratio(c: CaseComparison) -> str:
     return f"{c.ratio:.3f} [{c.ratio_ci_low:.3f}, {c.ratio_ci_high:.3f}]"
 
 
-_COMPARE: tuple[tuple[str, Callable[[CaseComparison], str]], ...] = (
-    ("model", lambda c: c.model),
-    ("variant", lambda c: c.variant),
-    ("backend", lambda c: c.backend),
-    ("shape", lambda c: c.shape or "-"),
-    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else "")),
-    ("base p50 ms", lambda c: num(c.base_p50_ms, 3)),
-    ("cand p50 ms", lambda c: num(c.candidate_p50_ms, 3)),
-    ("ratio [95% CI]", _ratio),
-    ("p (Holm)", lambda c: "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"),
-    ("noise floor", lambda c: "-" if c.noise_floor is None else f"{c.noise_floor:.1%}"),
-    ("fidelity", lambda c: f"{num(c.base_fidelity, 4)} -> {num(c.candidate_fidelity, 4)}"),
-    ("cost ratio", lambda c: num(c.cost_ratio, 3)),
-    ("reason", lambda c: c.reason),
-)
+# (header, cell, ellipsize-to width or None, right-aligned)
+_COMPARE: tuple[tuple[str, Callable[[CaseComparison], str], int | None, bool], ...] = (
+    ("model", lambda c: c.model, 12, False),
+    ("variant", lambda c: c.variant, 12, False),
+    ("backend", lambda c: c.backend, 11, False),
+    ("shape", lambda c: c.shape or "-", 8, False),
+    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else ""),
+     None, False),
+    ("base p50 ms", lambda c: num(c.base_p50_ms, 3), None, True),
+    ("cand p50 ms", lambda c: num(c.candidate_p50_ms, 3), None, True),
+    ("ratio [95% CI]", _ratio, None, True),
+    ("p (Holm)", lambda c: "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}", None, True),
+    ("noise floor", lambda c: "-" if c.noise_floor is None else f"{c.noise_floor:.1%}", None,
+     True),
+    ("fidelity", lambda c: f"{num(c.base_fidelity, 4)} -> {num(c.candidate_fidelity, 4)}",
+     None, False),
+    ("cost ratio", lambda c: num(c.cost_ratio, 3), None, True),
+    ("reason", lambda c: c.reason, 24, False),
+)  # fmt: skip
+# Dropped first when the terminal is too narrow; the verdict, ratio and reason stay.
+COMPARE_DROP_ORDER = ("cost ratio", "p (Holm)", "fidelity", "noise floor", "base p50 ms",
+                      "cand p50 ms", "shape")  # fmt: skip
 
 
 def comparison_rows(rows: list[CaseComparison]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a comparison's human-readable view."""
-    return [h for h, _ in _COMPARE], [[f(r) for _, f in _COMPARE] for r in rows]
+    return [c[0] for c in _COMPARE], [[c[1](r) for c in _COMPARE] for r in rows]
 
 
-def render_comparison(rows: list[CaseComparison], fmt: str, title: str) -> str:
-    """A comparison as a table, markdown or JSON."""
+def render_comparison(
+    rows: list[CaseComparison], fmt: str, title: str, width: int | None = None
+) -> str:
+    """A comparison as a table (fitted to ``width`` as ``table`` is; ``None``: no limit),
+    markdown or JSON."""
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     header, cells = comparison_rows(rows)
-    if fmt == "table":
-        widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(header)]
-        styles = ["red" if r.regression else None for r in rows]
-        out = _rich_table(header, cells, widths, [False] * len(header), styles)
-        return _print(title, out, [], sum(widths) + _GAP * (len(widths) - 1), False)
-    return _markdown_table(title, header, cells, [])
+    if fmt != "table":
+        return _markdown_table(title, header, cells, [])
+    chosen = [Column(h, h, lambda r: "", right, elide) for h, _, elide, right in _COMPARE]
+    kept, widths, dropped = fit(chosen, cells, width, COMPARE_DROP_ORDER)
+    styles = ["red" if r.regression else None for r in rows]
+    out = _rich_table(
+        [header[i] for i in kept], [[row[i] for i in kept] for row in cells], widths,
+        [chosen[i].right for i in kept], styles,
+    )  # fmt: skip
+    footnotes = (
+        [f"not shown at {width} columns: {', '.join(dropped)}; --format json has every field"]
+        if dropped
+        else []
+    )
+    line = sum(widths) + _GAP * (len(widths) - 1)
+    return _print(title, out, footnotes, width or max(line, len(title), 40), False)

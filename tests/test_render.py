@@ -11,12 +11,14 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
-from result_rows import rows, write_store
+from result_rows import rows, samples, write_store
 
 from harness.columns import DEFAULT_COLUMNS, WIDE, parse_columns
+from harness.compare import compare_runs
 from harness.errors import ConfigError
-from harness.render import table
+from harness.render import render_comparison, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,3 +147,18 @@ def test_a_model_on_disk_shows_its_file_name_and_long_names_elide_in_the_middle(
     narrow = table(results, width=70)
     assert "onnx:yo…ed.onnx " in narrow  # both ends kept
     assert all(len(line) <= 70 for line in narrow.splitlines())
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_a_comparison_fits_the_width_and_keeps_verdict_ratio_and_reason(width: int) -> None:
+    base, cand = rows("r1"), rows("r2")
+    keyed = {(r.run_id, r.case_id): np.asarray(samples(r, seed=i))
+             for i, r in enumerate(base + cand)}  # fmt: skip
+    comparison = compare_runs(base, cand, keyed, same_machine=True)
+    text = render_comparison(comparison, "table", "r2 vs r1", width=width)
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert len([line for line in lines if line.startswith("minilm-l6")]) == len(comparison)
+    for kept in ("verdict", "ratio [95% CI]", "reason"):
+        assert kept in lines[1]
+    assert ("not shown at" in text) == (width < 200)  # all 13 columns need 188
