@@ -111,11 +111,13 @@ def test_show_in_a_real_terminal_never_wraps_a_row(tmp_path: Path, width: int) -
         f"show --store {store}; echo __done__ $?; sleep 60"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
-    subprocess.run(
+    started = subprocess.run(
         ["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-x", str(width),
          "-y", "60", command],
-        check=True, timeout=30, env=env,
+        check=False, timeout=30, env=env, capture_output=True, text=True,
     )  # fmt: skip
+    if started.returncode != 0:
+        pytest.skip(f"tmux cannot open a terminal here: {started.stderr.strip()}")
     try:
         deadline = time.monotonic() + 60
         screen = ""
