@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +103,7 @@ def test_show_in_a_real_terminal_never_wraps_a_row(tmp_path: Path, width: int) -
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (apt-get install tmux): no real terminal to test in")
     store = write_store(tmp_path / "s.duckdb")
-    socket = f"infrabench-test-{uuid.uuid4().hex[:8]}"
+    socket = str(tmp_path / "tmux.sock")  # a server of its own, gone with tmp_path
     command = (
         f"cd {ROOT} && env -u COLUMNS -u LINES {sys.executable} -c "
         f"'import sys; from harness.cli import main; sys.exit(main())' "
@@ -112,7 +111,7 @@ def test_show_in_a_real_terminal_never_wraps_a_row(tmp_path: Path, width: int) -
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
     started = subprocess.run(
-        ["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-x", str(width),
+        ["tmux", "-S", socket, "-f", "/dev/null", "new-session", "-d", "-x", str(width),
          "-y", "60", command],
         check=False, timeout=30, env=env, capture_output=True, text=True,
     )  # fmt: skip
@@ -123,12 +122,12 @@ def test_show_in_a_real_terminal_never_wraps_a_row(tmp_path: Path, width: int) -
         screen = ""
         while "__done__" not in screen and time.monotonic() < deadline:
             time.sleep(0.2)
-            screen = _tmux("-L", socket, "capture-pane", "-p", "-J")
+            screen = _tmux("-S", socket, "capture-pane", "-p", "-J")
         assert "__done__ 0" in screen, screen
-        size = _tmux("-L", socket, "display-message", "-p", "#{pane_width}").strip()
+        size = _tmux("-S", socket, "display-message", "-p", "#{pane_width}").strip()
         assert size == str(width)
     finally:
-        subprocess.run(["tmux", "-L", socket, "kill-server"], check=False, timeout=30)
+        subprocess.run(["tmux", "-S", socket, "kill-server"], check=False, timeout=30)
     lines = screen.rstrip("\n").splitlines()
     # -J joins lines the terminal wrapped: a wrapped row would come back longer than the pane.
     assert all(len(line.rstrip()) <= width for line in lines), screen
