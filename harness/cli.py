@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,12 +24,13 @@ from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
 from harness.environment import fingerprint, usable_cpus
 from harness.errors import ConfigError, HarnessError
 from harness.launch import launcher
+from harness.measure import noise
 from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
 from harness.plan import Plan, Selection, Sweeps, plan
-from harness.render import FORMATS, render, render_comparison
+from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
 from harness.result import CaseResult
 from harness.runner import Runner
 from harness.store import Store, store_path
@@ -72,9 +73,12 @@ def _cmd_env(args: argparse.Namespace) -> int:
             "probe": probe.describe() if probe else None,
             "note": note.rstrip("; ") or None,
         }
+    readings = noise.read_system()
+    flags, advice = noise.system_flags(readings), noise.system_advice(readings)
     if args.json:
         usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
-        print(json.dumps({**fp, "backends": usable, "energy": energy}, indent=2))
+        check = {**asdict(readings), "flags": flags, "advice": advice}
+        print(json.dumps({**fp, "backends": usable, "energy": energy, "noise": check}, indent=2))
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip
@@ -89,6 +93,13 @@ def _cmd_env(args: argparse.Namespace) -> int:
     for device, e in energy.items():
         what = f"{e['source']}, {e['probe']}" if e["source"] else "not measured"
         print(f"  {device:14} {what}" + (f" ({e['note']})" if e["note"] else ""))
+    print("noise check")
+    for label, value in noise.describe(readings):
+        print(f"  {label:16} {value}")
+    for line in flags or ["quiet: no other busy processes, load or memory pressure"]:
+        print(f"  {'noisy: ' if flags else ''}{line}")
+    for line in advice:
+        print(f"  drift: {line}")
     return 0
 
 
@@ -187,8 +198,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_id = _run_suite(planned, store, args, quiet=args.json)
         results = store.cases(run_id)
     fmt = "json" if args.json else "table"
-    print(render(results, fmt, title=f"run {run_id} (suite {planned.suite.name})"), end="")
+    title = f"run {run_id} (suite {planned.suite.name})"
+    print(render(results, fmt, title, *_view(args)), end="")
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _view(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, int | None, bool]:
+    """Columns, width and colour of the terminal table from --columns / --wide and stdout."""
+    if args.wide and args.columns:
+        raise ConfigError("command line: --wide and --columns exclude each other")
+    if args.wide:
+        return WIDE, None, sys.stdout.isatty()
+    keys = parse_columns(args.columns) if args.columns else None
+    return keys, terminal_width(), sys.stdout.isatty()
 
 
 def _cmd_ci(args: argparse.Namespace) -> int:
@@ -264,7 +286,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
         run_id = store.resolve_run(args.run)
         run = store.run(run_id)
         results = store.cases(run_id)
-    print(render(results, args.format, title=f"run {run_id} (suite {run['suite']})"), end="")
+    if args.format == "parquet":
+        from harness.api import write_parquet
+
+        if not args.output:
+            raise ConfigError("command line: --format parquet writes a file: give -o FILE")
+        samples = write_parquet(store_path(args.store), run_id, Path(args.output))
+        print(f"{run_id}: {len(results)} rows -> {args.output}, raw samples -> {samples}")
+        return 0
+    title = f"run {run_id} (suite {run['suite']})"
+    text = render(results, args.format, title, *_view(args))
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{run_id}: {len(results)} rows -> {args.output}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -356,6 +392,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
 
 
+def _view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--columns", metavar="A,B,...",
+                        help=f"table columns: {', '.join(WIDE)} or any result field")  # fmt: skip
+    parser.add_argument("--wide", action="store_true",
+                        help="every table column at full width (pipe into less -S)")  # fmt: skip
+
+
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="results store (default $INFRABENCH_STORE or results/)")
 
@@ -383,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite and store the results")
     _run_options(run)
     run.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _view_options(run)
     run.set_defaults(func=_cmd_run)
 
     ci = sub.add_parser("ci", help="run a suite, compare with a baseline file, gate (exit 1)")
@@ -410,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show the results of a stored run")
     show.add_argument("run", nargs="?", default="latest", help="run id, its prefix, or latest")
     show.add_argument("--format", choices=FORMATS, default="table")
+    show.add_argument("-o", "--output", metavar="FILE", help="write to FILE (parquet: required)")
+    _view_options(show)
     _store_option(show)
     show.set_defaults(func=_cmd_show)
 

@@ -1,142 +1,166 @@
-"""Results as a terminal table, markdown, CSV or JSON. JSON and CSV carry every column."""
+"""Results as a terminal table, markdown, CSV or JSON. JSON and CSV carry every column.
+
+The terminal table fits the width it is given: cells of text columns are ellipsized first, then
+whole columns are dropped, lowest priority first (``DROP_ORDER``), and a footer line names what was
+left out and how to get it (``--wide``, ``--columns``). A row is never wrapped onto a second line.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from harness.columns import (
+    DEFAULT_COLUMNS,
+    DROP_ORDER,
+    KEEP,
+    WIDE,
+    Column,
+    display_rows,
+    noise_flags,
+    notes,
+    num,
+    parse_columns,
+    resolve,
+)
 from harness.compare import CaseComparison
-from harness.measure.stats import min_samples_for
+from harness.errors import ConfigError
 from harness.result import COLUMNS, CaseResult
 
-FORMATS = ("table", "markdown", "csv", "json")
+__all__ = ["FORMATS", "WIDE", "display_rows", "notes", "parse_columns", "render", "table"]
+
+FORMATS = ("table", "markdown", "csv", "json", "parquet")
+
+_GAP = 1  # space between columns (as ps and ls -l)
+_ELLIPSIS = "…"
+_HARD_MIN = 4  # narrowest an elided column gets: 3 characters and the ellipsis
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _elide(text: str, width: int, middle: bool = False) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis at its end or in its middle."""
+    if len(text) <= width:
+        return text
+    if middle and width >= 5:
+        tail = (width - 1) // 2
+        return text[: width - 1 - tail] + _ELLIPSIS + text[len(text) - tail :]
+    return text[: max(width - 1, 0)] + _ELLIPSIS
 
 
-def _p50(r: CaseResult) -> str:
-    if r.latency_ms_p50 is None:
-        return "-"
-    low, high = _num(r.latency_ms_p50_ci_low, 3), _num(r.latency_ms_p50_ci_high, 3)
-    return f"{r.latency_ms_p50:.3f} [{low}, {high}]"
+def fit(
+    chosen: list[Column], cells: list[list[str]], width: int | None, droppable: Sequence[str]
+) -> tuple[list[int], list[int], list[str]]:
+    """Which columns to show and how wide, so that a row fits ``width`` characters.
+
+    Returns (indices of kept columns, their widths, keys of dropped columns). Text columns are
+    ellipsized to their ``elide`` width, then ``droppable`` columns go in that order, then text
+    columns shrink to 4 characters. ``width=None`` keeps every column at its natural width.
+    """
+    natural = [max([len(c.header), *(len(row[i]) for row in cells)]) for i, c in enumerate(chosen)]
+    kept = list(range(len(chosen)))
+    widths = dict(enumerate(natural))
+
+    def total() -> int:
+        return sum(widths[i] for i in kept) + _GAP * (len(kept) - 1)
+
+    if width is None or total() <= width:
+        return kept, [widths[i] for i in kept], []
+
+    def shrink(floor: Callable[[Column], int]) -> None:
+        # Take a character at a time from the widest elidable column above its floor.
+        while total() > width:
+            room = [i for i in kept if chosen[i].elide and widths[i] > floor(chosen[i])]
+            if not room:
+                return
+            widest = max(room, key=lambda i: widths[i] - floor(chosen[i]))
+            widths[widest] -= 1
+
+    shrink(lambda c: max(c.elide or 0, _HARD_MIN, len(c.header)))
+    dropped = []
+    for key in droppable:
+        if total() <= width:
+            break
+        index = next((i for i in kept if chosen[i].key == key), None)
+        if index is not None:
+            kept.remove(index)
+            dropped.append(key)
+    shrink(lambda c: _HARD_MIN)
+    return kept, [widths[i] for i in kept], dropped
 
 
-def _p99(r: CaseResult) -> str:
-    if r.status != "ok":
-        return "-"
-    if r.latency_ms_p99 is None:
-        return f"insufficient (n<{min_samples_for(0.99, 0.95)})"
-    return _num(r.latency_ms_p99, 3)
-
-
-_SOURCE_TAGS = {"measured": "meas", "estimated": "est", "simulated": "sim"}
-
-
-def _sourced(value: float | None, r: CaseResult, digits: int) -> str:
-    """An energy-derived figure with its source next to it: never a bare number."""
-    if value is None:
-        return "-"
-    return f"{value:.{digits}g} {_SOURCE_TAGS.get(r.energy_source or '', '?')}"
-
-
-def notes(results: list[CaseResult]) -> list[str]:
-    """Caveats printed under a table: what the energy tags mean and when sources are mixed."""
-    sources = sorted({r.energy_source for r in results if r.energy_source})
-    lines = []
-    if any(r.fidelity_ok is False for r in results):
-        lines.append(
-            "FAIL = the variant keeps less than the suite's share (default 99%) of the fp32 "
-            "metric: faster, but not an acceptable substitute"
-        )
-    if "estimated" in sources:
-        lines.append("est = estimated energy (worker CPU-seconds x watts per core), not measured")
-    if "simulated" in sources:
-        lines.append("sim = simulated energy from an accelerator model, not measured")
-    if len(sources) > 1:
-        lines.append(
-            f"energy sources differ ({', '.join(sources)}): energy, $ and gCO2 figures of "
-            "different sources are not comparable and are not ranked against each other"
-        )
-    return lines
-
-
-def _fidelity(r: CaseResult) -> str:
-    if r.fidelity is None or r.fidelity_ratio is None:
-        return "-"
-    verdict = "" if r.fidelity_ok else " FAIL"
-    return f"{r.fidelity_metric} {r.fidelity:.4f} ({r.fidelity_ratio:.1%}){verdict}"
-
-
-def _speedup(r: CaseResult) -> str:
-    return "-" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}x"
-
-
-_DISPLAY: tuple[tuple[str, Callable[[CaseResult], str]], ...] = (
-    ("model", lambda r: r.model),
-    ("variant", lambda r: r.variant),
-    ("backend", lambda r: r.backend),
-    ("prec", lambda r: r.executed_precision or "-"),
-    ("thr", lambda r: str(r.threads)),
-    ("batch", lambda r: str(r.batch_size)),
-    ("seq", lambda r: "-" if r.seq_len is None else str(r.seq_len)),
-    ("dims", lambda r: (r.shape or "").partition("-")[2] or "-"),
-    ("status", lambda r: r.status),
-    ("p50 ms [95% CI]", _p50),
-    ("p90 ms", lambda r: _num(r.latency_ms_p90, 3)),
-    ("p99 ms", _p99),
-    ("n", lambda r: "-" if r.n_samples is None else str(r.n_samples)),
-    ("cv", lambda r: _num(r.cv, 3)),
-    ("items/s", lambda r: _num(r.throughput_per_s, 1)),
-    ("load s", lambda r: _num(r.load_s)),
-    ("1st ms", lambda r: _num(r.first_inference_ms, 1)),
-    ("peak MB", lambda r: _num(r.peak_rss_mb, 0)),
-    ("model MB", lambda r: _num(r.model_mem_mb, 0)),
-    ("J/inf", lambda r: _sourced(r.energy_j_per_inference, r, 3)),
-    ("W", lambda r: _sourced(r.power_w, r, 3)),
-    ("$/M inf", lambda r: _sourced(r.cost_usd_per_million, r, 3)),
-    ("gCO2/M", lambda r: _sourced(r.gco2_per_million, r, 3)),
-    ("fidelity (of fp32)", _fidelity),
-    ("speedup", _speedup),
-    ("reason", lambda r: r.reason or ""),
-)
-
-
-def display_rows(results: list[CaseResult]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the human-readable view (a subset of the columns); the dims column
-    (a user model's shape bindings) only when some row has them."""
-    shown = [
-        (h, f) for h, f in _DISPLAY if h != "dims" or any("-" in (r.shape or "") for r in results)
-    ]
-    return [h for h, _ in shown], [[f(r) for _, f in shown] for r in results]
-
-
-def _terminal_table(
-    title: str,
-    header: list[str],
-    rows: list[list[str]],
-    styles: list[str | None],
-    footnotes: list[str],
-) -> str:
-    out = Table(title=title or None)
-    for name in header:
-        out.add_column(name, overflow="fold")
+def _rich_table(
+    header: list[str], rows: list[list[str]], widths: list[int], right: list[bool],
+    styles: Sequence[str | None], middle: Sequence[bool] | None = None,
+) -> Table:  # fmt: skip
+    out = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0, 0, 0))
+    for name, w, r in zip(header, widths, right, strict=True):
+        out.add_column(_elide(name, w), width=w, no_wrap=True, overflow="ellipsis",
+                       justify="right" if r else "left")  # fmt: skip
     for row, style in zip(rows, styles, strict=True):
-        out.add_row(*row, style=style)
-    # Wide enough that no row is folded: the terminal may wrap, but rows stay greppable.
-    console = Console(file=io.StringIO(), width=400, force_terminal=False)
-    console.print(out)
+        mids = middle or [False] * len(row)
+        cells = (_elide(c, w, m) for c, w, m in zip(row, widths, mids, strict=True))
+        out.add_row(*cells, style=style)
+    return out
+
+
+def _print(title: str, table: Table, footnotes: list[str], width: int, color: bool) -> str:
+    console = Console(
+        file=io.StringIO(), width=width, force_terminal=color, no_color=not color,
+        color_system="standard" if color else None, highlight=False, soft_wrap=False,
+    )  # fmt: skip
+    if title:
+        console.print(_elide(title, width), markup=False)
+    console.print(table)
     for line in footnotes:
-        console.print(f"note: {line}")
+        console.print(f"note: {line}", markup=False)
     text: str = console.file.getvalue()  # type: ignore[attr-defined]
     return text
+
+
+def table(
+    results: Sequence[CaseResult], title: str = "", keys: Sequence[str] | None = None,
+    width: int | None = None, color: bool = False,
+) -> str:  # fmt: skip
+    """The terminal view: ``keys`` (default ``DEFAULT_COLUMNS``) fitted to ``width`` characters
+    (``None``: no limit, every chosen column at full width). ANSI colours when ``color``."""
+    keys = DEFAULT_COLUMNS if keys is None else keys
+    chosen = resolve(results, keys)
+    cells = [[c.cell(r) for c in chosen] for r in results]
+    droppable = DROP_ORDER if keys == DEFAULT_COLUMNS else [k for k in reversed(keys)
+                                                            if k not in KEEP]  # fmt: skip
+    kept, widths, dropped = fit(chosen, cells, width, droppable)
+    status_styles = {"failed": "red", "skipped": "yellow"}
+    styles = [
+        "magenta" if r.fidelity_ok is False
+        else "yellow" if noise_flags(r) else status_styles.get(r.status)
+        for r in results
+    ]  # fmt: skip
+    out = _rich_table(
+        [chosen[i].header for i in kept], [[row[i] for i in kept] for row in cells], widths,
+        [chosen[i].right for i in kept], styles, [chosen[i].middle for i in kept],
+    )  # fmt: skip
+    footnotes = notes(results)
+    if dropped:
+        shown = ",".join(chosen[i].key for i in kept)
+        footnotes.append(
+            f"not shown at {width} columns: {', '.join(dropped)}; --wide shows every column, "
+            f"--columns picks them (e.g. --columns {shown},{dropped[0]})"
+        )
+    line = sum(widths) + _GAP * (len(widths) - 1)
+    return _print(title, out, footnotes, width or max(line, len(title), 40), color)
+
+
+def markdown(
+    results: Sequence[CaseResult], title: str = "", keys: Sequence[str] | None = None
+) -> str:
+    return _markdown_table(title, *display_rows(results, keys or DEFAULT_COLUMNS), notes(results))
 
 
 def _markdown_table(
@@ -150,17 +174,7 @@ def _markdown_table(
     return "\n".join(lines) + "\n"
 
 
-def table(results: list[CaseResult], title: str = "") -> str:
-    status_styles = {"failed": "red", "skipped": "yellow"}
-    styles = ["magenta" if r.fidelity_ok is False else status_styles.get(r.status) for r in results]
-    return _terminal_table(title, *display_rows(results), styles, notes(results))
-
-
-def markdown(results: list[CaseResult], title: str = "") -> str:
-    return _markdown_table(title, *display_rows(results), notes(results))
-
-
-def as_csv(results: list[CaseResult]) -> str:
+def as_csv(results: Sequence[CaseResult]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -169,20 +183,34 @@ def as_csv(results: list[CaseResult]) -> str:
     return buffer.getvalue()
 
 
-def as_json(results: list[CaseResult]) -> str:
+def as_json(results: Sequence[CaseResult]) -> str:
     rows: list[dict[str, Any]] = [r.to_dict() for r in results]
     return json.dumps(rows, indent=2, default=str) + "\n"
 
 
-def render(results: list[CaseResult], fmt: str, title: str = "") -> str:
-    """``fmt`` is one of FORMATS."""
+def terminal_width() -> int | None:
+    """The width of the terminal standard output writes to; ``None`` when it is not a
+    terminal (a pipe or a file: rows are printed whole, for grep and less -S) and $COLUMNS is
+    unset."""
+    size = shutil.get_terminal_size(fallback=(0, 0))
+    return size.columns or None
+
+
+def render(
+    results: Sequence[CaseResult], fmt: str, title: str = "", keys: Sequence[str] | None = None,
+    width: int | None = None, color: bool = False,
+) -> str:  # fmt: skip
+    """``fmt`` is one of FORMATS but parquet (binary: ``harness.api.write_parquet``).
+    ``keys`` and ``width`` apply to the table (``width``) and markdown views."""
     if fmt == "table":
-        return table(results, title)
+        return table(results, title, keys, width, color)
     if fmt == "markdown":
-        return markdown(results, title)
+        return markdown(results, title, keys)
     if fmt == "csv":
         return as_csv(results)
-    return as_json(results)
+    if fmt == "json":
+        return as_json(results)
+    raise ConfigError(f"format {fmt!r} is not text; allowed here: table, markdown, csv, json")
 
 
 def _ratio(c: CaseComparison) -> str:
@@ -191,34 +219,56 @@ def _ratio(c: CaseComparison) -> str:
     return f"{c.ratio:.3f} [{c.ratio_ci_low:.3f}, {c.ratio_ci_high:.3f}]"
 
 
-_COMPARE: tuple[tuple[str, Callable[[CaseComparison], str]], ...] = (
-    ("model", lambda c: c.model),
-    ("variant", lambda c: c.variant),
-    ("backend", lambda c: c.backend),
-    ("shape", lambda c: c.shape or "-"),
-    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else "")),
-    ("base p50 ms", lambda c: _num(c.base_p50_ms, 3)),
-    ("cand p50 ms", lambda c: _num(c.candidate_p50_ms, 3)),
-    ("ratio [95% CI]", _ratio),
-    ("p (Holm)", lambda c: "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"),
-    ("noise floor", lambda c: "-" if c.noise_floor is None else f"{c.noise_floor:.1%}"),
-    ("fidelity", lambda c: f"{_num(c.base_fidelity, 4)} -> {_num(c.candidate_fidelity, 4)}"),
-    ("cost ratio", lambda c: _num(c.cost_ratio, 3)),
-    ("reason", lambda c: c.reason),
-)
+# (header, cell, ellipsize-to width or None, right-aligned)
+_COMPARE: tuple[tuple[str, Callable[[CaseComparison], str], int | None, bool], ...] = (
+    ("model", lambda c: c.model, 12, False),
+    ("variant", lambda c: c.variant, 12, False),
+    ("backend", lambda c: c.backend, 11, False),
+    ("shape", lambda c: c.shape or "-", 8, False),
+    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else ""),
+     None, False),
+    ("base p50 ms", lambda c: num(c.base_p50_ms, 3), None, True),
+    ("cand p50 ms", lambda c: num(c.candidate_p50_ms, 3), None, True),
+    ("ratio [95% CI]", _ratio, None, True),
+    ("p (Holm)", lambda c: "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}", None, True),
+    ("noise floor", lambda c: "-" if c.noise_floor is None else f"{c.noise_floor:.1%}", None,
+     True),
+    ("fidelity", lambda c: f"{num(c.base_fidelity, 4)} -> {num(c.candidate_fidelity, 4)}",
+     None, False),
+    ("cost ratio", lambda c: num(c.cost_ratio, 3), None, True),
+    ("reason", lambda c: c.reason, 24, False),
+)  # fmt: skip
+# Dropped first when the terminal is too narrow; the verdict, ratio and reason stay.
+COMPARE_DROP_ORDER = ("cost ratio", "p (Holm)", "fidelity", "noise floor", "base p50 ms",
+                      "cand p50 ms", "shape")  # fmt: skip
 
 
 def comparison_rows(rows: list[CaseComparison]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a comparison's human-readable view."""
-    return [h for h, _ in _COMPARE], [[f(r) for _, f in _COMPARE] for r in rows]
+    return [c[0] for c in _COMPARE], [[c[1](r) for c in _COMPARE] for r in rows]
 
 
-def render_comparison(rows: list[CaseComparison], fmt: str, title: str) -> str:
-    """A comparison as a table, markdown or JSON."""
+def render_comparison(
+    rows: list[CaseComparison], fmt: str, title: str, width: int | None = None
+) -> str:
+    """A comparison as a table (fitted to ``width`` as ``table`` is; ``None``: no limit),
+    markdown or JSON."""
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     header, cells = comparison_rows(rows)
-    if fmt == "table":
-        styles = ["red" if r.regression else None for r in rows]
-        return _terminal_table(title, header, cells, styles, [])
-    return _markdown_table(title, header, cells, [])
+    if fmt != "table":
+        return _markdown_table(title, header, cells, [])
+    chosen = [Column(h, h, lambda r: "", right, elide) for h, _, elide, right in _COMPARE]
+    kept, widths, dropped = fit(chosen, cells, width, COMPARE_DROP_ORDER)
+    styles = ["red" if r.regression else None for r in rows]
+    out = _rich_table(
+        [header[i] for i in kept], [[row[i] for i in kept] for row in cells], widths,
+        [chosen[i].right for i in kept], styles,
+    )  # fmt: skip
+    footnotes = (
+        [f"not shown at {width} columns: {', '.join(dropped)}; --format json has every field"]
+        if dropped
+        else []
+    )
+    line = sum(widths) + _GAP * (len(widths) - 1)
+    return _print(title, out, footnotes, width or max(line, len(title), 40), False)

@@ -10,9 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from harness.columns import DEFAULT_COLUMNS, WIDE, display_rows, noise_flags, notes
 from harness.compare import CaseComparison
-from harness.render import comparison_rows, display_rows, notes
-from harness.report.charts import latency_distributions, pareto_chart, speedup_heatmap
+from harness.render import comparison_rows
+from harness.report.charts import (
+    FIDELITY_RESOLUTION,
+    latency_distributions,
+    pareto_chart,
+    speedup_heatmap,
+)
 from harness.result import CaseResult
 
 CSS = """
@@ -24,10 +30,23 @@ tr.failed td { color: #b00020; }
 tr.skipped td { color: #8a6d00; }
 tr.fidelity-fail td { background: #fbe3f2; }
 tr.regression td { background: #fde0dc; }
-td.est { font-style: italic; text-decoration: underline dotted; }
+td.est, th.est { font-style: italic; text-decoration: underline dotted; }
 .note { font-size: 12px; color: #555; }
-figure { display: inline-block; margin: 8px 16px 16px 0; vertical-align: top; }
+figure { display: inline-block; margin: 8px 16px 16px 0; vertical-align: top;
+         max-width: 100%; overflow-x: auto; }
+figcaption { font-size: 13px; font-weight: bold; margin: 0 0 4px; max-width: 600px; }
+.scroll { max-width: 100%; overflow-x: auto; margin: 8px 0 20px; }
+.scroll table { margin: 0; }
+td.wrap { white-space: normal; min-width: 16em; }
+details { margin: 0 0 20px; font-size: 13px; }
+tr.noisy td { background: #fff6d5; }
+h1, h2, h3, p { overflow-wrap: anywhere; }
 """
+
+
+# The run's table: the terminal's default view and the spread and resource figures; it fits a
+# 1280 px window. Every column is one click away (a <details> table that scrolls sideways).
+REPORT_COLUMNS = (*DEFAULT_COLUMNS, "n", "cv", "peak_mb", "energy", "co2", "noise")
 
 
 @dataclass
@@ -38,33 +57,46 @@ class ReportRun:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    def cell(tag: str, text: str) -> str:
+        if text.endswith(" est"):  # an estimated figure (cell) or a column of them (header)
+            return f'<{tag} class="est" title="estimated, not measured">{escape(text)}</{tag}>'
+        if len(text) > 40:  # a reason or a noise flag: wraps instead of widening the table
+            return f'<{tag} class="wrap">{escape(text)}</{tag}>'
+        return f"<{tag}>{escape(text)}</{tag}>"
+
+    head = "".join(cell("th", h) for h in header)
     body = []
     for cells, cls in zip(rows, classes, strict=True):
-        tds = "".join(
-            f'<td class="est" title="estimated, not measured">{escape(c)}</td>'
-            if c.endswith(" est")
-            else f"<td>{escape(c)}</td>"
-            for c in cells
-        )
+        tds = "".join(cell("td", c) for c in cells)
         body.append(f'<tr class="{cls}">{tds}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'  # a wide table scrolls, the page does not
 
 
 def _row_class(r: CaseResult) -> str:
-    return "fidelity-fail" if r.fidelity_ok is False else r.status
+    if r.fidelity_ok is False:
+        return "fidelity-fail"
+    return "noisy" if r.status == "ok" and noise_flags(r) else r.status
+
+
+def _figure(caption: str, svg: str) -> str:
+    return f"<figure><figcaption>{escape(caption)}</figcaption>{svg}</figure>"
 
 
 def _run_section(rr: ReportRun) -> str:
     run = rr.run
-    header, rows = display_rows(rr.cases)
+    header, rows = display_rows(rr.cases, REPORT_COLUMNS)
+    wide_header, wide_rows = display_rows(rr.cases, WIDE)
+    classes = [_row_class(r) for r in rr.cases]
     parts = [
         f"<h2>Run {escape(str(run['run_id']))} &middot; suite {escape(str(run['suite']))}</h2>",
         f'<p class="note">{escape(str(run["cpu_model"]))}, {run["logical_cpus"]} CPUs, '
         f"ISA {escape(str(run['isa_flags']))}; started {escape(str(run['started_at']))}; "
         f"versions {escape(str(run['versions']))}</p>",
-        _table(header, rows, [_row_class(r) for r in rr.cases]),
+        _table(header, rows, classes),
         *(f'<p class="note">{escape(line)}</p>' for line in notes(rr.cases)),
+        f"<details><summary>every column</summary>{_table(wide_header, wide_rows, classes)}"
+        "</details>",
     ]
     groups: dict[tuple[str, str | None], list[CaseResult]] = {}
     for r in rr.cases:
@@ -72,16 +104,21 @@ def _run_section(rr: ReportRun) -> str:
     for (model, shape), rows_ in groups.items():
         ok = [r for r in rows_ if r.status == "ok"]
         label = f"{model} {shape or ''}".strip()
+        titles = [
+            f"{label}: speedup vs baseline (crossed: fails fidelity)",
+            f"{label}: latency (whiskers p1-p99, box p25-p75, line p50)",
+            f"{label}: latency vs fidelity (dashed: Pareto front)",
+            f"{label}: latency vs cost (dashed: Pareto front)",
+        ]
         charts = [
-            speedup_heatmap(rows_, f"{label}: speedup vs baseline (crossed: fails fidelity)"),
-            latency_distributions(ok, rr.samples, f"{label}: latency (p1-p99, p25-p75, p50)"),
-            pareto_chart(ok, "fidelity_ratio", "fidelity vs fp32", True,
-                         f"{label}: latency vs fidelity (dashed: Pareto front)"),
-            pareto_chart(ok, "cost_usd_per_million", "USD per 1M", False,
-                         f"{label}: latency vs cost (dashed: Pareto front)"),
+            speedup_heatmap(rows_, titles[0]),
+            latency_distributions(ok, rr.samples, titles[1]),
+            pareto_chart(ok, "fidelity_ratio", "fidelity, share of fp32", True, titles[2],
+                         resolution=FIDELITY_RESOLUTION),
+            pareto_chart(ok, "cost_usd_per_million", "USD per 1M inferences", False, titles[3]),
         ]  # fmt: skip
         parts.append(f"<h3>{escape(label)}</h3>")
-        parts += [f"<figure>{svg}</figure>" for svg in charts if svg]
+        parts += [_figure(t, svg) for t, svg in zip(titles, charts, strict=True) if svg]
     return "\n".join(parts)
 
 
