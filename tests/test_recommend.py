@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.cli import main
 from harness.errors import ConfigError
 from harness.recommend import (
     OBJECTIVES,
@@ -19,6 +22,7 @@ from harness.recommend import (
     suite_snippet,
 )
 from harness.result import CaseResult
+from harness.store import Store
 
 
 def row(variant: str, backend: str = "onnxruntime", **kw: Any) -> CaseResult:
@@ -227,3 +231,86 @@ def test_the_winner_comes_with_its_command_and_suite_snippet() -> None:
         "[dims]\n"
         '"height" = [640]\n'
     )
+
+
+FP = {"versions": {"infrabench": "0"}, "fingerprint_sha256": "f", "cpu_model": "cpu",
+      "isa_flags": [], "physical_cores": 2, "logical_cpus": 2, "memory_gb": 8.0, "os": "linux",
+      "python": "3.11"}  # fmt: skip
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    path = tmp_path / "store.duckdb"
+    with Store(path) as store:
+        store.start_run("20260101-a", "optimize", "suites/optimize.toml", FP)
+        for r in grid():
+            r.run_id = "20260101-a"
+            store.add_case(r, [])
+        store.start_run("20260102-b", "gpu", "suites/gpu.toml", FP)
+        gpu = ok("fp16", 1.5, 1.0, 1.2, 0.999, run_id="20260102-b", device="cuda:0")
+        store.add_case(gpu, [])
+    return path
+
+
+def test_cli_picks_the_winner_and_prints_how_to_reproduce_it(
+    store_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["recommend", "20260101", "--store", str(store_file), "--max-p99-ms", "10",
+                 "--min-fidelity", "0.99", "--objective", "cost"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "winner: lowest cost among 4 feasible (1 USD/M)" in out
+    assert "fidelity 0.97 < 0.99" in out
+    assert ("reproduce: infrabench run optimize --model m --variant int8-dynamic "
+            "--backend onnxruntime --batch 1 --threads 2") in out  # fmt: skip
+    assert '  backends = ["onnxruntime"]' in out
+
+
+def test_cli_combines_runs_and_writes_json(
+    store_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["recommend", "20260101", "20260102", "--store", str(store_file), "--objective",
+                 "latency", "--max-p99-ms", "10", "--format", "json"])  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["winner"] == "fp16/onnxruntime/b1/t2 on gpu-datacenter"
+    assert data["command"].startswith("infrabench run gpu --model m --variant fp16")
+    assert len(data["verdicts"]) == 10
+    assert data["verdicts"][0]["hardware_class"] == "gpu-datacenter"
+
+
+def test_cli_exits_1_when_nothing_meets_the_constraints(
+    store_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["recommend", "--store", str(store_file), "--objective", "cost",
+                 "--max-p99-ms", "0.5", "--format", "markdown"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "No configuration meets the constraints." in out
+    assert "violates p99 by 0.7 ms (upper bound 1.2 > 0.5 ms)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objective", "speed"], "invalid choice: 'speed'"),
+        (["--objective", "cost", "nope"], "no run matches 'nope'"),
+        (["--objective", "cost", "--model", "x"], "recommend: no rows of model 'x' in run(s)"),
+        (["--objective", "cost", "--min-fidelity", "1.5"], "must lie in (0, 1], got 1.5"),
+        (["--objective", "cost", "--max-ttft-ms", "5"], "TTFT p99 bound needs generative rows"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(
+    store_file: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["recommend", "--store", str(store_file), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_without_runs_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Store(tmp_path / "empty.duckdb"):
+        pass
+    args = ["recommend", "--store", str(tmp_path / "empty.duckdb"), "--objective", "cost"]
+    assert main(args) == 2
+    assert "holds no runs yet" in capsys.readouterr().err
