@@ -296,6 +296,13 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
                          args.max_memory_mb, tuple(args.hardware or ()))  # fmt: skip
     rec = recommend(rows, args.objective, limits, args.energy_source)
     print(render_recommendation(rec, args.format, suites), end="")
+    if args.what_if:
+        from harness.recommend_render import render_predictions
+        from harness.roofline import load_hardware, row_costs, what_if
+
+        root = cache_root(args.cache)
+        predictions = what_if(rows, lambda row: row_costs(row, root), load_hardware())
+        print(render_predictions(predictions, args.format), end="")
     return 0 if rec.winner is not None else 1
 
 
@@ -467,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--model", metavar="M", help="the model, when the runs hold several")
     add("--format", choices=("table", "markdown", "json"), default="table")
+    add("--what-if", action="store_true", help="add roofline predictions for every hardware class")
+    add("--cache", help="artifact cache for --what-if (default $INFRABENCH_CACHE or ~/.cache)")
     _store_option(rec)
     rec.set_defaults(func=_cmd_recommend)
     return parser

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.recommend import Recommendation, Verdict, command, row_hardware_class, suite_snippet
 from harness.render import _markdown_table, _terminal_table
+from harness.roofline import Prediction
 
 RECOMMEND_FORMATS = ("table", "markdown", "json")
 
@@ -108,3 +109,37 @@ def _as_dict(rec: Recommendation, cmd: str | None, snippet: str | None) -> dict[
             for v in rec.verdicts
         ],
     }
+
+
+def render_predictions(predictions: list[Prediction], fmt: str) -> str:
+    """Roofline predictions as a table apart from every measured figure: predicted latency and
+    cost per class, beside the measured p50 (and its source) where a row exists."""
+    if fmt == "json":
+        rows = [{**asdict(p), "error": p.error} for p in predictions]
+        return json.dumps({"predicted": rows}, indent=2) + "\n"
+    header = ["model", "variant", "shape", "hardware", "units", "predicted ms",
+              "predicted USD/M", "measured p50 ms", "measured by", "error"]  # fmt: skip
+    cells = [
+        [
+            p.model,
+            p.variant,
+            p.shape,
+            p.hardware_class,
+            str(p.units),
+            _num(p.predicted_ms),
+            _num(p.predicted_usd_per_million),
+            "-" if p.measured_ms is None else f"{_num(p.measured_ms)} ({p.energy_source or '?'})",
+            p.measured_by or "-",
+            "-" if p.error is None else f"{p.error:+.0%}",
+        ]
+        for p in predictions
+    ]
+    title = "roofline what-if: PREDICTED, not measured"
+    notes = [
+        "predicted = sum over ops of max(FLOPs / peak, bytes / bandwidth); classes and their "
+        "sources: harness/data/hardware.toml",
+        "error = predicted / measured p50 - 1; a (simulated) row is the fpga-sim model",
+    ]
+    if fmt == "table":
+        return _terminal_table(title, header, cells, [None] * len(cells), notes)
+    return _markdown_table(title, header, cells, notes)
