@@ -148,9 +148,14 @@ def _bound(what: str, upper: float | None, bound: float) -> str | None:
     return None
 
 
-def violations(row: CaseResult, c: Constraints) -> list[str]:
+LATENCY_BOUNDS = (("p99", "latency_ms_p99", "max_p99_ms"), ("TTFT p99", "ttft_ms_p99",
+                  "max_ttft_ms"), ("TPOT p99", "tpot_ms_p99", "max_tpot_ms"))  # fmt: skip
+
+
+def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]:
     """Every constraint the row does not meet with confidence, one phrase each (empty: met).
 
+    ``timed=False`` leaves out the latency bounds (whose intervals narrow with longer timing).
     Raises ConfigError for a TTFT/TPOT bound when rows have no such column (not generative).
     """
     if row.status != "ok":
@@ -159,11 +164,8 @@ def violations(row: CaseResult, c: Constraints) -> list[str]:
     hw = row_hardware_class(row)
     if c.hardware and hw not in c.hardware:
         found.append(f"hardware {hw} not among {', '.join(c.hardware)}")
-    if c.max_p99_ms is not None:
-        upper = row.latency_ms_p99_ci_high if row.latency_ms_p99 is not None else None
-        found.append(_bound("p99", upper, c.max_p99_ms) or "")
-    for what, column, bound in (("TTFT p99", "ttft_ms_p99", c.max_ttft_ms),
-                                ("TPOT p99", "tpot_ms_p99", c.max_tpot_ms)):  # fmt: skip
+    for what, column, name in LATENCY_BOUNDS if timed else ():
+        bound = getattr(c, name)
         if bound is None:
             continue
         if not hasattr(row, column):
