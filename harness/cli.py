@@ -287,6 +287,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         run_ids = list(dict.fromkeys(store.resolve_run(ref) for ref in args.runs))
         suites = {run_id: str(store.run(run_id)["suite"]) for run_id in run_ids}
         rows = [row for run_id in run_ids for row in store.cases(run_id)]
+        exported = [runfile.export_run(store, run_id) for run_id in run_ids] if args.html else []
     if args.model:
         rows = [r for r in rows if r.model == args.model]
     if not rows:
@@ -303,6 +304,16 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         root = cache_root(args.cache)
         predictions = what_if(rows, lambda row: row_costs(row, root), load_hardware())
         print(render_predictions(predictions, args.format), end="")
+    if args.html:
+        from harness.recommend import command
+        from harness.report.html import ReportRun, html_report
+
+        cmd = command(rec.winner.row, suites.get(rec.winner.row.run_id)) if rec.winner else None
+        runs = [ReportRun(r.run, r.cases, {k: np.asarray(v) for k, v in r.samples.items()})
+                for r in exported]  # fmt: skip
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.html).write_text(html_report(runs, None, (rec, cmd)), encoding="utf-8")
+        print(f"report written: {args.html}", file=sys.stderr)
     return 0 if rec.winner is not None else 1
 
 
@@ -474,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--model", metavar="M", help="the model, when the runs hold several")
     add("--format", choices=("table", "markdown", "json"), default="table")
+    add("--html", metavar="FILE", help="also write an HTML report with a Recommendation section")
     add("--what-if", action="store_true", help="add roofline predictions for every hardware class")
     add("--cache", help="artifact cache for --what-if (default $INFRABENCH_CACHE or ~/.cache)")
     _store_option(rec)

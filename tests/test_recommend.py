@@ -314,3 +314,21 @@ def test_cli_without_runs_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     args = ["recommend", "--store", str(tmp_path / "empty.duckdb"), "--objective", "cost"]
     assert main(args) == 2
     assert "holds no runs yet" in capsys.readouterr().err
+
+
+def test_the_report_section_marks_the_winner_and_the_front(
+    store_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    html = tmp_path / "out" / "rec.html"
+    code = main(["recommend", "20260101", "--store", str(store_file), "--max-p99-ms", "10",
+                 "--min-fidelity", "0.99", "--objective", "cost", "--html", str(html)])  # fmt: skip
+    assert code == 0
+    text = html.read_text("utf-8")
+    assert "<h2>Recommendation</h2>" in text
+    assert "lowest cost: <b>int8-dynamic/onnxruntime/b1/t2</b>" in text
+    assert text.count('class="point winner"') == 1 and ">winner</text>" in text
+    rec = recommend(grid(), "cost", Constraints(max_p99_ms=10.0, min_fidelity=0.99))
+    charted = [v for v in rec.verdicts if v.row.latency_ms_p99 is not None]
+    assert text.count('stroke="#e6550d" stroke-width="2"') == sum(v.on_front for v in charted)
+    assert text.count("<circle") == len(charted)
+    assert "<h2>Run 20260101-a" in text  # the run's own section follows
