@@ -217,8 +217,7 @@ def _recommendation(
         for k, p in pruned.items()
     ]
     if not survivors:
-        rec = recommend(list(latest.values())[:1], objective, constraints, energy_source)
-        return replace(rec, verdicts=extra)
+        return Recommendation(OBJECTIVES[objective], constraints, None, extra)
     rec = recommend(survivors, objective, constraints, energy_source)
     relabelled = [replace(v, label=names[v.row.case_id]) for v in rec.verdicts]
     return replace(rec, verdicts=relabelled + extra)

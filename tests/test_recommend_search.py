@@ -118,3 +118,16 @@ def test_bad_search_settings_are_config_errors() -> None:
         successive_halving([], measure, "cost", Constraints(), 1.0, 2.0)
     with pytest.raises(ConfigError, match="measure returned no row for a"):
         successive_halving([FakeCase("a")], measure, "cost", Constraints(), 1.0, 2.0)
+
+
+def test_when_every_case_is_pruned_there_is_no_winner_and_each_says_why() -> None:
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        return [fake_row(c.case_id, budget_s) for c in cases]
+
+    bound = Constraints(max_p99_ms=1.0)
+    result = successive_halving([FakeCase("e"), FakeCase("f")], measure, "cost", bound, 1.0, 9.0)
+    assert result.recommendation.winner is None and len(result.rounds) == 1
+    assert [v.why for v in result.recommendation.verdicts] == [
+        "pruned after round 0: p99 lower bound 19.2 > 1 ms",
+        "pruned after round 0: failed: worker crashed",
+    ]
