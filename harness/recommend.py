@@ -15,6 +15,7 @@ hardware class, from any number of runs and machines):
   caller asks for it explicitly (``energy_source="any"``), and then the output says so.
 * The **Pareto front** is over (objective, p99, fidelity ratio) of every measured row with the
   objective and the p99 known, constraints ignored; fidelity counts where both rows have it.
+  Without a latency bound, a row whose p99 is unknown is still ranked, but not placed on it.
 * Every row gets **one line** saying why it won, came second, or lost.
 """
 
@@ -276,11 +277,7 @@ def recommend(
     obj = OBJECTIVES[objective]
     names = dict(zip((id(r) for r in rows), labels(rows), strict=True))
     reasons = {id(r): violations(r, constraints) for r in rows}
-    measured = [
-        r
-        for r in rows
-        if r.status == "ok" and r.latency_ms_p99 is not None and _value(r, obj) is not None
-    ]
+    measured = [r for r in rows if r.status == "ok" and _value(r, obj) is not None]
     source: str | None = None
     notes: list[str] = []
     if obj.energy_based:
@@ -292,31 +289,25 @@ def recommend(
                         f"energy {r.energy_source}: not ranked against {source} energy"
                     )
             measured = [r for r in measured if r.energy_source == source]
-    front = {id(r) for r in pareto_front(measured, obj)}
+    placed = [r for r in measured if r.latency_ms_p99 is not None]
+    front = {id(r) for r in pareto_front(placed, obj)}
     feasible = sorted(
         (r for r in measured if not reasons[id(r)]), key=lambda r: _rank(r, obj, names[id(r)])
     )
     verdicts = [
-        _verdict(r, i, feasible, obj, names, id(r) in front, measured)
-        for i, r in enumerate(feasible)
+        _verdict(r, i, feasible, obj, names, id(r) in front, placed) for i, r in enumerate(feasible)
     ]
     ranked = {id(r) for r in feasible}
     for r in rows:
         if id(r) not in ranked:
-            why = "; ".join(reasons[id(r)]) or _unknown(r, obj)
+            why = "; ".join(reasons[id(r)]) or f"{obj.name} unknown"
             verdicts.append(Verdict(r, names[id(r)], "excluded", id(r) in front, why))
     return Recommendation(obj, constraints, source, verdicts, notes)
 
 
-def _unknown(row: CaseResult, obj: Objective) -> str:
-    if row.latency_ms_p99 is None:
-        return "p99 unknown (too few samples)"
-    return f"{obj.name} unknown"
-
-
 def _rank(row: CaseResult, obj: Objective, label: str) -> tuple[float, float, float, str]:
     value = _value(row, obj) or 0.0  # ranked rows have it: filtered before ranking
-    upper = row.latency_ms_p99_ci_high or row.latency_ms_p99 or 0.0
+    upper = row.latency_ms_p99_ci_high or row.latency_ms_p99 or float("inf")
     fidelity = row.fidelity_ratio if row.fidelity_ratio is not None else float("-inf")
     return (-value if obj.maximize else value, upper, -fidelity, label)
 
@@ -340,8 +331,11 @@ def _verdict(
     winner = feasible[0]
     w = _value(winner, obj) or 0.0
     against = f"{obj.name} {_num(value or 0)} {obj.unit} vs the winner's {_num(w)}"
-    dominator = next((d for d in [*feasible, *pool] if dominates(d, row, obj)), None)
-    if dominator is not None:
+    placed = [d for d in [*feasible, *pool] if d.latency_ms_p99 is not None]
+    dominator = next((d for d in placed if dominates(d, row, obj)), None)
+    if row.latency_ms_p99 is None:
+        tail = "p99 unknown (too few samples): not placed on the Pareto front"
+    elif dominator is not None:
         better = _better(dominator, row, obj)[0]
         tail = f"dominated by {names[id(dominator)]} on {_words(better)}"
     else:
@@ -349,8 +343,8 @@ def _verdict(
         if not better and not worse:
             by = "p99 upper bound" if _rank(row, obj, "") != _rank(winner, obj, "") else "name"
             tail = f"ties the winner on every criterion; ranked after it by {by}"
-        else:
-            tail = f"on the Pareto front (better {_words(better)})"
+        else:  # nothing dominates it (a winner without a p99 is not compared on latency)
+            tail = "on the Pareto front" + (f" (better {_words(better)})" if better else "")
     role: Role = "runner-up" if index == 1 else "feasible"
     prefix = "runner-up: " if index == 1 else "feasible; "
     return Verdict(row, label, role, on_front, f"{prefix}{against}; {tail}")

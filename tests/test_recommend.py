@@ -332,3 +332,24 @@ def test_the_report_section_marks_the_winner_and_the_front(
     assert text.count('stroke="#e6550d" stroke-width="2"') == sum(v.on_front for v in charted)
     assert text.count("<circle") == len(charted)
     assert "<h2>Run 20260101-a" in text  # the run's own section follows
+
+
+def test_without_a_latency_bound_an_unknown_p99_is_ranked_but_not_placed_on_the_front() -> None:
+    few = row("int8-dynamic", cost_usd_per_million=0.5, fidelity_ratio=1.0)  # no p99
+    timed = ok("fp32", 1.0, 2.0, 2.2, 1.0)
+    unknown_cost = row("fp16", latency_ms_p99=1.0, latency_ms_p99_ci_high=1.1, fidelity_ratio=1.0)
+    rec = recommend([timed, few, unknown_cost], "cost", Constraints())
+    assert [(v.label, v.on_front, v.why) for v in rec.verdicts] == [
+        ("int8-dynamic/onnxruntime/b1/t2", False,
+         "winner: lowest cost among 2 feasible (0.5 USD/M)"),
+        ("fp32/onnxruntime/b1/t2", True,
+         "runner-up: cost 1 USD/M vs the winner's 0.5; on the Pareto front"),
+        ("fp16/onnxruntime/b1/t2", False, "cost unknown"),
+    ]  # fmt: skip
+    few.cost_usd_per_million = 2.0
+    later = recommend([few, timed], "cost", Constraints())
+    assert later.runner_up is not None
+    assert later.runner_up.why == (
+        "runner-up: cost 2 USD/M vs the winner's 1; "
+        "p99 unknown (too few samples): not placed on the Pareto front"
+    )
