@@ -128,7 +128,9 @@ def render_predictions(predictions: list[Prediction], fmt: str) -> str:
             str(p.units),
             _num(p.predicted_ms),
             _num(p.predicted_usd_per_million),
-            "-" if p.measured_ms is None else f"{_num(p.measured_ms)} ({p.energy_source or '?'})",
+            "-"
+            if p.measured_ms is None
+            else _num(p.measured_ms) + (" (simulated)" if p.energy_source == "simulated" else ""),
             p.measured_by or "-",
             "-" if p.error is None else f"{p.error:+.0%}",
         ]

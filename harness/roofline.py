@@ -43,6 +43,7 @@ FREE_OPS = {"Shape", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "
 # INT16=5, INT32=6, INT64=7, BOOL=9, FLOAT16=10, DOUBLE=11, UINT32=12, UINT64=13, BFLOAT16=16).
 ELEMENT_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 FLOAT_PRECISION = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp32"}
+TensorProtoFloat, TensorProtoFloat16 = 1, 10
 
 
 @dataclass(frozen=True)
@@ -232,9 +233,11 @@ def op_costs(
 ) -> list[OpCost]:
     """Every costed node of a loaded ONNX model, in graph order, for one batch of these input
     shapes. ``float_precision`` (fp16, bf16): a runtime that executes the float graph at that
-    precision (the fp16/bf16 variants keep an fp32 file). Raises ConfigError when an input's
-    shape is not given."""
+    precision (the fp16/bf16 variants keep an fp32 file): fp32 tensors count 2 bytes. Raises
+    ConfigError when an input's shape is not given."""
     shapes, types = tensor_types(model, input_shapes)
+    if float_precision is not None:  # the runtime holds fp32 tensors at 16 bits
+        types = {k: TensorProtoFloat16 if v == TensorProtoFloat else v for k, v in types.items()}
     producers = {out: node for node in model.graph.node for out in node.output}
     initializers = {t.name for t in model.graph.initializer}
     costs = []

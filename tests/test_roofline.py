@@ -58,6 +58,7 @@ def test_matmul_add_relu_costs_are_exact() -> None:
     ]  # Flatten moves nothing
     half = op_costs(model, {"x": (2, 8)}, float_precision="fp16")
     assert half[0].precision == "fp16" and half[1].precision == "vector"
+    assert [c.bytes for c in half] == [c.bytes / 2 for c in costs]  # fp32 tensors held at 16 bits
 
 
 def test_conv_and_gemm_flops_follow_their_shapes() -> None:
