@@ -296,14 +296,13 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     limits = Constraints(args.max_p99_ms, args.max_ttft_ms, args.max_tpot_ms, args.min_fidelity,
                          args.max_memory_mb, tuple(args.hardware or ()))  # fmt: skip
     rec = recommend(rows, args.objective, limits, args.energy_source)
-    print(render_recommendation(rec, args.format, suites), end="")
+    predictions = None
     if args.what_if:
-        from harness.recommend_render import render_predictions
         from harness.roofline import load_hardware, row_costs, what_if
 
         root = cache_root(args.cache)
         predictions = what_if(rows, lambda row: row_costs(row, root), load_hardware())
-        print(render_predictions(predictions, args.format), end="")
+    print(render_recommendation(rec, args.format, suites, predictions), end="")
     if args.html:
         from harness.recommend import command
         from harness.report.html import ReportRun, html_report

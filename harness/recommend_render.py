@@ -52,9 +52,26 @@ def _best(rec: Recommendation) -> str:
     return "highest" if rec.objective.maximize else "lowest"
 
 
-def render_recommendation(rec: Recommendation, fmt: str, suites: Mapping[str, str]) -> str:
+def render_recommendation(
+    rec: Recommendation,
+    fmt: str,
+    suites: Mapping[str, str],
+    predictions: list[Prediction] | None = None,
+) -> str:
     """``fmt`` is one of RECOMMEND_FORMATS; ``suites`` maps run id -> suite name (for the
-    command that reproduces the winner)."""
+    command that reproduces the winner). ``predictions`` (roofline what-if) follow in their
+    own table, or under their own ``predicted`` key in JSON."""
+    text = _recommendation(rec, fmt, suites)
+    if predictions is None:
+        return text
+    if fmt == "json":
+        data = json.loads(text)
+        data["predicted"] = [{**asdict(p), "error": p.error} for p in predictions]
+        return json.dumps(data, indent=2) + "\n"
+    return text + render_predictions(predictions, fmt)
+
+
+def _recommendation(rec: Recommendation, fmt: str, suites: Mapping[str, str]) -> str:
     title = f"{_best(rec)} {rec.objective.name} under {_constraints(rec)}"
     winner = rec.winner
     cmd = snippet = None
@@ -112,11 +129,8 @@ def _as_dict(rec: Recommendation, cmd: str | None, snippet: str | None) -> dict[
 
 
 def render_predictions(predictions: list[Prediction], fmt: str) -> str:
-    """Roofline predictions as a table apart from every measured figure: predicted latency and
-    cost per class, beside the measured p50 (and its source) where a row exists."""
-    if fmt == "json":
-        rows = [{**asdict(p), "error": p.error} for p in predictions]
-        return json.dumps({"predicted": rows}, indent=2) + "\n"
+    """Roofline predictions (``fmt`` table or markdown) as a table apart from every measured
+    figure: predicted latency and cost per class, beside the measured p50 where a row exists."""
     header = ["model", "variant", "shape", "hardware", "units", "predicted ms",
               "predicted USD/M", "measured p50 ms", "measured by", "error"]  # fmt: skip
     cells = [

@@ -3,6 +3,7 @@ with the prices and the fpga-sim presets; predictions and their errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,51 @@ def test_what_if_predicts_every_class_and_the_error_where_a_row_exists() -> None
     assert fpga.error == pytest.approx(3.0)
     alone = what_if(rows[:1], costs, hardware)[1]
     assert (alone.hardware_class, alone.measured_ms, alone.error) == ("fpga-edge", None, None)
+
+
+def test_recommend_what_if_predicts_from_the_cached_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tiny-mlp (16 -> 64 -> 8) at batch 4: the two GEMMs are 2 x 4 x (16 x 64 + 64 x 8) FLOPs."""
+    from harness.cli import main
+    from harness.store import Store
+
+    fp = {"versions": {}, "fingerprint_sha256": "f", "cpu_model": "c", "isa_flags": [],
+          "physical_cores": 2, "logical_cpus": 2, "memory_gb": 1.0, "os": "l",
+          "python": "3"}  # fmt: skip
+    common: dict[str, Any] = {"run_id": "r1", "model": "tiny-mlp", "variant": "fp32",
+                              "batch_size": 4, "shape": "b4", "threads": 2,
+                              "latency_ms_p99": 1.0, "latency_ms_p99_ci_high": 1.1,
+                              "cost_usd_per_million": 1.0, "fidelity_ratio": 1.0}  # fmt: skip
+    with Store(tmp_path / "s.duckdb") as store:
+        store.start_run("r1", "quick", "quick.toml", fp)
+        store.add_case(CaseResult(case_id="a", backend="onnxruntime", latency_ms_p50=0.5,
+                                  energy_source="measured", **common), [])  # fmt: skip
+        sim = CaseResult(case_id="b", backend="fpga-sim", device="fpga:fpga-edge",
+                         latency_ms_p50=0.01, energy_source="simulated", **common)  # fmt: skip
+        store.add_case(sim, [])
+    args = ["recommend", "--store", str(tmp_path / "s.duckdb"), "--objective", "latency",
+            "--what-if", "--format", "json", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    by_class = {p["hardware_class"]: p for p in data["predicted"]}
+    assert set(by_class) == set(load_hardware())
+    assert by_class["cpu-vcpu"]["measured_ms"] == 0.5 and by_class["cpu-vcpu"]["units"] == 2
+    assert by_class["fpga-edge"]["measured_by"] == "fpga-sim"
+    assert by_class["gpu-datacenter"]["measured_ms"] is None
+    gemm_flops = 2 * 4 * (16 * 64 + 64 * 8)
+    edge = load_hardware()["fpga-edge"]
+    assert by_class["fpga-edge"]["predicted_ms"] >= gemm_flops / edge.peak("fp32") * 1e3
+    assert by_class["fpga-edge"]["error"] == pytest.approx(
+        by_class["fpga-edge"]["predicted_ms"] / 0.01 - 1
+    )
+    costs = op_costs_for_tiny_mlp(tmp_path / "cache")
+    assert sum(c.flops for c in costs if c.precision == "fp32") == gemm_flops
+
+
+def op_costs_for_tiny_mlp(cache: Path) -> list[OpCost]:
+    from harness.roofline import row_costs
+
+    row = CaseResult(run_id="r", case_id="a", model="tiny-mlp", variant="fp32", backend="x",
+                     batch_size=4, shape="b4")  # fmt: skip
+    return row_costs(row, cache)
