@@ -173,7 +173,8 @@ def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]
             raise ConfigError(
                 f"a {what} bound needs generative rows; these have no {column} column"
             )
-        upper = getattr(row, f"{column}_ci_high") if getattr(row, column) is not None else None
+        timed_ok = getattr(row, column) is not None
+        upper = getattr(row, f"{column}_ci_high", None) if timed_ok else None
         found.append(_bound(what, upper, bound) or "")
     if c.min_fidelity is not None:
         if row.fidelity_ratio is None:
@@ -194,8 +195,7 @@ def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]
 def _better(a: CaseResult, b: CaseResult, objective: Objective) -> tuple[list[str], list[str]]:
     """The criteria on which ``a`` is strictly better than ``b``, and strictly worse.
 
-    Criteria: the objective, latency (p99), fidelity (only when both rows have it). Both rows
-    must have the objective and the p99.
+    Criteria: the objective, latency (p99), fidelity; each only where both rows have it.
     """
     va, vb = _value(a, objective), _value(b, objective)
     pairs: list[tuple[str, float, float]] = []
