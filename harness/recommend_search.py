@@ -16,6 +16,10 @@ of its intervals, it cannot win:
   source). The objective's interval is the p99's for latency; for cost, energy and CO2 (which
   scale with the time per inference) the p50's relative interval, inverted for throughput.
 
+A p99 interval needs enough samples (``harness.measure.stats.min_samples_for``): under a latency
+bound, a round too short for any case to show it meets the bound prunes nothing on the objective
+(no case is yet a safe leader), so the first budget should allow that many samples.
+
 The caller supplies ``measure(cases, budget_s) -> rows`` (one ``CaseResult`` per case, matched
 by ``case_id``); nothing here knows how cases are run.
 """
