@@ -279,4 +279,3 @@ def availability(name: str) -> str | None:
     except BackendUnavailable as exc:
         return str(exc)
     return None
-

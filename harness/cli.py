@@ -326,6 +326,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    """The best configuration under the constraints; 1 when none meets them."""
+    from harness.recommend import Constraints, recommend
+    from harness.recommend_render import render_recommendation
+
+    with Store(store_path(args.store), read_only=True) as store:
+        run_ids = list(dict.fromkeys(store.resolve_run(ref) for ref in args.runs))
+        suites = {run_id: str(store.run(run_id)["suite"]) for run_id in run_ids}
+        rows = [row for run_id in run_ids for row in store.cases(run_id)]
+        exported = [runfile.export_run(store, run_id) for run_id in run_ids] if args.html else []
+    if args.model:
+        rows = [r for r in rows if r.model == args.model]
+    if not rows:
+        what = f"no rows of model {args.model!r}" if args.model else "no rows"
+        raise ConfigError(f"recommend: {what} in run(s) {', '.join(run_ids)}")
+    limits = Constraints(args.max_p99_ms, args.max_ttft_ms, args.max_tpot_ms, args.min_fidelity,
+                         args.max_memory_mb, tuple(args.hardware or ()))  # fmt: skip
+    rec = recommend(rows, args.objective, limits, args.energy_source)
+    predictions = None
+    if args.what_if:
+        from harness.roofline import load_hardware, row_costs, what_if
+
+        root = cache_root(args.cache)
+        predictions = what_if(rows, lambda row: row_costs(row, root), load_hardware())
+    print(render_recommendation(rec, args.format, suites, predictions), end="")
+    if args.html:
+        from harness.recommend import command
+        from harness.report.html import ReportRun, html_report
+
+        cmd = command(rec.winner.row, suites.get(rec.winner.row.run_id)) if rec.winner else None
+        runs = [ReportRun(r.run, r.cases, {k: np.asarray(v) for k, v in r.samples.items()})
+                for r in exported]  # fmt: skip
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.html).write_text(html_report(runs, None, (rec, cmd)), encoding="utf-8")
+        print(f"report written: {args.html}", file=sys.stderr)
+    return 0 if rec.winner is not None else 1
+
+
 def _write_report(
     output: Path, runs: list[runfile.RunFile], comparison: list[CaseComparison] | None
 ) -> None:
@@ -351,6 +389,20 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _ratio_bound(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
     return value
 
 
@@ -472,6 +524,29 @@ def build_parser() -> argparse.ArgumentParser:
     _compare_options(cmp)
     _store_option(cmp)
     cmp.set_defaults(func=_cmd_compare)
+
+    rec = sub.add_parser("recommend", help="the best configuration under an SLO, explained")
+    rec.add_argument("runs", nargs="*", default=["latest"], help="runs to combine (default latest)")
+    add = rec.add_argument
+    add("--objective", required=True, choices=("cost", "energy", "co2", "latency", "throughput"))
+    add("--max-p99-ms", type=_positive, metavar="MS", help="p99 bound, met at its upper CI end")
+    add("--max-ttft-ms", type=_positive, metavar="MS", help="TTFT p99 bound (generative rows)")
+    add("--max-tpot-ms", type=_positive, metavar="MS", help="TPOT p99 bound (generative rows)")
+    add("--min-fidelity", type=_ratio_bound, metavar="R", help="least fidelity ratio to fp32")
+    add("--max-memory-mb", type=_positive, metavar="MB", help="peak host or device memory")
+    add("--hardware", action="append", metavar="CLASS", help="allowed hardware classes")
+    add(
+        "--energy-source",
+        choices=("measured", "simulated", "estimated", "any"),
+        help="cost/energy/co2: the energy source to rank within (default: measured first)",
+    )
+    add("--model", metavar="M", help="the model, when the runs hold several")
+    add("--format", choices=("table", "markdown", "json"), default="table")
+    add("--html", metavar="FILE", help="also write an HTML report with a Recommendation section")
+    add("--what-if", action="store_true", help="add roofline predictions for every hardware class")
+    add("--cache", help="artifact cache for --what-if (default $INFRABENCH_CACHE or ~/.cache)")
+    _store_option(rec)
+    rec.set_defaults(func=_cmd_recommend)
     return parser
 
 

@@ -157,13 +157,33 @@ def table(
     return _print(title, out, footnotes, width or max(line, len(title), 40), color)
 
 
+def text_table(
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    styles: Sequence[str | None],
+    footnotes: list[str],
+    width: int | None = None,
+) -> str:
+    """Any rows of text as a terminal table, left-aligned, elided to ``width`` characters
+    (``None``: every cell whole)."""
+    chosen = [Column(h, h, lambda r: "", False, False) for h in header]
+    kept, widths, _ = fit(chosen, rows, width, [])
+    out = _rich_table(
+        [header[i] for i in kept], [[row[i] for i in kept] for row in rows], widths,
+        [False] * len(kept), styles,
+    )  # fmt: skip
+    line = sum(widths) + _GAP * (len(widths) - 1)
+    return _print(title, out, footnotes, width or max(line, len(title), 40), False)
+
+
 def markdown(
     results: Sequence[CaseResult], title: str = "", keys: Sequence[str] | None = None
 ) -> str:
-    return _markdown_table(title, *display_rows(results, keys or DEFAULT_COLUMNS), notes(results))
+    return markdown_table(title, *display_rows(results, keys or DEFAULT_COLUMNS), notes(results))
 
 
-def _markdown_table(
+def markdown_table(
     title: str, header: list[str], rows: list[list[str]], footnotes: list[str]
 ) -> str:
     lines = [f"### {title}", ""] if title else []
@@ -257,7 +277,7 @@ def render_comparison(
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     header, cells = comparison_rows(rows)
     if fmt != "table":
-        return _markdown_table(title, header, cells, [])
+        return markdown_table(title, header, cells, [])
     chosen = [Column(h, h, lambda r: "", right, elide) for h, _, elide, right in _COMPARE]
     kept, widths, dropped = fit(chosen, cells, width, COMPARE_DROP_ORDER)
     styles = ["red" if r.regression else None for r in rows]

@@ -131,7 +131,6 @@ class CaseRunner:
         return self._artifacts[key]
 
 
-
 def measure_here(
     run_id: str,
     case: Case,

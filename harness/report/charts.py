@@ -14,6 +14,7 @@ from html import escape
 
 import numpy as np
 
+from harness.recommend import Recommendation
 from harness.result import CaseResult
 
 FONT_PX = 11
@@ -338,3 +339,57 @@ def pareto_chart(
         )
     rows_n = -(-len(legend) // cols)
     return _svg(max(left + width + 16, cols * col_w + 8), ly + 16 * rows_n, body, title)
+
+
+_ROLE_COLOURS = {"winner": "#2ca25f", "runner-up": "#3182bd", "feasible": "#3182bd",
+                 "excluded": "#bbbbbb"}  # fmt: skip
+
+
+def recommendation_chart(rec: Recommendation, title: str) -> str:
+    """The recommendation's rows: p99 latency (log x) against the objective; the Pareto front
+    ringed in orange, rows that fail a constraint grey, the winner green and named."""
+    obj = rec.objective
+    pts = [
+        (v, float(v.row.latency_ms_p99), float(getattr(v.row, obj.column)))
+        for v in rec.verdicts
+        if v.row.latency_ms_p99 and getattr(v.row, obj.column) is not None
+    ]
+    if not pts:
+        return ""
+    left, top, width, height = 60, 34, 520, 260
+    xs = [math.log10(ms) for _, ms, _ in pts]
+    ys = [y for _, _, y in pts]
+    x0, x1 = min(xs) - 0.05, max(xs) + 0.05
+    pad = (max(ys) - min(ys)) * 0.08 or abs(max(ys)) * 0.05 or 1.0
+    y0, y1 = min(ys) - pad, max(ys) + pad
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (left + width * (x - x0) / (x1 - x0), top + height * (1 - (y - y0) / (y1 - y0)))
+
+    body = [
+        f'<text x="4" y="14" {FONT} font-weight="bold">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#999"/>',
+        f'<text x="{left + width / 2 - 40}" y="{top + height + 30}" {FONT}>'
+        "p99 latency, ms (log)</text>",
+        f'<text x="{left}" y="{top - 4}" {FONT}>{escape(f"{obj.name} {obj.unit}")}</text>',
+    ]
+    for k in range(5):
+        gx, _ = px(x0 + (x1 - x0) * k / 4, y0)
+        _, gy = px(x0, y0 + (y1 - y0) * k / 4)
+        body.append(f'<text x="{gx - 10}" y="{top + height + 14}" {FONT}>'
+                    f"{10 ** (x0 + (x1 - x0) * k / 4):.3g}</text>")  # fmt: skip
+        body.append(
+            f'<text x="{left - 44}" y="{gy + 4}" {FONT}>{y0 + (y1 - y0) * k / 4:.4g}</text>'
+        )
+    for (v, ms, y), x in zip(pts, xs, strict=True):
+        cx, cy = px(x, y)
+        ring = ' stroke="#e6550d" stroke-width="2"' if v.on_front else ""
+        radius = 6 if v.role == "winner" else 4
+        tip = f"{v.label}: p99 {ms:.4g} ms, {obj.name} {y:.4g}; {v.why}"
+        body.append(
+            f'<circle class="point {v.role}" cx="{cx:.1f}" cy="{cy:.1f}" r="{radius}" '
+            f'fill="{_ROLE_COLOURS[v.role]}"{ring}><title>{escape(tip)}</title></circle>'
+        )
+        if v.role == "winner":
+            body.append(f'<text x="{cx + 8:.1f}" y="{cy - 8:.1f}" {FONT}>winner</text>')
+    return _svg(left + width + 20, top + height + 40, body, title)

@@ -12,11 +12,13 @@ import numpy as np
 
 from harness.columns import DEFAULT_COLUMNS, WIDE, display_rows, noise_flags, notes
 from harness.compare import CaseComparison
+from harness.recommend import Recommendation
 from harness.render import comparison_rows
 from harness.report.charts import (
     FIDELITY_RESOLUTION,
     latency_distributions,
     pareto_chart,
+    recommendation_chart,
     speedup_heatmap,
 )
 from harness.result import CaseResult
@@ -122,13 +124,59 @@ def _run_section(rr: ReportRun) -> str:
     return "\n".join(parts)
 
 
-def html_report(runs: Sequence[ReportRun], comparison: list[CaseComparison] | None) -> str:
-    """The whole report as one HTML document."""
+def recommendation_section(rec: Recommendation, command: str | None) -> str:
+    """The chosen configuration, why every other lost, and the Pareto chart (winner marked)."""
+    obj = rec.objective
+    header = ["role", "configuration", f"{obj.name} {obj.unit}", "p99 ms [upper]", "front", "why"]
+    rows = [
+        [
+            v.role,
+            v.label,
+            _num(getattr(v.row, obj.column)),
+            f"{_num(v.row.latency_ms_p99)} [{_num(v.row.latency_ms_p99_ci_high)}]",
+            "yes" if v.on_front else "",
+            v.why,
+        ]
+        for v in rec.verdicts
+    ]
+    classes = ["" if v.role != "excluded" else "skipped" for v in rec.verdicts]
+    best = "highest" if obj.maximize else "lowest"
+    winner = rec.winner
+    parts = [
+        "<h2>Recommendation</h2>",
+        f"<p>{best} {escape(obj.name)}: <b>{escape(winner.label)}</b></p>"
+        if winner
+        else "<p><b>No configuration meets the constraints.</b></p>",
+        f"<pre>{escape(command)}</pre>" if command else "",
+        _table(header, rows, classes),
+        *(f'<p class="note">{escape(n)}</p>' for n in rec.notes),
+    ]
+    chart = recommendation_chart(rec, f"{obj.name} vs p99 (orange ring: Pareto front)")
+    if chart:
+        parts.append(f"<figure>{chart}</figure>")
+    return "\n".join(p for p in parts if p)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def html_report(
+    runs: Sequence[ReportRun],
+    comparison: list[CaseComparison] | None,
+    recommendation: tuple[Recommendation, str | None] | None = None,
+) -> str:
+    """The whole report as one HTML document; ``recommendation`` (with the command that
+    reproduces its winner) adds a Recommendation section first."""
     sections = [_run_section(rr) for rr in runs]
+    if recommendation is not None:
+        sections.insert(0, recommendation_section(*recommendation))
     if comparison is not None:
         header, rows = comparison_rows(comparison)
         classes = ["regression" if c.regression else "" for c in comparison]
-        sections.insert(0, "<h2>Comparison</h2>" + _table(header, rows, classes))
+        sections.insert(
+            1 if recommendation else 0, "<h2>Comparison</h2>" + _table(header, rows, classes)
+        )
     title = "infrabench report: " + ", ".join(str(rr.run["run_id"]) for rr in runs)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'

@@ -1,0 +1,227 @@
+"""Search instead of the full grid: successive halving of measurement budgets, pruning every
+case that cannot win (``infrabench recommend --run SUITE``).
+
+Round 0 measures every case briefly (``first_budget_s`` each); each later round multiplies the
+budget by ``eta`` up to ``full_budget_s`` and measures only the cases still alive, the last
+round at the full budget. After each round a case is **pruned** when, even at the optimistic end
+of its intervals, it cannot win:
+
+* it failed or was skipped;
+* a constraint fails for certain: the p99's *lower* interval bound above the bound (the upper
+  bound decides "met"; the lower one decides "hopeless"), the fidelity ratio below its minimum,
+  memory over its bound, a hardware class not allowed (fidelity and memory do not depend on how
+  long a case is timed);
+* its objective at its optimistic end is worse than the pessimistic end of the best case that
+  meets every constraint with confidence (energy-derived objectives: the best of the same energy
+  source). The objective's interval is the p99's for latency; for cost, energy and CO2 (which
+  scale with the time per inference) the p50's relative interval, inverted for throughput.
+
+A p99 interval needs enough samples (``harness.measure.stats.min_samples_for``): under a latency
+bound, a round too short for any case to show it meets the bound prunes nothing on the objective
+(no case is yet a safe leader), so the first budget should allow that many samples.
+
+The caller supplies ``measure(cases, budget_s) -> rows`` (one ``CaseResult`` per case, matched
+by ``case_id``); nothing here knows how cases are run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from harness.errors import ConfigError
+from harness.recommend import (
+    LATENCY_BOUNDS,
+    OBJECTIVES,
+    Constraints,
+    Objective,
+    Recommendation,
+    Verdict,
+    labels,
+    recommend,
+    violations,
+)
+from harness.result import CaseResult
+
+
+class HasCaseId(Protocol):
+    @property
+    def case_id(self) -> str: ...
+
+
+C = TypeVar("C", bound=HasCaseId)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """A case dropped after ``round`` and why (one line)."""
+
+    case_id: str
+    round: int
+    why: str
+
+
+@dataclass(frozen=True)
+class Round:
+    index: int
+    budget_s: float
+    measured: tuple[str, ...]  # case ids
+    pruned: tuple[Pruned, ...]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """``rows``: each case's last measurement; ``planned_s``: sum of the budgets handed out
+    (the full grid would have been ``full_grid_s``)."""
+
+    rows: list[CaseResult]
+    rounds: list[Round]
+    recommendation: Recommendation
+    planned_s: float
+    full_grid_s: float
+
+    @property
+    def pruned(self) -> list[Pruned]:
+        return [p for r in self.rounds for p in r.pruned]
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def objective_interval(row: CaseResult, obj: Objective) -> tuple[float, float] | None:
+    """(optimistic, pessimistic) ends of the row's objective, oriented so lower is better
+    (throughput negated); None when the objective is unknown."""
+    value: float | None = getattr(row, obj.column)
+    if value is None:
+        return None
+    if obj.name == "latency":
+        low = row.latency_ms_p99_ci_low if row.latency_ms_p99_ci_low is not None else value
+        high = row.latency_ms_p99_ci_high if row.latency_ms_p99_ci_high is not None else value
+        return low, high
+    p50 = row.latency_ms_p50
+    low_ratio = high_ratio = 1.0
+    if p50 and row.latency_ms_p50_ci_low is not None and row.latency_ms_p50_ci_high is not None:
+        low_ratio, high_ratio = row.latency_ms_p50_ci_low / p50, row.latency_ms_p50_ci_high / p50
+    if obj.maximize:  # throughput: faster (low latency) is the optimistic end
+        return -value / low_ratio, -value / high_ratio
+    return value * low_ratio, value * high_ratio
+
+
+def hopeless(row: CaseResult, c: Constraints) -> str | None:
+    """Why a constraint fails whatever longer timing shows; None when it still may hold."""
+    if row.status != "ok":
+        return f"{row.status}: {row.reason or 'no reason recorded'}"
+    certain = violations(row, c, timed=False)
+    for what, column, name in LATENCY_BOUNDS:
+        bound, low = getattr(c, name), getattr(row, f"{column}_ci_low", None)
+        if bound is not None and low is not None and low > bound:
+            certain.insert(0, f"{what} lower bound {_num(low)} > {_num(bound)} ms")
+    return "; ".join(certain) or None
+
+
+def _prune(
+    rows: Sequence[CaseResult], obj: Objective, c: Constraints, names: dict[str, str]
+) -> dict[str, str]:
+    """case_id -> why, for the rows that cannot win."""
+    why = {r.case_id: w for r in rows if (w := hopeless(r, c))}
+    best: dict[str | None, tuple[float, CaseResult]] = {}
+    for r in rows:
+        ends = objective_interval(r, obj)
+        if r.case_id in why or ends is None or violations(r, c):
+            continue
+        key = r.energy_source if obj.energy_based else None
+        if key not in best or ends[1] < best[key][0]:
+            best[key] = (ends[1], r)
+    for r in rows:
+        ends = objective_interval(r, obj)
+        key = r.energy_source if obj.energy_based else None
+        if r.case_id in why or ends is None or key not in best:
+            continue
+        bound, leader = best[key]
+        if leader is not r and ends[0] > bound:
+            sign = -1 if obj.maximize else 1
+            why[r.case_id] = (
+                f"cannot beat {names[leader.case_id]}: {obj.name} {_num(sign * ends[0])} "
+                f"{obj.unit} at best vs {_num(sign * bound)} at worst"
+            )
+    return why
+
+
+def successive_halving(
+    cases: Sequence[C],
+    measure: Callable[[list[C], float], list[CaseResult]],
+    objective: str,
+    constraints: Constraints,
+    first_budget_s: float,
+    full_budget_s: float,
+    eta: float = 3.0,
+    energy_source: str | None = None,
+) -> SearchResult:
+    """Measure ``cases`` in rounds of growing budget (seconds per case), pruning hopeless ones.
+
+    Raises ConfigError for an unknown objective, no cases, non-positive budgets or eta <= 1.
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    if not cases:
+        raise ConfigError("search: no cases to measure")
+    if not 0 < first_budget_s <= full_budget_s or eta <= 1:
+        raise ConfigError(
+            f"search: need 0 < first budget ({first_budget_s}) <= full budget "
+            f"({full_budget_s}) and eta ({eta}) > 1"
+        )
+    obj = OBJECTIVES[objective]
+    alive = list(cases)
+    latest: dict[str, CaseResult] = {}
+    rounds: list[Round] = []
+    budget, planned = first_budget_s, 0.0
+    while True:
+        rows = measure(alive, budget)
+        planned += budget * len(alive)
+        by_id = {r.case_id: r for r in rows}
+        missing = [c.case_id for c in alive if c.case_id not in by_id]
+        if missing:
+            raise ConfigError(f"search: measure returned no row for {', '.join(missing)}")
+        latest.update(by_id)
+        final = budget >= full_budget_s
+        names = dict(zip(latest, labels(list(latest.values())), strict=True))
+        why = {} if final else _prune([by_id[c.case_id] for c in alive], obj, constraints, names)
+        pruned = tuple(Pruned(k, len(rounds), w) for k, w in why.items())
+        rounds.append(Round(len(rounds), budget, tuple(c.case_id for c in alive), pruned))
+        alive = [c for c in alive if c.case_id not in why]
+        if final or not alive:
+            break
+        # one case left: no need for intermediate rounds, it only needs its full measurement
+        budget = full_budget_s if len(alive) == 1 else min(full_budget_s, budget * eta)
+    return SearchResult(
+        list(latest.values()),
+        rounds,
+        _recommendation(latest, rounds, objective, constraints, energy_source),
+        planned,
+        full_budget_s * len(cases),
+    )
+
+
+def _recommendation(
+    latest: dict[str, CaseResult],
+    rounds: list[Round],
+    objective: str,
+    constraints: Constraints,
+    energy_source: str | None,
+) -> Recommendation:
+    """The recommendation over the fully measured cases; each pruned case is an excluded line
+    saying in which round and why."""
+    pruned = {p.case_id: p for r in rounds for p in r.pruned}
+    names = dict(zip(latest, labels(list(latest.values())), strict=True))
+    survivors = [r for k, r in latest.items() if k not in pruned]
+    extra = [
+        Verdict(latest[k], names[k], "excluded", False, f"pruned after round {p.round}: {p.why}")
+        for k, p in pruned.items()
+    ]
+    if not survivors:
+        return Recommendation(OBJECTIVES[objective], constraints, None, extra)
+    rec = recommend(survivors, objective, constraints, energy_source)
+    relabelled = [replace(v, label=names[v.row.case_id]) for v in rec.verdicts]
+    return replace(rec, verdicts=relabelled + extra)

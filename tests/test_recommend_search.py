@@ -1,0 +1,133 @@
+"""Successive halving with a fake measure: rounds, budgets, the pruning rule, the same pick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.recommend import Constraints, recommend
+from harness.recommend_search import successive_halving
+from harness.result import CaseResult
+
+
+@dataclass(frozen=True)
+class FakeCase:
+    case_id: str
+
+
+# name -> (cost USD/M at p50, p50 ms, fidelity ratio, status)
+TRUTH: dict[str, tuple[float, float, float, str]] = {
+    "a": (1.0, 2.0, 1.0, "ok"),  # cheapest that surely meets the bound early on
+    "b": (1.1, 2.2, 1.0, "ok"),  # close to a: survives until the full measurement
+    "c": (3.0, 1.0, 1.0, "ok"),  # hopelessly costly
+    "d": (0.2, 1.0, 0.9, "ok"),  # fidelity too low
+    "e": (0.3, 20.0, 1.0, "ok"),  # p99 certainly over the bound
+    "f": (0.1, 1.0, 1.0, "failed"),
+    "g": (0.5, 8.0, 1.0, "ok"),  # p99 near the bound: only a long measurement shows it meets it
+}
+
+
+def fake_row(name: str, budget_s: float) -> CaseResult:
+    """Intervals of relative half-width 0.2 / budget around the truth (p99 = 1.2 x p50)."""
+    cost, p50, fidelity, status = TRUTH[name]
+    rel = 0.2 / budget_s
+    p99 = 1.2 * p50
+    values: dict[str, Any] = {"run_id": "r", "case_id": name, "model": "m", "variant": name,
+                              "backend": "onnxruntime", "shape": "b1", "threads": 2,
+                              "status": status, "energy_source": "measured"}  # fmt: skip
+    if status == "ok":
+        values.update(
+            latency_ms_p50=p50, latency_ms_p50_ci_low=p50 * (1 - rel),
+            latency_ms_p50_ci_high=p50 * (1 + rel), latency_ms_p99=p99,
+            latency_ms_p99_ci_low=p99 * (1 - rel), latency_ms_p99_ci_high=p99 * (1 + rel),
+            cost_usd_per_million=cost, fidelity_ratio=fidelity,
+        )  # fmt: skip
+    else:
+        values["reason"] = "worker crashed"
+    return CaseResult(**values)
+
+
+def test_hopeless_cases_are_pruned_and_the_pick_matches_the_full_grid() -> None:
+    calls: list[tuple[list[str], float]] = []
+
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        calls.append(([c.case_id for c in cases], budget_s))
+        return [fake_row(c.case_id, budget_s) for c in cases]
+
+    bound = Constraints(max_p99_ms=10.0, min_fidelity=0.99)
+    result = successive_halving([FakeCase(n) for n in TRUTH], measure, "cost", bound, 1.0, 9.0)
+    assert calls == [(list(TRUTH), 1.0), (["a", "b", "g"], 3.0), (["a", "b", "g"], 9.0)]
+    assert [(p.case_id, p.round, p.why) for p in result.pruned] == [
+        ("d", 0, "fidelity 0.9 < 0.99"),
+        ("e", 0, "p99 lower bound 19.2 > 10 ms"),
+        ("f", 0, "failed: worker crashed"),
+        ("c", 0, "cannot beat a/onnxruntime/b1/t2: cost 2.4 USD/M at best vs 1.2 at worst"),
+    ]
+    assert (result.planned_s, result.full_grid_s) == (7 * 1 + 3 * 3 + 3 * 9, 63.0)
+    rec = result.recommendation
+    full = recommend([fake_row(n, 9.0) for n in TRUTH], "cost", bound)
+    assert rec.winner is not None and full.winner is not None
+    assert rec.winner.row.case_id == full.winner.row.case_id == "g"
+    assert [v.why for v in rec.verdicts][-4:] == [
+        f"pruned after round 0: {p.why}" for p in result.pruned
+    ]
+    assert rec.runner_up is not None and rec.runner_up.label == "a/onnxruntime/b1/t2"
+
+
+def test_a_lone_survivor_goes_straight_to_its_full_measurement() -> None:
+    budgets: list[float] = []
+
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        budgets.append(budget_s)
+        return [fake_row(c.case_id, budget_s) for c in cases]
+
+    result = successive_halving([FakeCase("a"), FakeCase("c")], measure, "cost", Constraints(),
+                                0.5, 40.0, eta=2)  # fmt: skip
+    assert budgets == [0.5, 40.0]
+    assert [r.index for r in result.rounds] == [0, 1]
+    assert result.rounds[1].measured == ("a",)
+
+
+def test_throughput_prunes_on_the_inverted_interval() -> None:
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        rows = [fake_row(c.case_id, budget_s) for c in cases]
+        for r in rows:
+            r.throughput_per_s = 1000.0 / (r.latency_ms_p50 or 1.0)
+        return rows
+
+    result = successive_halving([FakeCase("a"), FakeCase("e")], measure, "throughput",
+                                Constraints(), 1.0, 1.0)  # fmt: skip
+    assert result.pruned == []  # one round at the full budget: nothing left to prune
+    staged = successive_halving([FakeCase("a"), FakeCase("e")], measure, "throughput",
+                                Constraints(), 1.0, 3.0)  # fmt: skip
+    assert [p.why for p in staged.pruned] == [
+        "cannot beat a/onnxruntime/b1/t2: throughput 62.5 /s at best vs 416.7 at worst"
+    ]
+
+
+def test_bad_search_settings_are_config_errors() -> None:
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        return []
+
+    with pytest.raises(ConfigError, match="eta"):
+        successive_halving([FakeCase("a")], measure, "cost", Constraints(), 2.0, 1.0)
+    with pytest.raises(ConfigError, match="no cases"):
+        successive_halving([], measure, "cost", Constraints(), 1.0, 2.0)
+    with pytest.raises(ConfigError, match="measure returned no row for a"):
+        successive_halving([FakeCase("a")], measure, "cost", Constraints(), 1.0, 2.0)
+
+
+def test_when_every_case_is_pruned_there_is_no_winner_and_each_says_why() -> None:
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        return [fake_row(c.case_id, budget_s) for c in cases]
+
+    bound = Constraints(max_p99_ms=1.0)
+    result = successive_halving([FakeCase("e"), FakeCase("f")], measure, "cost", bound, 1.0, 9.0)
+    assert result.recommendation.winner is None and len(result.rounds) == 1
+    assert [v.why for v in result.recommendation.verdicts] == [
+        "pruned after round 0: p99 lower bound 19.2 > 1 ms",
+        "pruned after round 0: failed: worker crashed",
+    ]
