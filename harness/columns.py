@@ -44,7 +44,7 @@ def _sig(value: float | None, digits: int = 4) -> str:
 def noise_flags(r: CaseResult) -> list[str]:
     """The row's noise flags. The ``noise`` field (text, flags joined by "; ") is read with
     getattr so rows of stores written before the field existed read as not flagged."""
-    value = getattr(r, "noise", None)
+    value = r.noise
     if not value:
         return []
     if isinstance(value, str):

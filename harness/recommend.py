@@ -111,8 +111,7 @@ class Recommendation:
 
 def row_hardware_class(row: CaseResult) -> str:
     """The row's hardware class: its own column where the row has one, else the device's."""
-    explicit: str | None = getattr(row, "hardware_class", None)
-    return explicit if explicit is not None else cost.hardware_class(row.device)
+    return row.hardware_class or cost.hardware_class(row.device)
 
 
 def _num(value: float) -> str:

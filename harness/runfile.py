@@ -36,7 +36,7 @@ from harness.compare import (
 from harness.errors import ConfigError
 from harness.result import CaseResult
 from harness.store import Store
-from harness.store_schema import derive_baseline
+from harness.store_schema import derive_baseline, legacy_hardware_class
 
 FORMAT = "infrabench-run"
 VERSION = 3  # what ``write`` writes and the newest ``read`` reads
@@ -137,7 +137,10 @@ def update_to_3(data: dict[str, Any]) -> dict[str, Any]:
     """v2 -> v3: cases get ``hardware_class`` and ``noise`` (null: not recorded); the run gets
     the baseline its stored speedups were computed from, where ``derive_baseline`` can tell it
     for certain, else null (the speedups are kept as written either way)."""
-    cases = [{"hardware_class": None, "noise": None, **c} for c in data["cases"]]
+    cases = [
+        {"hardware_class": legacy_hardware_class(c.get("device")), "noise": None, **c}
+        for c in data["cases"]
+    ]
     rows = [CaseResult.from_dict(c).to_dict() for c in cases]
     backend, variant = derive_baseline(rows) or (None, None)
     run = {"baseline_backend": backend, "baseline_variant": variant, **data["run"]}

@@ -130,10 +130,28 @@ def recompute_speedups(
     return out
 
 
+def legacy_hardware_class(device: str | None) -> str:
+    """The hardware class a v1 row was priced at: v1 derived it from the device text
+    (``cuda*`` -> gpu-datacenter, ``fpga:<class>`` -> that class, ``fpga*`` -> fpga-card,
+    anything else -> cpu-vcpu); v2 rows carry it as a column."""
+    device = device or "cpu"
+    if device.startswith("cuda"):
+        return "gpu-datacenter"
+    if device.startswith("fpga:"):
+        return device.removeprefix("fpga:")
+    return "fpga-card" if device.startswith("fpga") else "cpu-vcpu"
+
+
 def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     for table, columns in ADDED_COLUMNS[2].items():
         for column in columns:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR")
+    devices = [r[0] for r in con.execute("SELECT DISTINCT device FROM cases").fetchall()]
+    for device in devices:
+        con.execute(
+            "UPDATE cases SET hardware_class = ? WHERE device IS NOT DISTINCT FROM ?",
+            [legacy_hardware_class(device), device],
+        )
     run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
     for run_id in run_ids:
         cursor = con.execute(

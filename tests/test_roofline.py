@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from backends.fpga_sim.systolic import load_presets
 from harness.cost import load_price_table
 from harness.errors import ConfigError
 from harness.result import CaseResult
@@ -23,7 +24,6 @@ from harness.roofline import (
     tensor_types,
     what_if,
 )
-from harness.sim.systolic import load_presets
 
 
 def graph(nodes: list[Any], inputs: list[Any], output: str, inits: dict[str, np.ndarray]) -> Any:
@@ -174,7 +174,8 @@ def test_what_if_predicts_every_class_and_the_error_where_a_row_exists() -> None
     rows = [
         CaseResult(case_id="c", backend="onnxruntime", threads=2, latency_ms_p50=4.0,
                    energy_source="measured", **common),
-        CaseResult(case_id="f", backend="fpga-sim", device="fpga:fpga-edge", threads=1,
+        CaseResult(case_id="f", backend="fpga-sim", device="fpga:fpga-edge",
+                   hardware_class="fpga-edge", threads=1,
                    latency_ms_p50=0.5, energy_source="simulated", **common),
     ]  # fmt: skip
     calls = []
@@ -216,6 +217,7 @@ def test_recommend_what_if_predicts_from_the_cached_artifact(
         store.add_case(CaseResult(case_id="a", backend="onnxruntime", latency_ms_p50=0.5,
                                   energy_source="measured", **common), [])  # fmt: skip
         sim = CaseResult(case_id="b", backend="fpga-sim", device="fpga:fpga-edge",
+                   hardware_class="fpga-edge",
                          latency_ms_p50=0.01, energy_source="simulated", **common)  # fmt: skip
         store.add_case(sim, [])
     args = ["recommend", "--store", str(tmp_path / "s.duckdb"), "--objective", "latency",

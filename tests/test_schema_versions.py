@@ -113,7 +113,9 @@ def test_a_golden_v1_store_migrates_in_place_with_its_rows_unchanged(golden_stor
         }
         bases = {r["run_id"]: (r["baseline_backend"], r["baseline_variant"]) for r in store.runs()}
         assert {r.status for r in store.cases("golden-cand")} == {"ok", "failed", "skipped"}
-        assert all(r.hardware_class is None and r.noise is None for r in store.cases("golden-base"))
+        # v1 priced each row at the class its device named; the migration records that class.
+        base = store.cases("golden-base")
+        assert all(r.hardware_class == "cpu-vcpu" and r.noise is None for r in base)
 
     assert _raw(golden_store, "SELECT version FROM schema_info") == [(2,)]
     assert _raw(golden_store, cases_sql) == cases
@@ -154,7 +156,7 @@ def test_golden_v1_and_v2_run_files_read_as_the_same_run(golden_store: Path) -> 
     assert v2.history == json.loads((DATA / "golden_base_v2.json").read_text())["history"] != {}
     for rf in (v1, v2):
         assert (rf.run["baseline_backend"], rf.run["baseline_variant"]) == ("torch-eager", "fp32")
-    assert all(c.hardware_class is None and c.noise is None for c in v1.cases)
+    assert all(c.hardware_class == "cpu-vcpu" and c.noise is None for c in v1.cases)
 
 
 def test_the_update_chain_covers_every_version() -> None:
