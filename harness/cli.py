@@ -8,18 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import __version__, runfile
 from harness.backend import availability, backend_class, backend_names
-from harness.case import Case
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
 from harness.environment import fingerprint, usable_cpus
 from harness.errors import ConfigError, HarnessError
@@ -30,8 +28,8 @@ from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
 from harness.plan import Plan, Selection, Sweeps, plan
+from harness.progress import ProgressReporter
 from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
-from harness.result import CaseResult
 from harness.runner import Runner
 from harness.store import Store, store_path
 from harness.suite import find_suite, load_suite, suite_names
@@ -39,27 +37,15 @@ from harness.suite import find_suite, load_suite, suite_names
 DEFAULT_SUITE = "quick"
 
 
+class _Reported(KeyboardInterrupt):
+    """An interrupt whose message has been printed already."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting, so errors stay one line."""
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.prog}: {message}")
-
-
-class ProgressReporter:
-    """A progress bar on stderr; one line per finished case."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = progress.add_task("starting", total=None)
-
-    def case_started(self, index: int, total: int, case: Case, activity: str) -> None:
-        self.progress.update(self.task, total=total, description=f"{case.case_id}: {activity}")
-
-    def case_done(self, index: int, total: int, result: CaseResult) -> None:
-        p50 = f"p50 {result.latency_ms_p50:.3f} ms" if result.latency_ms_p50 else result.reason
-        self.progress.console.print(f"  {result.status:7} {result.case_id}  {p50}")
-        self.progress.update(self.task, completed=index + 1)
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -182,14 +168,24 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 
 def _run_suite(planned: Plan, store: Store, args: argparse.Namespace, quiet: bool) -> str:
-    """Run with a progress bar on stderr; return the run id."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
-        runner = Runner(
-            store, cache_root(args.cache), launcher(args.inline), ProgressReporter(progress)
-        )
-        return runner.run(planned)
+    """Run with a progress line on stderr; return the run id. On an interrupt (Ctrl-C,
+    SIGTERM, SIGHUP) say what was saved and how to resume or show it, then re-raise."""
+    resume = getattr(args, "resume", None)
+    with ProgressReporter(quiet) as reporter:
+        runner = Runner(store, cache_root(args.cache), launcher(args.inline), reporter)
+        try:
+            return runner.run(planned, resume, resume is not None)
+        except KeyboardInterrupt:
+            if runner.run_id is not None:
+                where = f" --store {args.store}" if args.store else ""
+                print(
+                    f"infrabench: interrupted: {runner.stored} finished case(s) of run "
+                    f"{runner.run_id} are saved in {store.path}; show them with `infrabench "
+                    f"show {runner.run_id}{where}`, finish the run with the same command and "
+                    f"--resume {runner.run_id}",
+                    file=sys.stderr,
+                )
+            raise _Reported() from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -478,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite and store the results")
     _run_options(run)
     run.add_argument("--json", action="store_true", help="print the rows as JSON")
+    run.add_argument(
+        "--resume", metavar="RUN", help="finish an interrupted run: keep its cases, run the rest"
+    )
     _view_options(run)
     run.set_defaults(func=_cmd_run)
 
@@ -562,6 +561,20 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"infrabench: error: {exc}", file=sys.stderr)
         return 1
+    except _Reported:
+        return 130
     except KeyboardInterrupt:
         print("infrabench: interrupted; every finished case is already stored", file=sys.stderr)
         return 130
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def entry() -> None:
+    """The console script: SIGTERM and SIGHUP end a run as Ctrl-C does (workers stopped,
+    finished cases kept, a message saying so)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    sys.exit(main())

@@ -9,12 +9,14 @@ case that was skipped or failed. Nothing here reads a clock, a file or the envir
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from harness.case import Case
 from harness.cost import Prices, cost_columns, hardware_class
 from harness.execute import Measurement
 from harness.launch.base import Outcome
+from harness.measure import noise
 from harness.measure.stats import LatencyStats, samples_to_ms
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
@@ -58,9 +60,16 @@ def unmeasured(
 
 
 def finalize(
-    run_id: str, case: Case, artifact: Artifact, m: Measurement, prices: Prices
+    run_id: str,
+    case: Case,
+    artifact: Artifact,
+    m: Measurement,
+    prices: Prices,
+    machine_flags: Sequence[str] = (),
 ) -> tuple[CaseResult, list[float]]:
-    """The case's row and its raw samples in ms."""
+    """The case's row and its raw samples in ms. ``machine_flags`` are what the parent saw
+    on the machine while the case ran (other busy processes...); the row's ``noise`` joins
+    them with the flags its own samples raise (wide spread, an interval that did not settle)."""
     row = identity(run_id, case, artifact)
     samples = samples_to_ms(list(m.samples_ns))
     stats = LatencyStats.from_samples(samples, case.batch_size, case.settings.timing.confidence)
@@ -83,6 +92,10 @@ def finalize(
     row.cost_usd_per_million_machine = costs.usd_per_million_machine
     row.cost_usd_per_million = costs.usd_per_million
     row.gco2_per_million = costs.gco2_per_million
+    row.noise = noise.row_noise(
+        list(machine_flags),
+        noise.case_flags(row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci),
+    )
     row.details = json.dumps(details)
     return row, samples.tolist()
 

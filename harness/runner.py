@@ -9,9 +9,10 @@ stored. The raw measurement becomes a row in this process (:func:`harness.finali
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from harness.backend import quick_unavailable_reason
 from harness.case import Case
@@ -20,6 +21,7 @@ from harness.cost import prices as default_prices
 from harness.environment import fingerprint
 from harness.finalize import finalize, unmeasured
 from harness.launch import InlineLauncher, Launcher, Outcome, ProcessLauncher
+from harness.measure import noise
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 from harness.plan import Plan
@@ -31,17 +33,52 @@ from harness.worker import BuildTask, MeasureTask
 class Reporter(Protocol):
     """Progress callbacks; the CLI draws a progress bar, tests record events."""
 
+    def run_started(self, run_id: str, cases: Sequence[Case]) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
     def case_started(self, index: int, total: int, case: Case, activity: str) -> None: ...
 
     def case_done(self, index: int, total: int, result: CaseResult) -> None: ...
 
 
 class SilentReporter:
+    def run_started(self, run_id: str, cases: Sequence[Case]) -> None:
+        return None
+
+    def notice(self, text: str) -> None:
+        return None
+
     def case_started(self, index: int, total: int, case: Case, activity: str) -> None:
         return None
 
     def case_done(self, index: int, total: int, result: CaseResult) -> None:
         return None
+
+
+class NoiseWatch(Protocol):
+    """Watches the machine while a case is measured: ``start`` when its worker starts,
+    ``stop`` with what ``start`` returned when it ends, giving the flags for that window."""
+
+    def before_run(self) -> list[str]: ...
+
+    def start(self) -> object: ...
+
+    def stop(self, token: object) -> list[str]: ...
+
+
+class MachineWatch:
+    """The real machine, through :mod:`harness.measure.noise` (other processes' CPU, steal,
+    load, memory)."""
+
+    def before_run(self) -> list[str]:
+        return noise.system_flags(noise.read_system())
+
+    def start(self) -> object:
+        return noise.cpu_snapshot()
+
+    def stop(self, token: object) -> list[str]:
+        return noise.window_flags(cast(noise.CpuSnapshot, token), noise.cpu_snapshot())
 
 
 def new_run_id() -> str:
@@ -58,21 +95,38 @@ class Runner:
         cache: Path,
         launcher: Launcher | None = None,
         reporter: Reporter | None = None,
+        watch: NoiseWatch | None = None,
     ) -> None:
         self.store = store
         self.reporter = reporter or SilentReporter()
-        self.cases = CaseRunner(cache, launcher, self.reporter)
+        self.watch = watch or MachineWatch()
+        self.cases = CaseRunner(cache, launcher, self.reporter, self.watch)
+        self.run_id: str | None = None  # the run being written, for an interrupt's message
+        self.stored = 0
 
-    def run(self, plan: Plan, run_id: str | None = None) -> str:
-        """Run every case of ``plan``; return the run id. Each row is stored as it lands."""
+    def run(self, plan: Plan, run_id: str | None = None, resume: bool = False) -> str:
+        """Run every case of ``plan``; return the run id. Each row is stored as it lands.
+
+        ``resume``: ``run_id`` names an earlier, interrupted run of the same plan; its stored
+        cases are kept and only the others run. Raises ConfigError if there is no such run."""
         run_id = run_id or new_run_id()
+        self.run_id, self.stored = run_id, 0
         suite = plan.suite
-        self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
-        total = len(plan.cases)
-        for index, case in enumerate(plan.cases):
-            result, samples = self.cases.run_case(run_id, case, plan.prices, index, total)
+        done: set[str] = set()
+        if resume:
+            self.store.run(run_id)  # ConfigError when it does not exist
+            done = {r.case_id for r in self.store.cases(run_id)}
+        else:
+            self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
+        todo = [c for c in plan.cases if c.case_id not in done]
+        self.reporter.run_started(run_id, todo)
+        for flag in self.watch.before_run():
+            self.reporter.notice(f"noisy machine: {flag}")
+        for index, case in enumerate(todo):
+            result, samples = self.cases.run_case(run_id, case, plan.prices, index, len(todo))
             self.store.add_case(result, samples)
-            self.reporter.case_done(index, total, result)
+            self.stored += 1
+            self.reporter.case_done(index, len(todo), result)
         self.store.finish_run(run_id)
         return run_id
 
@@ -82,11 +136,16 @@ class CaseRunner:
     nothing."""
 
     def __init__(
-        self, cache: Path, launcher: Launcher | None = None, reporter: Reporter | None = None
+        self,
+        cache: Path,
+        launcher: Launcher | None = None,
+        reporter: Reporter | None = None,
+        watch: NoiseWatch | None = None,
     ) -> None:
         self.cache = cache
         self.launcher = launcher or ProcessLauncher()
         self.reporter = reporter or SilentReporter()
+        self.watch = watch or MachineWatch()
         self._artifacts: dict[tuple[str, str, tuple[str, ...]], Outcome[Artifact]] = {}
 
     def run_case(
@@ -114,10 +173,12 @@ class CaseRunner:
 
         self.reporter.case_started(index, total, case, "measuring")
         task = MeasureTask(case, artifact.value, reference.value, str(self.cache))
+        token = self.watch.start()
         measured = self.launcher.launch(task, measuring)
+        machine = self.watch.stop(token)
         if measured.value is None:
             return unmeasured(run_id, case, artifact.value, measured), []
-        return finalize(run_id, case, artifact.value, measured.value, prices)
+        return finalize(run_id, case, artifact.value, measured.value, prices, machine)
 
     def _artifact(self, case: Case, variant: str, progress: Any, stage: str) -> Outcome[Artifact]:
         """The artifact, built once per run; only a variant whose output depends on the case's
