@@ -232,7 +232,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         regression = any(r.regression for r in rows)
         _write_report(Path(args.report), [baseline, current], rows)
         title = f"{suite.name}: {run_id} vs baseline {baseline.run_id}"
-        print(render_comparison(rows, "table", title), end="")
+        print(render_comparison(rows, "table", title, terminal_width()), end="")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
@@ -308,7 +308,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     title = (
         f"{cand.run_id} vs {base.run_id} (alpha {args.alpha:g}, min effect {args.min_effect:.0%})"
     )
-    print(render_comparison(rows, args.format, title), end="")
+    print(render_comparison(rows, args.format, title, terminal_width()), end="")
     return 1 if any(r.regression for r in rows) else 0
 
 

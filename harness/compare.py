@@ -125,6 +125,7 @@ class CaseComparison:
     fidelity_regression: bool = False
     cost_ratio: float | None = None
     noise_floor: float | None = None  # from the base's history of earlier runs
+    noise: str | None = None  # the noise flags either row carried: its figures may be disturbed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +174,8 @@ def compare_runs(
         if b is None or c is None:
             row.verdict = "only in candidate" if b is None else "only in base"
             continue
+        flags = [f"{side}: {r.noise}" for side, r in (("base", b), ("candidate", c)) if r.noise]
+        row.noise = "; ".join(flags) or None
         row.base_p50_ms, row.candidate_p50_ms = b.latency_ms_p50, c.latency_ms_p50
         row.base_fidelity, row.candidate_fidelity = b.fidelity, c.fidelity
         row.fidelity_regression = b.fidelity_ok is True and c.fidelity_ok is False

@@ -245,8 +245,8 @@ _COMPARE: tuple[tuple[str, Callable[[CaseComparison], str], int | None, bool], .
     ("variant", lambda c: c.variant, 12, False),
     ("backend", lambda c: c.backend, 11, False),
     ("shape", lambda c: c.shape or "-", 8, False),
-    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else ""),
-     None, False),
+    ("verdict", lambda c: c.verdict + (" + FIDELITY FAIL" if c.fidelity_regression else "")
+     + (" (noisy)" if c.noise else ""), None, False),
     ("base p50 ms", lambda c: num(c.base_p50_ms, 3), None, True),
     ("cand p50 ms", lambda c: num(c.candidate_p50_ms, 3), None, True),
     ("ratio [95% CI]", _ratio, None, True),
@@ -276,8 +276,10 @@ def render_comparison(
     if fmt == "json":
         return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     header, cells = comparison_rows(rows)
+    noisy = [f"noisy {c.model}/{c.variant}/{c.backend} {c.shape or ''}: {c.noise}"
+             for c in rows if c.noise]  # fmt: skip
     if fmt != "table":
-        return markdown_table(title, header, cells, [])
+        return markdown_table(title, header, cells, noisy)
     chosen = [Column(h, h, lambda r: "", right, elide) for h, _, elide, right in _COMPARE]
     kept, widths, dropped = fit(chosen, cells, width, COMPARE_DROP_ORDER)
     styles = ["red" if r.regression else None for r in rows]
@@ -285,7 +287,7 @@ def render_comparison(
         [header[i] for i in kept], [[row[i] for i in kept] for row in cells], widths,
         [chosen[i].right for i in kept], styles,
     )  # fmt: skip
-    footnotes = (
+    footnotes = noisy + (
         [f"not shown at {width} columns: {', '.join(dropped)}; --format json has every field"]
         if dropped
         else []

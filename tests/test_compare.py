@@ -168,3 +168,20 @@ def test_history_is_kept_per_case_and_capped(tmp_path: Path) -> None:
     del old["history"]
     (tmp_path / "v1.json").write_text(json.dumps(old))
     assert runfile.read(tmp_path / "v1.json").history == {}  # version 1 files still read
+
+
+def test_a_comparison_mentions_noisy_rows() -> None:
+    from harness.compare import compare_runs
+    from harness.render import render_comparison
+    from harness.result import CaseResult
+
+    common = {"model": "m", "variant": "fp32", "backend": "b", "shape": "b1", "status": "ok",
+              "latency_ms_p50": 1.0, "case_id": "c"}  # fmt: skip
+    base = CaseResult(run_id="r1", **common)  # type: ignore[arg-type]
+    cand = CaseResult(run_id="r2", noise="other processes used 1.7 cores", **common)  # type: ignore[arg-type]
+    samples = {("r1", "c"): np.full(50, 1.0), ("r2", "c"): np.full(50, 1.0)}
+    (row,) = compare_runs([base], [cand], samples, same_machine=True)
+    assert row.noise == "candidate: other processes used 1.7 cores"
+    text = render_comparison([row], "table", "t")
+    assert "(noisy)" in text and "noisy m/fp32/b b1: candidate: other processes" in text
+    assert "> note: noisy m/fp32/b b1" in render_comparison([row], "markdown", "t")
