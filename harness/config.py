@@ -134,7 +134,7 @@ class Suite:
         one case per batch size; a user model's unbound dynamic axis is a ConfigError. Models
         that take no shape bindings (the zoo) ignore the binding axes."""
         binding_sets = self.binding_sets()
-        takes = {m: getattr(get_model(m), "accepts_bindings", False) for m in self.models}
+        takes = {m: get_model(m).accepts_bindings for m in self.models}
         if binding_sets != [()] and not any(takes.values()):
             raise ConfigError(
                 f"{self.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
@@ -230,7 +230,7 @@ def _check_shapes(model: str, bindings: tuple[str, ...], batch: int, seq: int | 
     """ConfigError for an unbound or unknown axis; a static batch that contradicts ``batch``
     is left for the case to report as skipped."""
     with contextlib.suppress(VariantNotApplicable):
-        get_model(model, bindings).shapes(batch, seq)  # type: ignore[attr-defined]
+        get_model(model, bindings).shapes(batch, seq)
 
 
 def _choice(where: str, key: str, value: Any, allowed: list[str]) -> str:
