@@ -12,20 +12,30 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from harness.backend import quick_unavailable_reason
 from harness import worker
+from harness.backend import quick_unavailable_reason
 from harness.config import Case, Suite
 from harness.cost import Prices, apply_cost, prices
 from harness.environment import fingerprint, usable_cpus
 from harness.errors import WorkerError
 from harness.execute import base_result, case_payload, thread_env
-from harness.optimize.artifacts import CACHE_ENV, Artifact
+from harness.optimize.artifacts import CACHE_ENV, Artifact, build_artifact
+from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
 from harness.store import Store
 
 BUILD_TIMEOUT_S = 1800.0
+
+
+def build_in_worker(payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: build (or find) one artifact and return it as a dict."""
+    artifact = build_artifact(
+        payload["model"], payload["variant"], Path(payload["cache"]),
+        tuple(payload.get("bindings", ())), progress=worker.report_progress,
+    )  # fmt: skip
+    return artifact.to_dict()
 
 
 class Reporter(Protocol):
@@ -138,14 +148,14 @@ class CaseRunner:
         bindings: tuple[str, ...] = (),
     ) -> Artifact | WorkerError:
         """The artifact, built once per run; only static calibration depends on ``bindings``."""
-        bindings = bindings if "int8-static" in variant else ()
+        bindings = bindings if parse_variant(variant).depends_on_bindings else ()
         key = (model, variant, bindings)
         if key not in self._artifacts:
             payload = {"model": model, "variant": variant, "cache": str(self.cache),
                        "bindings": list(bindings)}  # fmt: skip
             try:
                 data = worker.call(
-                    "harness.optimize.artifacts:build_in_worker",
+                    "harness.runner:build_in_worker",
                     payload,
                     timeout_s=BUILD_TIMEOUT_S,
                     inline=self.inline,
