@@ -2,7 +2,8 @@
 
 Layout: ``<cache>/artifacts/<model>/<variant>/<key>/{model.onnx, meta.json}`` where ``key`` is
 the sha256 of the recipe (model source digest, variant, exporter, opset, torch version). Every
-ONNX-consuming backend runs the same file; torch backends rebuild the matching module.
+ONNX-consuming backend runs the same file; torch backends rebuild the matching module. What
+each variant step does, and how it enters the key, is registered in :mod:`.steps`.
 """
 
 from __future__ import annotations
