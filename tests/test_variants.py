@@ -77,10 +77,25 @@ def test_unstructured_pruning_really_zeroes_half_the_weights() -> None:
     assert float((module[0].weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
 
 
-def test_unstructured_pruning_covers_conv_layers() -> None:
-    artifact = build("digits-cnn", "pruned-unstructured-30", cache_root())
+CONV_NET = """
+import torch
+
+def make():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 3), torch.nn.Flatten(),
+        torch.nn.Linear(8 * 4 * 4, 10),
+    )
+    return net, torch.rand(1, 1, 8, 8)
+"""
+
+
+def test_unstructured_pruning_covers_conv_layers(tmp_path: Path) -> None:
+    (tmp_path / "convnet.py").write_text(CONV_NET)
+    model = f"torch:{tmp_path / 'convnet.py'}:make"
+    artifact = build_artifact(model, "pruned-unstructured-30", tmp_path / "cache")
     info = artifact.lineage["info"]
-    assert info["conv_layers"] == 2 and info["pruned_layers"] == 4
+    assert info["conv_layers"] == 2 and info["pruned_layers"] == 3
     convs = [
         onnx.numpy_helper.to_array(t)
         for t in onnx.load(str(artifact.onnx_path)).graph.initializer
