@@ -109,7 +109,7 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     where = "command line" if selection is not None and selection.models else suite.path
     models = {name: _load(where, name) for name in suite.models}
     binding_sets = suite.binding_sets()
-    takes = {name: getattr(model, "accepts_bindings", False) for name, model in models.items()}
+    takes = {name: model.accepts_bindings for name, model in models.items()}
     if binding_sets != [()] and not any(takes.values()):
         raise ConfigError(
             f"{suite.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
@@ -128,7 +128,7 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
         ]
         for bindings, batch, seq in shapes if takes[name] else ():
             with contextlib.suppress(VariantNotApplicable):
-                get_model(name, bindings).shapes(batch, seq)  # type: ignore[attr-defined]
+                get_model(name, bindings).shapes(batch, seq)
         cases += [
             Case(
                 model=name,

@@ -183,7 +183,7 @@ class CaseRunner:
     def _artifact(self, case: Case, variant: str, progress: Any, stage: str) -> Outcome[Artifact]:
         """The artifact, built once per run; only a variant whose output depends on the case's
         shape (static calibration) is built per binding set."""
-        bindings = case.bindings if "int8-static" in parse_variant(variant).name else ()
+        bindings = case.bindings if parse_variant(variant).depends_on_bindings else ()
         key = (case.model, variant, bindings)
         if key not in self._artifacts:
             task = BuildTask(case.model, variant, str(self.cache), bindings,

@@ -105,7 +105,3 @@ class MeasureTask:
         from harness.measure.clock import PerfCounterClock
 
         return measure_case(self.case, self.artifact, self.reference, PerfCounterClock(), progress)
-
-
-def report_progress(text: str) -> None:  # MERGE-TEMP: recipes take progress as an argument
-    return None

@@ -1,18 +1,54 @@
-"""The zoo's real model: minilm-l6 is the genuine all-MiniLM-L6-v2, and its ONNX export agrees."""
+"""The zoo's real model: minilm-l6 is the genuine all-MiniLM-L6-v2, and its ONNX export agrees;
+every model declares whether it takes shape bindings, is a user's ONNX file, knows its size."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
+from harness.errors import ConfigError
 from harness.models import get_model
 from harness.models.corpus import sentences
 from harness.models.minilm import model_dir
 from harness.optimize.artifacts import build, cache_root
 
-pytestmark = pytest.mark.slow
+
+def test_zoo_models_take_no_bindings_and_are_exported_from_torch() -> None:
+    model = get_model("tiny-mlp")
+    assert not model.accepts_bindings and model.onnx_file is None and model.params_m is None
+    assert model.bind(("height=32",)) is model
+    assert get_model("tiny-mlp", ("height=32",)).shapes(4, None) == {"x": (4, 16)}
+
+
+def _onnx_file(path: Path) -> Path:
+    """y = relu(x) * s: input x[n, k] with two dynamic axes, one parameter (the scale s)."""
+    scale = helper.make_tensor("s", TensorProto.FLOAT, (), [0.5])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "s"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ("n", "k"))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ("n", "k"))],
+        [scale],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_onnx_file_takes_bindings_and_is_its_own_artifact(tmp_path: Path) -> None:
+    path = _onnx_file(tmp_path / "m.onnx")
+    model = get_model(f"onnx:{path}")
+    assert model.accepts_bindings and model.onnx_file == path
+    assert model.params_m == pytest.approx(1e-6)
+    with pytest.raises(ConfigError, match="axis 1 \\('k'\\) is dynamic and has no binding"):
+        model.shapes(5, None)
+    bound = get_model(f"onnx:{path}", ("k=7",))
+    assert bound is not model and not model.bindings  # a bound copy; the cached model unchanged
+    assert bound.shapes(5, None) == {"x": (5, 7)}  # the batch axis is the case's
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +69,7 @@ def minilm_embeddings() -> tuple[np.ndarray, np.ndarray]:
     return ours.numpy(), np.asarray(reference)
 
 
+@pytest.mark.slow
 def test_minilm_matches_sentence_transformers(minilm_embeddings: tuple) -> None:
     ours, reference = minilm_embeddings
     assert ours.shape == (4, 384)
@@ -40,6 +77,7 @@ def test_minilm_matches_sentence_transformers(minilm_embeddings: tuple) -> None:
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_minilm_inputs_are_real_padded_sentences() -> None:
     inputs = get_model("minilm-l6").example_inputs(8, 128)
     assert inputs["input_ids"].shape == (8, 128) and inputs["input_ids"].dtype == np.int64
@@ -48,6 +86,7 @@ def test_minilm_inputs_are_real_padded_sentences() -> None:
     assert (inputs["input_ids"][:, 0] == 101).all()  # [CLS]
 
 
+@pytest.mark.slow
 def test_minilm_onnx_export_agrees_with_torch(minilm_embeddings: tuple) -> None:
     import onnxruntime as ort
 
@@ -64,6 +103,7 @@ def test_minilm_onnx_export_agrees_with_torch(minilm_embeddings: tuple) -> None:
     assert build("minilm-l6", "fp32", cache_root()) == artifact  # cached, not rebuilt
 
 
+@pytest.mark.slow
 def test_digits_cnn_is_trained_on_real_labels_and_cached() -> None:
     from harness.models.digits_cnn import _split
 
@@ -85,6 +125,7 @@ def test_digits_cnn_is_trained_on_real_labels_and_cached() -> None:
     )
 
 
+@pytest.mark.slow
 def test_bert_base_has_the_bert_base_architecture() -> None:
     module = get_model("bert-base").build_torch()
     assert len(module.encoder.encoder.layer) == 12

@@ -8,6 +8,8 @@ A model is named by a zoo name (``minilm-l6``) or a source spec for a model on d
     torch:MODULE:FACTORY             a PyTorch factory imported by path (.torch_factory)
 
 Modules here import torch and tokenizers only inside methods, so listing models stays cheap.
+Every model class derives from :class:`harness.models.base.BaseModel`, which gives the members
+that only some models change (shape bindings, a user's ONNX file) their usual values.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 from harness.errors import ConfigError
 
@@ -25,7 +27,14 @@ if TYPE_CHECKING:
 
 
 class Model(Protocol):
-    """A benchmarkable model: a torch module, named inputs and outputs, seeded inputs."""
+    """A benchmarkable model: a torch module, named inputs and outputs, seeded inputs.
+
+    ``accepts_bindings``: whether shape bindings (``--shape``, ``--dim``, ``--image-size``)
+    apply to it (its inputs have dynamic axes other than batch and sequence: ONNX files).
+    ``onnx_file``: a user's ONNX file, copied as the fp32 artifact; None when the artifact is
+    exported from ``build_torch()``. ``params_m``: parameters in millions when known without
+    building the module (an ONNX file's initializers), else None (counted at export).
+    """
 
     name: str
     description: str
@@ -33,6 +42,20 @@ class Model(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     uses_sequence: bool
+    accepts_bindings: bool
+    onnx_file: Path | None
+    params_m: float | None
+
+    def bind(self, bindings: tuple[str, ...]) -> Self:
+        """This model bound to one case's shape bindings (``name=640``, ``x=1x3x64x64``); a
+        model that does not accept bindings returns itself."""
+        ...
+
+    def shapes(self, batch_size: int, seq_len: int | None) -> dict[str, tuple[int, ...]]:
+        """Every generated input's shape for one case. For a model that accepts bindings:
+        ConfigError for an unbound or unknown axis, VariantNotApplicable when ``batch_size``
+        contradicts a static batch axis."""
+        ...
 
     def source_fingerprint(self) -> str:
         """A digest of what the weights come from; part of the artifact's cache key."""
@@ -138,8 +161,7 @@ def get_model(name: str, bindings: tuple[str, ...] = ()) -> Model:
     shape bindings; ConfigError naming the choices otherwise."""
     if is_user_model(name):
         model = _user_model(name)
-        bind = getattr(model, "bind", None)
-        return bind(bindings) if bind is not None and bindings else model
+        return model.bind(bindings) if bindings else model
     target = _REGISTRY.get(name)
     if target is None:
         raise ConfigError(

@@ -45,7 +45,7 @@ def _split(name: str) -> np.ndarray:
 
 
 def _cache_dir() -> Path:
-    from harness.optimize.artifacts import cache_root
+    from harness.cache import cache_root
 
     return cache_root() / "models" / "digits-cnn"
 

@@ -15,12 +15,13 @@ import copy
 import functools
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from harness.digest import file_sha256
 from harness.errors import ConfigError, VariantNotApplicable
+from harness.models.base import BaseModel
 from harness.models.inputs import TensorSpec, check_dtype, generate, resolve_shapes
 
 if TYPE_CHECKING:
@@ -83,14 +84,14 @@ def _vocabularies(graph: Any, initializers: dict[str, tuple[int, ...]]) -> dict[
     return vocab
 
 
-class OnnxFileModel:
+class OnnxFileModel(BaseModel):
     """A user's ONNX file; ``bind`` gives the copy that knows one case's shape bindings."""
 
     accepts_bindings = True
 
     def __init__(self, spec: str, path: Path, inputs_file: Path | None = None) -> None:
         self.name = spec
-        self.path = path
+        self.path = self.onnx_file = path
         self.inputs_file = inputs_file
         self.bindings: tuple[str, ...] = ()
         if not path.is_file():
@@ -111,11 +112,7 @@ class OnnxFileModel:
         self.task = "generic"
         self.description = f"ONNX file ({len(specs)} inputs, {len(outputs)} outputs)"
 
-    @property
-    def onnx_file(self) -> Path:
-        return self.path
-
-    def bind(self, bindings: tuple[str, ...]) -> OnnxFileModel:
+    def bind(self, bindings: tuple[str, ...]) -> Self:
         bound = copy.copy(self)  # the graph facts are shared
         bound.bindings = tuple(bindings)
         return bound

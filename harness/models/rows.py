@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 
 import numpy as np
 
 from harness.measure.fidelity import chunks
+from harness.models.base import BaseModel
 
 Batches = list[dict[str, np.ndarray]]
 
 
-class RowModel(ABC):
+class RowModel(BaseModel):
     """``batches`` from ``evaluation_inputs`` / ``calibration_inputs`` / ``training_inputs``:
     the split's rows cut into batches of exactly ``batch_size``, the last one filled up from
     the start; the second value is the real row count (filler dropped after inference)."""

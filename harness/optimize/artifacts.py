@@ -2,41 +2,36 @@
 
 Layout: ``<cache>/artifacts/<model>/<variant>/<key>/{model.onnx, meta.json}`` where ``key`` is
 the sha256 of the recipe (model source digest, variant, exporter, opset, torch version). Every
-ONNX-consuming backend runs the same file; torch backends rebuild the matching module.
+ONNX-consuming backend runs the same file; torch backends rebuild the matching module. What
+each variant step does, and how it enters the key, is registered in :mod:`.steps`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.backend import staged
+from harness.cache import CACHE_ENV as CACHE_ENV  # re-exported: callers find the cache here
+from harness.cache import cache_root as cache_root
 from harness.digest import file_sha256
 from harness.environment import package_version
 from harness.models import get_model, is_user_model
-from harness.optimize.variants import Step, parse_variant
+from harness.optimize.export import ONNX_FILE, OPSET, count_params_m, export_onnx
+from harness.optimize.steps import Parent, Step, parse_step, replay
+from harness.optimize.variants import parse_variant
 
 if TYPE_CHECKING:
     import torch
 
-CACHE_ENV = "INFRABENCH_CACHE"
 ARTIFACT_FORMAT = 3  # bump when a recipe changes what it writes: old cache entries are not reused
-OPSET = 17
-
-
-def cache_root(option: str | None = None) -> Path:
-    """The option, else ``$INFRABENCH_CACHE``, else ``~/.cache/infrabench``."""
-    chosen = option or os.environ.get(CACHE_ENV)
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "infrabench"
 
 
 @dataclass(frozen=True)
@@ -54,16 +49,15 @@ class Artifact:
 
     @property
     def onnx_path(self) -> Path:
-        return Path(self.directory) / "model.onnx"
+        return Path(self.directory) / ONNX_FILE
 
     def torch_module(self) -> torch.nn.Module:
-        """The torch module matching this artifact: the zoo model with the lineage replayed."""
+        """The torch module matching this artifact: the zoo model with the lineage replayed.
+        VariantNotApplicable for a model without a torch module (an ONNX file);
+        BackendUnavailable for a step torch cannot replay (int8-static)."""
         module = get_model(self.model).build_torch()
-        if self.lineage.get("chain"):
-            from harness.optimize.recipes import rebuild
-
-            for link in self.lineage["chain"]:
-                module = rebuild(module, link)
+        for link in self.lineage.get("chain", []):
+            module = replay(module, link)
         return module
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,24 +81,24 @@ def base_recipe(model_name: str) -> dict[str, Any]:
     }
 
 
-def step_recipe(parent: Artifact, step: Step) -> dict[str, Any]:
-    """A derived artifact's identity: its parent's key plus the step and the tools' versions."""
+def step_recipe(parent_key: str, step: Step, bindings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A derived artifact's identity: its parent's key plus the step, the tools' versions, the
+    step's revision (when it has one) and, for a step whose output depends on them, the shape
+    bindings."""
     data: dict[str, Any] = {
         "format": ARTIFACT_FORMAT,
-        "parent": parent.key,
+        "parent": parent_key,
         "step": step.name,
         "params": step.params,
         "torch": package_version("torch"),
         "onnxruntime": package_version("onnxruntime"),
         "nncf": package_version("nncf"),
     }
-    revision = _REVISIONS.get(step.name.rpartition("-")[0])
-    if revision:  # a recipe changed without invalidating the others' cache entries
-        data["revision"] = revision
+    if step.revision:  # a recipe changed without invalidating the others' cache entries
+        data["revision"] = step.revision
+    if step.depends_on_bindings and bindings:
+        data["calibration_bindings"] = sorted(bindings)
     return data
-
-
-_REVISIONS = {"pruned-unstructured": 2}  # 2: Conv layers are pruned too
 
 
 def _recipe_key(data: dict[str, Any]) -> str:
@@ -132,35 +126,11 @@ def _load_meta(directory: Path) -> Artifact | None:
     return Artifact.from_dict(json.loads(meta.read_text())["artifact"])
 
 
-def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
-    """Export with the TorchScript exporter: dynamic batch (and sequence) axes, opset 17."""
-    import torch
-
-    model = get_model(model_name)
-    example = model.example_inputs(2, 16 if model.uses_sequence else None)
-    args = tuple(torch.from_numpy(example[name]) for name in model.input_names)
-    with warnings.catch_warnings(), torch.inference_mode():
-        # The tracer warns about every data-dependent Python branch in transformers; the
-        # exported graph is checked against the torch outputs by the conformance tests.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=list(model.input_names),
-            output_names=list(model.output_names),
-            dynamic_axes=model.dynamic_axes(),
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-
-
 def _store(
     staging: Path, final: Path, model: str, variant: str, params_m: float, lineage: dict[str, Any]
 ) -> Artifact:
     """Describe ``staging/model.onnx`` (to be moved to ``final``) and write its meta.json."""
-    onnx_path = staging / "model.onnx"
+    onnx_path = staging / ONNX_FILE
     artifact = Artifact(
         model=model,
         variant=variant,
@@ -175,10 +145,6 @@ def _store(
     return artifact
 
 
-def _params_m(module: torch.nn.Module) -> float:
-    return sum(p.numel() for p in module.parameters()) / 1e6
-
-
 def _build_once(
     root: Path,
     model_name: str,
@@ -187,7 +153,7 @@ def _build_once(
     make: Callable[[Path], tuple[float, dict[str, Any]]],
 ) -> Artifact:
     """The artifact cached under this recipe's key, or ``make(staging)`` it: ``make`` writes
-    ``staging/model.onnx`` and returns (params_m, lineage facts)."""
+    ``staging/model.onnx`` and returns (parameters in millions, lineage facts)."""
     final = _directory(root, model_name, variant_name, _recipe_key(recipe_data))
     found = _load_meta(final)
     if found is not None:
@@ -206,16 +172,16 @@ def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]
     import onnx
 
     model = get_model(model_name)
-    source = getattr(model, "onnx_file", None)
-    if source is not None:
-        _copy_onnx(Path(source), staging / "model.onnx")
-        onnx.checker.check_model(str(staging / "model.onnx"))
-        return float(getattr(model, "params_m", 0.0)), {"parent": None, "chain": [],
-                                                         "source_file": str(source)}  # fmt: skip
+    target = staging / ONNX_FILE
+    if model.onnx_file is not None:
+        _copy_onnx(model.onnx_file, target)
+        onnx.checker.check_model(str(target))
+        facts: dict[str, Any] = {"parent": None, "chain": [], "source_file": str(model.onnx_file)}
+        return model.params_m or 0.0, facts
     module = model.build_torch()
-    export_onnx(module, model_name, staging / "model.onnx")
-    onnx.checker.check_model(str(staging / "model.onnx"))
-    return _params_m(module), {"parent": None, "chain": []}
+    export_onnx(module, model_name, target)
+    onnx.checker.check_model(str(target))
+    return count_params_m(module), {"parent": None, "chain": []}
 
 
 def _copy_onnx(source: Path, target: Path) -> None:
@@ -231,62 +197,8 @@ def _copy_onnx(source: Path, target: Path) -> None:
                 shutil.copyfile(source.parent / location, target.parent / location)
 
 
-def _apply_step(
-    parent: Artifact, step: Step, staging: Path, bindings: tuple[str, ...]
-) -> tuple[float, dict[str, Any]]:
-    """Produce ``staging/model.onnx`` from ``parent`` by one step; return (params_m, info)."""
-    from harness.optimize import recipes
-
-    target = staging / "model.onnx"
-    if step.kind == "onnx":
-        if step.name == "int8-dynamic":
-            info = recipes.quantize_dynamic_onnx(parent.onnx_path, target)
-        else:
-            info = recipes.quantize_static_onnx(parent, target, bindings)
-        return parent.params_m, info
-    module = parent.torch_module()
-    if step.name.startswith("pruned-unstructured"):
-        info = recipes.prune_unstructured(module, step.params["amount"])
-    elif step.name.startswith("pruned-structured"):
-        module, info = recipes.prune_structured(module, parent.model, step.params["amount"])
-    else:
-        module, info = recipes.distil_layers(module, parent.model, step.params["layers"])
-    recipes.save_state(module, staging)
-    export_onnx(module, parent.model, target)
-    return _params_m(module), info
-
-
-def build(
-    model_name: str, variant_name: str, root: Path, bindings: tuple[str, ...] = ()
-) -> Artifact:
-    """The cached artifact of ``variant_name``, building it (and its parents) if missing.
-
-    Runtime steps (fp16, bf16) do not change the file: their artifact is their parent's.
-    ``bindings`` fix a user model's dynamic axes for static calibration (part of its key).
-    """
-    variant = parse_variant(variant_name)
-    name = variant.artifact_name
-    if name == "fp32":
-        return _build_once(
-            root, model_name, "fp32", base_recipe(model_name),
-            lambda staging: _export_base(model_name, staging),
-        )  # fmt: skip
-    parent_name, _, last = name.rpartition("+")
-    parent = build(model_name, parent_name or "fp32", root, bindings)
-    step = next(s for s in variant.steps if s.name == last)
-    data = step_recipe(parent, step)
-    if step.name == "int8-static" and bindings:
-        data["calibration_bindings"] = sorted(bindings)
-    final = _directory(root, model_name, name, _recipe_key(data))
-
-    def make(staging: Path) -> tuple[float, dict[str, Any]]:
-        params_m, info = _apply_step(parent, step, staging, bindings)
-        link = {"step": step.name, "directory": str(final), "params": step.params, "info": info}
-        chain = [*parent.lineage.get("chain", []), link]
-        return params_m, {"parent": parent.key, "parent_variant": parent.variant,
-                          "step": step.recipe, "info": info, "chain": chain}  # fmt: skip
-
-    return _build_once(root, model_name, name, data, make)
+def _no_progress(text: str) -> None:
+    pass
 
 
 def build_artifact(
@@ -294,7 +206,38 @@ def build_artifact(
     variant: str,
     cache: Path,
     bindings: tuple[str, ...] = (),
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Callable[[str], None] = _no_progress,
 ) -> Artifact:
-    """Build (or find) one artifact."""
-    return build(model, variant, cache, bindings)
+    """The cached artifact of ``variant`` of ``model`` under ``cache``, building it (and its
+    parents) if missing. Runs user code and recipes: call it in a worker process.
+
+    Runtime steps (fp16, bf16) do not change the file: their artifact is their parent's.
+    ``bindings`` fix a user model's dynamic axes for the steps whose output depends on them
+    (static calibration; part of their key); other steps ignore them. ``progress`` receives
+    one-line updates of long work (distillation epochs). ConfigError for a bad name,
+    VariantNotApplicable when the step cannot apply to this model (the case is skipped).
+    """
+    name = parse_variant(variant).artifact_name
+    if name == "fp32":
+        return _build_once(
+            cache, model, "fp32", base_recipe(model),
+            lambda staging: _export_base(model, staging),
+        )  # fmt: skip
+    parent_name, _, last = name.rpartition("+")
+    parent = build_artifact(model, parent_name or "fp32", cache, bindings, progress)
+    step = parse_step(last)
+    data = step_recipe(parent.key, step, bindings)
+    final = _directory(cache, model, name, _recipe_key(data))
+    source = Parent(parent.model, parent.onnx_path, parent.params_m, parent.torch_module)
+
+    def make(staging: Path) -> tuple[float, dict[str, Any]]:
+        built_params_m, info = step.apply(source, staging, bindings, progress)
+        link = {"step": step.name, "directory": str(final), "params": step.params, "info": info}
+        chain = [*parent.lineage.get("chain", []), link]
+        return built_params_m, {"parent": parent.key, "parent_variant": parent.variant,
+                                 "step": step.recipe, "info": info, "chain": chain}  # fmt: skip
+
+    return _build_once(cache, model, name, data, make)
+
+
+build = build_artifact  # the short name the tests and pytest suites use

@@ -1,25 +1,24 @@
 """The recipes behind each variant step. Imports torch: load this module lazily (workers only).
 
 Torch recipes take the parent's module and return the changed one plus facts for the lineage;
-ONNX recipes rewrite the parent's file. ``rebuild`` replays a torch-side step when a torch
-backend needs the module that matches an artifact.
+ONNX recipes rewrite the parent's file. Which recipe serves which step, and how a step is
+replayed on the torch side, is registered in :mod:`harness.optimize.steps`. Long recipes
+(training) report one-line progress through the ``progress`` callback they are given.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from harness.errors import BackendUnavailable, VariantNotApplicable
+from harness.errors import VariantNotApplicable
 from harness.optimize import transformer
-
-if TYPE_CHECKING:
-    from harness.optimize.artifacts import Artifact
 
 STATE_FILE = "torch_state.safetensors"
 
@@ -100,39 +99,17 @@ def load_state(module: torch.nn.Module, directory: Path) -> torch.nn.Module:
     return module
 
 
-def rebuild(module: torch.nn.Module, link: dict[str, Any]) -> torch.nn.Module:
-    """Replay one lineage link on the torch side (weights load from safetensors, no pickle)."""
-    step, directory = link["step"], Path(link["directory"])
-    if step == "int8-dynamic":
-        return quantize_dynamic_torch(module)
-    if step == "int8-static":
-        raise BackendUnavailable(
-            "PyTorch eager has no int8 path for a static QDQ graph; run int8-static on an "
-            "ONNX backend (onnxruntime, openvino)"
-        )
-    if step.startswith("pruned-unstructured"):
-        return load_state(module, directory)
-    if step.startswith("pruned-structured"):
-        transformer.restructure(module, link["info"]["heads"], link["info"]["neurons"])
-        return load_state(module, directory)
-    if step.startswith("distilled-"):
-        student = transformer.drop_layers(module, link["info"]["kept_layers"], step)
-        return load_state(student, directory)
-    raise ValueError(f"no torch rebuild for step {step!r}")
-
-
 # Short distillation budgets: minutes on 2 CPU cores for minilm-l6, on the training split.
 DISTIL_EPOCHS, DISTIL_LR = 30, 1e-4
 RECOVER_EPOCHS, RECOVER_LR = 10, 5e-5
 
 
 def prune_structured(
-    module: torch.nn.Module, model_name: str, amount: float
+    module: torch.nn.Module, model_name: str, amount: float, progress: Callable[[str], None]
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Remove ``amount`` of the heads and FFN neurons of every layer, least important first,
     then recover fidelity by distilling against the unpruned module."""
     from harness.models import get_model
-    from harness.worker import report_progress
 
     teacher = copy.deepcopy(module)
     inputs = get_model(model_name).training_inputs(128)
@@ -141,7 +118,7 @@ def prune_structured(
     transformer.restructure(module, heads, neurons)
     same_depth = list(range(len(heads)))
     info = transformer.distil(
-        module, teacher, inputs, same_depth, RECOVER_EPOCHS, RECOVER_LR, report_progress
+        module, teacher, inputs, same_depth, RECOVER_EPOCHS, RECOVER_LR, progress
     )
     after = sum(p.numel() for p in module.parameters())
     return module, {
@@ -153,11 +130,10 @@ def prune_structured(
 
 
 def distil_layers(
-    teacher: torch.nn.Module, model_name: str, layers: int
+    teacher: torch.nn.Module, model_name: str, layers: int, progress: Callable[[str], None]
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A student with ``layers`` of the teacher's layers, distilled on the training split."""
     from harness.models import get_model
-    from harness.worker import report_progress
 
     depth = len(transformer.encoder_layers(teacher, f"distilled-{layers}l"))
     if layers >= depth:
@@ -170,7 +146,7 @@ def distil_layers(
     # Student layer k stands for the teacher's layers up to the next kept one.
     layer_map = [*(i - 1 for i in keep[1:]), depth - 1]
     info = transformer.distil(
-        student, teacher, inputs, layer_map, DISTIL_EPOCHS, DISTIL_LR, report_progress
+        student, teacher, inputs, layer_map, DISTIL_EPOCHS, DISTIL_LR, progress
     )
     return student, {**info, "kept_layers": keep, "teacher_layers": depth}
 
@@ -215,26 +191,27 @@ def _ort_minmax_qdq(source: Path, target: Path, calibration: Batches) -> None:
 
 
 def quantize_static_onnx(
-    parent: Artifact, target: Path, bindings: tuple[str, ...] = ()
+    model_name: str, source: Path, target: Path, bindings: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Static int8 QDQ calibrated on the calibration split (one row per batch); of the
-    candidate recipes (NNCF, ONNX Runtime min-max) keep the one whose outputs stay closest to
-    the parent's on the training split (never the held-out evaluation split). ``bindings`` fix
-    a user model's dynamic axes for calibration."""
+    """Static int8 QDQ of ``source`` (the parent's file, a graph of model ``model_name``)
+    calibrated on the calibration split (one row per batch); of the candidate recipes (NNCF,
+    ONNX Runtime min-max) keep the one whose outputs stay closest to the parent's on the
+    training split (never the held-out evaluation split). ``bindings`` fix a user model's
+    dynamic axes for calibration."""
     import shutil
     import tempfile
 
     from harness.measure.fidelity import onnx_outputs, score_outputs
     from harness.models import get_model
 
-    model = get_model(parent.model, bindings)
+    model = get_model(model_name, bindings)
     seq = 128 if model.uses_sequence else None
     calibration, _ = model.batches("calibration", 1, seq)
     selection, rows = model.batches("training", 16, seq)
-    expected = onnx_outputs(parent.onnx_path, selection, rows)
+    expected = onnx_outputs(source, selection, rows)
     candidates = {
-        "nncf": lambda out: _nncf_qdq(parent.onnx_path, out, calibration, model.task),
-        "onnxruntime-minmax": lambda out: _ort_minmax_qdq(parent.onnx_path, out, calibration),
+        "nncf": lambda out: _nncf_qdq(source, out, calibration, model.task),
+        "onnxruntime-minmax": lambda out: _ort_minmax_qdq(source, out, calibration),
     }
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}

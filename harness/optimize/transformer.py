@@ -20,8 +20,10 @@ from harness.errors import VariantNotApplicable
 
 # Hugging Face layers are reached by attribute (layer.attention.self.query, ...): typed ``Any``.
 def encoder_layers(module: Any, step: str) -> list[Any]:
-    bert = getattr(module, "encoder", None)
-    layers = getattr(getattr(bert, "encoder", None), "layer", None)
+    try:  # a SentenceEmbedding around a BERT-style model: encoder.encoder.layer
+        layers = module.get_submodule("encoder.encoder.layer")
+    except AttributeError:
+        layers = None
     if not isinstance(layers, torch.nn.ModuleList):
         raise VariantNotApplicable(
             f"{step} applies to transformer encoders (BERT-style layers); this model has none"

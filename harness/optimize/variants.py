@@ -1,10 +1,8 @@
 """Variant names: what was done to the model before (or while) a backend runs it.
 
-A variant is ``fp32`` or a ``+``-joined chain of steps, applied left to right::
-
-    torch steps    pruned-unstructured-<pct>, pruned-structured-<pct>, distilled-<n>l
-    ONNX steps     int8-dynamic, int8-static          (at most one)
-    runtime steps  fp16, bf16                          (at most one, last)
+A variant is ``fp32`` or a ``+``-joined chain of steps (:mod:`harness.optimize.steps`), applied
+left to right: torch steps first (pruned-*, distilled-*), then at most one ONNX step (int8-*),
+then at most one runtime precision (fp16, bf16).
 
 Torch steps change the module (and so the exported graph); ONNX steps rewrite the exported file;
 runtime steps leave the file alone and ask the backend to execute in that precision, which it
@@ -13,23 +11,14 @@ does only where the hardware supports it natively.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
 from harness.errors import ConfigError
+from harness.optimize.steps import DESCRIPTIONS, Step, StepKind, parse_step
 
-StepKind = Literal["torch", "onnx", "runtime"]
+__all__ = ["DESCRIPTIONS", "Step", "StepKind", "Variant", "parse_variant"]
+
 _ORDER = {"torch": 0, "onnx": 1, "runtime": 2}
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    kind: StepKind
-    recipe: str
-    params: dict[str, Any] = field(default_factory=dict)
-    precision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,42 +45,15 @@ class Variant:
         return "+".join(kept) if kept else "fp32"
 
     @property
+    def depends_on_bindings(self) -> bool:
+        """Whether the artifact depends on the case's shape bindings (static calibration runs
+        at the case's shapes): then they are part of its cache key, and a build per binding
+        set is needed."""
+        return any(s.depends_on_bindings for s in self.steps)
+
+    @property
     def description(self) -> str:
         return "; ".join(s.recipe for s in self.steps) or DESCRIPTIONS["fp32"]
-
-
-DESCRIPTIONS = {
-    "fp32": "the model as trained, exported to ONNX in float32",
-    "fp16": "executed in float16 where the backend and CPU support it natively (else skipped)",
-    "bf16": "executed in bfloat16 where the backend and CPU support it natively (else skipped)",
-    "int8-dynamic": "int8 weights, activations quantized at run time (ORT / PyTorch dynamic)",
-    "int8-static": "int8 QDQ graph calibrated on the calibration split (NNCF or ORT min-max)",
-    "pruned-unstructured-<pct>": "magnitude pruning of Linear weights to <pct>% zeros",
-    "pruned-structured-<pct>": "remove <pct>% of attention heads and FFN neurons by importance, "
-    "then distil against the unpruned model",
-    "distilled-<n>l": "a student with n layers initialised from the teacher's, distilled on the "
-    "training split",
-}
-
-
-def _step(name: str) -> Step:
-    if name in ("fp16", "bf16"):
-        return Step(name, "runtime", DESCRIPTIONS[name], precision=name)
-    if name in ("int8-dynamic", "int8-static"):
-        return Step(name, "onnx", DESCRIPTIONS[name], precision="int8")
-    if match := re.fullmatch(r"pruned-(unstructured|structured)-(\d{1,2})", name):
-        kind, pct = match.group(1), int(match.group(2))
-        if not 0 < pct < 100:
-            raise ConfigError(f"variant {name!r}: the percentage must be 1..99")
-        recipe = DESCRIPTIONS[f"pruned-{kind}-<pct>"].replace("<pct>", str(pct))
-        return Step(name, "torch", recipe, {"amount": pct / 100})
-    if match := re.fullmatch(r"distilled-(\d{1,2})l", name):
-        layers = int(match.group(1))
-        if layers < 1:
-            raise ConfigError(f"variant {name!r}: a student needs at least 1 layer")
-        recipe = DESCRIPTIONS["distilled-<n>l"].replace("n layers", f"{layers} layers")
-        return Step(name, "torch", recipe, {"layers": layers})
-    raise ConfigError(f"unknown variant step {name!r}; allowed: {', '.join(DESCRIPTIONS)}")
 
 
 def parse_variant(name: str) -> Variant:
@@ -100,7 +62,7 @@ def parse_variant(name: str) -> Variant:
         raise ConfigError(f"unknown variant {name!r}; allowed: {', '.join(DESCRIPTIONS)}")
     if name == "fp32":
         return Variant("fp32")
-    steps = tuple(_step(part) for part in name.split("+"))
+    steps = tuple(parse_step(part) for part in name.split("+"))
     kinds = [_ORDER[s.kind] for s in steps]
     if kinds != sorted(kinds):
         raise ConfigError(
