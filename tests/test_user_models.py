@@ -3,6 +3,7 @@ and the errors a user meets. Every model here is built by the tests themselves."
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -147,8 +148,8 @@ def _run(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
          "run", *args, "--store", str(store)],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        capture_output=True, text=True, timeout=900, check=False, env=dict(os.environ),
+    )  # fmt: skip  # env: the C-level environ of a pytest process can carry COLUMNS=80
 
 
 def _suite(tmp_path: Path, body: str) -> Path:
@@ -253,6 +254,7 @@ def test_sample_inputs_from_an_npz_replace_generated_ones(
 # --- runs through every installed CPU backend ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_detector_with_a_dynamic_image_size_sweeps_in_one_command(
     models: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -281,6 +283,7 @@ def test_a_detector_with_a_dynamic_image_size_sweeps_in_one_command(
     assert "b2-height=64-width=64" in proc.stdout  # the shape column names the bindings
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["text", "recurrent", "control_flow"])
 def test_int64_bool_recurrent_and_control_flow_graphs_run(
     kind: str, models: dict[str, Path], tmp_path: Path
@@ -305,6 +308,7 @@ def test_int64_bool_recurrent_and_control_flow_graphs_run(
     assert all(r.status == "ok" and r.fidelity and r.fidelity > 0.999 for r in fp32)
 
 
+@pytest.mark.slow
 def test_quantization_applies_to_an_onnx_file_but_pruning_is_skipped(
     models: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -339,6 +343,7 @@ def broken():
 """
 
 
+@pytest.mark.slow
 def test_a_torch_factory_runs_on_torch_and_onnx_backends(tmp_path: Path) -> None:
     (tmp_path / "my_models.py").write_text(FACTORY)
     model = f"torch:{tmp_path / 'my_models.py'}:build"
@@ -385,6 +390,7 @@ def _tiny_hf_dir(path: Path, classifier: bool) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classifier", [False, True])
 def test_a_hugging_face_directory_runs_with_its_head_from_the_config(
     classifier: bool, tmp_path: Path
