@@ -29,6 +29,7 @@ from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
 from harness.plan import Plan, Selection, Sweeps, plan
 from harness.progress import ProgressReporter
+from harness.recommend import Constraints
 from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
 from harness.runner import Runner
 from harness.store import Store, store_path
@@ -324,9 +325,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     """The best configuration under the constraints; 1 when none meets them."""
-    from harness.recommend import Constraints, recommend
+    from harness.recommend import recommend
     from harness.recommend_render import render_recommendation
 
+    limits = Constraints(args.max_p99_ms, args.max_ttft_ms, args.max_tpot_ms, args.min_fidelity,
+                         args.max_memory_mb, tuple(args.hardware or ()))  # fmt: skip
+    if args.run:
+        return _recommend_search(args, limits)
     with Store(store_path(args.store), read_only=True) as store:
         run_ids = list(dict.fromkeys(store.resolve_run(ref) for ref in args.runs))
         suites = {run_id: str(store.run(run_id)["suite"]) for run_id in run_ids}
@@ -337,8 +342,6 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if not rows:
         what = f"no rows of model {args.model!r}" if args.model else "no rows"
         raise ConfigError(f"recommend: {what} in run(s) {', '.join(run_ids)}")
-    limits = Constraints(args.max_p99_ms, args.max_ttft_ms, args.max_tpot_ms, args.min_fidelity,
-                         args.max_memory_mb, tuple(args.hardware or ()))  # fmt: skip
     rec = recommend(rows, args.objective, limits, args.energy_source)
     predictions = None
     if args.what_if:
@@ -358,6 +361,32 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         Path(args.html).write_text(html_report(runs, None, (rec, cmd)), encoding="utf-8")
         print(f"report written: {args.html}", file=sys.stderr)
     return 0 if rec.winner is not None else 1
+
+
+def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
+    """``recommend --run SUITE``: short measurements of every case, then longer ones only of
+    the cases that can still win; the pruned ones and why are in the output."""
+    from harness.recommend_render import render_recommendation
+    from harness.recommend_run import search_suite
+
+    planned = plan(load_suite(find_suite(args.run)), None, usable_cpus())
+    if args.runs != ["latest"]:
+        raise ConfigError("recommend: give stored runs or --run SUITE, not both")
+    first = args.first_budget or planned.suite.timing.budget_s / 9
+    with Store(store_path(args.store)) as store, ProgressReporter() as reporter:
+        runner = Runner(store, cache_root(args.cache), launcher(False), reporter)
+        result, run_ids = search_suite(
+            planned, runner, args.objective, limits, first, args.energy_source
+        )
+    suites = dict.fromkeys(run_ids, args.run)  # the reproducing command names the same suite
+    print(render_recommendation(result.recommendation, args.format, suites), end="")
+    print(
+        f"search: {len(result.rounds)} rounds (runs {', '.join(run_ids)}), "
+        f"{result.planned_s:.0f} of the full grid's {result.full_grid_s:.0f} budget-seconds, "
+        f"{len(result.pruned)} of {len(planned.cases)} cases pruned",
+        file=sys.stderr,
+    )
+    return 0 if result.recommendation.winner is not None else 1
 
 
 def _write_report(
@@ -543,7 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--format", choices=("table", "markdown", "json"), default="table")
     add("--html", metavar="FILE", help="also write an HTML report with a Recommendation section")
     add("--what-if", action="store_true", help="add roofline predictions for every hardware class")
-    add("--cache", help="artifact cache for --what-if (default $INFRABENCH_CACHE or ~/.cache)")
+    add("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
+    add("--run", metavar="SUITE", help="measure SUITE, searching (successive halving)")
+    add("--first-budget", type=_positive, metavar="S",
+        help="--run: seconds per case in round 1 (default: the suite's budget / 9)")  # fmt: skip
     _store_option(rec)
     rec.set_defaults(func=_cmd_recommend)
     return parser

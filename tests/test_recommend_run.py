@@ -1,0 +1,54 @@
+"""recommend --run: the search measures through the runner, each round a stored run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.optimize.artifacts import cache_root
+from harness.plan import plan
+from harness.recommend import Constraints
+from harness.recommend_run import search_suite, with_budget
+from harness.runner import Runner
+from harness.store import Store
+from harness.suite import load_suite
+from tests.fakes import FixedWatch, ScriptedLauncher
+
+SUITE = """
+    name = "search"
+    models = ["tiny-mlp"]
+    backends = ["fake"]
+    batch_sizes = [1, 4, 16]
+    threads = [1]
+    [measure]
+    budget_s = 0.9
+    min_samples = 400
+    [options.fake]
+    latency_ms = 1.0
+"""
+
+
+@pytest.fixture(autouse=True)
+def _keep_affinity() -> Iterator[None]:
+    allowed = os.sched_getaffinity(0)
+    yield
+    os.sched_setaffinity(0, allowed)
+
+
+def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
+    write_suite: Callable[..., Path], store: Store
+) -> None:
+    planned = plan(load_suite(write_suite(SUITE)))
+    runner = Runner(store, cache_root(), ScriptedLauncher(), watch=FixedWatch())
+    result, run_ids = search_suite(planned, runner, "throughput", Constraints(max_p99_ms=5), 0.1)
+    assert result.recommendation.winner is not None
+    assert result.recommendation.winner.row.batch_size == 16
+    assert [len(r.measured) for r in result.rounds] == [3, 1]  # b1, b4 pruned after round 0
+    assert {p.case_id.split("/")[3] for p in result.pruned} == {"b1", "b4"}
+    assert [store.run(r)["suite"] for r in run_ids] == ["search (search, 0.1 s)",
+                                                        "search (search, 0.9 s)"]  # fmt: skip
+    assert [len(store.cases(r)) for r in run_ids] == [3, 1]
+    assert with_budget(planned.cases[0], 0.1).settings.timing.budget_s == 0.1
