@@ -9,7 +9,8 @@ Call order in a worker: ``check -> load -> prepare -> run/synchronize (timed) ->
 This module and :mod:`harness.errors` are all of ``harness`` a backend may import: what a backend
 needs from the environment (ISA flags, the cache directory, the model's input and output names)
 arrives in ``BackendSettings``; what it may offer beyond the protocol is declared by the small
-optional protocols below (``ReportsDetails``, ``SimulatedDevice``, ``ChecksOptions``), which the
+optional protocols below (``ReportsDetails``, ``SimulatedDevice``, ``ChecksOptions``,
+``ReportsDeviceMemory``), which the
 harness tests with ``isinstance``.
 """
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "infrabench.backends"
 __all__ = [
     "ENTRY_POINT_GROUP", "INFRABENCH_VERSION", "NATIVE_PRECISION_FLAGS", "Artifact", "Backend",
-    "BackendSettings", "Capabilities", "ChecksOptions", "ReportsDetails", "SimulatedDevice",
+    "BackendSettings", "Capabilities", "ChecksOptions", "ReportsDetails", "ReportsDeviceMemory",
+    "SimulatedDevice",
     "availability", "backend_class", "backend_names", "native_precision_missing",
     "quick_unavailable_reason", "staged",
 ]  # fmt: skip
@@ -88,6 +90,10 @@ class BackendSettings:
                   ``avx512_bf16``), for native-precision checks and compiler targets.
     cache_dir:    infrabench's cache root; a backend keeps what it compiles under its own
                   subdirectory there. ``None``: nothing is kept between runs.
+    example_inputs: the inputs ``prepare`` will first be given, by name, for runtimes that
+                  compile or capture by running real inputs in ``load`` (torch.compile, CUDA
+                  graphs), so that the compile time is ``compile_s`` and not a sample. Empty:
+                  not known.
     """
 
     threads: int
@@ -99,6 +105,7 @@ class BackendSettings:
     precision: str = "fp32"
     isa_flags: tuple[str, ...] = ()
     cache_dir: Path | None = None
+    example_inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class Artifact(Protocol):
@@ -190,6 +197,16 @@ class SimulatedDevice(Protocol):
 
     def energy_j(self) -> float:
         """Joules of one inference of the prepared batch (the whole batch), after ``prepare``."""
+        ...
+
+
+@runtime_checkable
+class ReportsDeviceMemory(Protocol):
+    """A backend on an accelerator, whose memory the host's RSS does not show."""
+
+    def device_mem_mb(self) -> float | None:
+        """Peak device memory (MiB) the case used, read after the measurement; ``None`` when
+        the device cannot say."""
         ...
 
 
