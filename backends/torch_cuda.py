@@ -20,9 +20,10 @@ the same stream, waits on the end event and returns ``start.elapsed_time(end)`` 
 resolve about 0.5 us). Host-to-device copies happen in ``prepare`` and are never timed;
 ``outputs`` copies back, untimed. ``synchronize`` waits on the end event again (already done).
 
-Device memory: ``device_mem_mb`` is the caching allocator's peak (``max_memory_allocated``,
-reset after loading the weights' fp32 copy); the details add NVML's figure for this process
-(allocator reserve + CUDA context + cuBLAS workspaces) when nvidia-ml-py can read it.
+Device memory: ``device_mem_mb`` is the caching allocator's peak (``max_memory_allocated``:
+weights, activations and graph pools, counted from the end of ``load``'s weight upload); the
+details add the allocator's reserve and NVML's figure for this process (reserve + CUDA context +
+cuBLAS workspaces) when nvidia-ml-py can read it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ COMPILE_WARMUP_CALLS = 3  # dynamo traces on call 1; cudagraph trees record on 2
 GRAPH_WARMUP_CALLS = 3  # side-stream warm-up before capture, as torch.cuda.graphs advises
 _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 _MIB = 2**20
+DEVICE = "cuda"  # where tensors go; tests put a stand-in for torch.cuda around "cpu"
 
 
 def check_options(options: Mapping[str, Any], where: str) -> None:
@@ -112,9 +114,12 @@ class TorchCudaBackend:
         if cudnn is not None:
             found["cudnn"] = str(cudnn)
         if self._mode != "off":
-            import triton
+            try:
+                import triton
 
-            found["triton"] = triton.__version__
+                found["triton"] = triton.__version__
+            except ImportError:
+                found["triton"] = "not installed"
         return found
 
     def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
@@ -144,7 +149,7 @@ class TorchCudaBackend:
         module = artifact.torch_module().eval()
         if self._dtype is not None:
             module = module.to(self._dtype)
-        self._module = module.to("cuda")
+        self._module = module.to(DEVICE)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         self._stream = torch.cuda.current_stream()
@@ -169,11 +174,16 @@ class TorchCudaBackend:
         return self._facts["compile_and_capture_s"]
 
     def _device_args(self, inputs: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
-        """The inputs in the module's order, on the GPU (a blocking copy)."""
+        """The inputs in the module's order, on the GPU (a blocking copy); floating inputs in
+        the execution precision (integer ids and masks stay as they are)."""
         torch = self._torch
-        return tuple(
-            torch.from_numpy(np.ascontiguousarray(inputs[n])).to("cuda") for n in self._input_names
-        )
+        args = []
+        for name in self._input_names:
+            tensor = torch.from_numpy(np.ascontiguousarray(inputs[name])).to(DEVICE)
+            if self._dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(self._dtype)
+            args.append(tensor)
+        return tuple(args)
 
     def _capture(self, args: tuple[Any, ...]) -> None:
         """Capture one forward pass on ``args`` (which become the static input buffers)."""

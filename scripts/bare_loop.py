@@ -164,10 +164,12 @@ def measure_pairs(model_name: str, variants: list[str], batches: list[int], seq:
         if variant != "fp32":
             module = module.to(getattr(torch, _DTYPES[variant]))
         module = module.to("cuda")
+        module_dtype = getattr(torch, _DTYPES[variant])
         for batch in batches:
             inputs = model.example_inputs(batch, seq)
-            args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])).to("cuda")
-                         for n in model.input_names)  # fmt: skip
+            tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to("cuda")
+                       for n in model.input_names]  # fmt: skip
+            args = tuple(t.to(module_dtype) if t.is_floating_point() else t for t in tensors)
             before = _bare(module, args, iters, torch)
             case = Case(model=model_name, variant=variant, backend="torch-cuda",
                         batch_size=batch, seq_len=seq, threads=usable_cpus(), device="cuda",

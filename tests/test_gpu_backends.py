@@ -263,3 +263,99 @@ def test_device_memory_and_compile_time_reach_the_row() -> None:
     assert row.device_mem_mb == 42.5 and row.compile_s == 1.5
     assert row.hardware_class == "gpu-datacenter"
     assert json.loads(row.details or "{}")["cuda_graphs"] is True
+
+
+# -- torch-cuda's own logic on a stand-in device -------------------------------------------------
+
+
+class _Event:
+    """A CUDA event stand-in: ``elapsed_time`` is the ms between two records, scripted."""
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.records = 0
+
+    def record(self, stream: object = None) -> None:
+        self.records += 1
+
+    def synchronize(self) -> None:
+        pass
+
+    def elapsed_time(self, end: _Event) -> float:
+        return 0.25
+
+
+@pytest.fixture
+def stand_in_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda answering as a GPU would, with tensors on the CPU (``DEVICE = "cpu"``)."""
+    import torch
+
+    import backends.torch_cuda as tc
+
+    monkeypatch.setattr(tc, "DEVICE", "cpu")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    answers = {
+        "is_available": lambda: True, "is_bf16_supported": lambda including_emulation=True: True,
+        "synchronize": lambda: None, "reset_peak_memory_stats": lambda: None,
+        "current_stream": lambda: "stream", "Event": _Event, "empty_cache": lambda: None,
+        "max_memory_allocated": lambda: 3 * 2**20, "max_memory_reserved": lambda: 4 * 2**20,
+        "current_device": lambda: 0, "get_device_capability": lambda: (9, 0),
+        "get_device_name": lambda: "Stand-in GPU",
+    }  # fmt: skip
+    for name, value in answers.items():
+        monkeypatch.setattr(torch.cuda, name, value, raising=False)
+
+
+@pytest.mark.usefixtures("stand_in_cuda")
+@pytest.mark.parametrize("variant", ["fp32", "bf16"])
+def test_torch_cuda_eager_path_times_with_events(variant: str) -> None:
+    import torch
+
+    from harness.models import get_model
+    from harness.optimize.artifacts import build, cache_root
+
+    model = get_model("tiny-mlp")
+    inputs = model.example_inputs(4, None)
+    backend = TorchCudaBackend()
+    backend.check()
+    settings = BackendSettings(
+        threads=1,
+        device="cuda",
+        precision=variant,
+        input_names=tuple(model.input_names),
+        output_names=tuple(model.output_names),
+        example_inputs=inputs,
+    )
+    assert backend.load(build("tiny-mlp", "fp32", cache_root()), settings) is None  # no compile
+    backend.prepare(inputs)
+    assert backend.run() == 250_000  # 0.25 ms between the events, in ns
+    backend.synchronize()
+    with torch.inference_mode():
+        expected = model.build_torch()(torch.from_numpy(inputs["x"])).numpy()
+    out = backend.outputs()["y"]
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=0.05 if variant == "bf16" else 1e-5, atol=0.05)
+    assert backend.executed_precision() == variant
+    assert backend.device_mem_mb() == 3.0
+    facts = backend.report()
+    assert facts["gpu"] == "Stand-in GPU (sm_90)" and facts["device_mem_reserved_mb"] == 4.0
+    assert facts["host_device_copies_timed"] is False
+    backend.close()
+
+
+@pytest.mark.usefixtures("stand_in_cuda")
+def test_torch_cuda_refuses_what_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    artifact = SimpleNamespace(torch_module=lambda: torch.nn.Linear(2, 2))
+    names = {"input_names": ("x",), "output_names": ("y",)}
+    with pytest.raises(BackendUnavailable, match="not 'cpu'"):
+        TorchCudaBackend().load(artifact, BackendSettings(threads=1, **names))  # type: ignore[arg-type]
+    with pytest.raises(BackendUnavailable, match="fp32, fp16 or bf16"):
+        TorchCudaBackend().load(artifact, BackendSettings(  # type: ignore[arg-type]
+            threads=1, device="cuda", precision="int8", **names))  # fmt: skip
+    # an sm_75 card
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda: (7, 5))
+    with pytest.raises(BackendUnavailable, match=r"compute capability 7\.5"):
+        TorchCudaBackend().load(artifact, BackendSettings(  # type: ignore[arg-type]
+            threads=1, device="cuda", precision="bf16", **names))  # fmt: skip
