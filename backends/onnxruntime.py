@@ -53,6 +53,11 @@ class OnnxRuntimeBackend:
         self._provider_options: dict[str, str] = {}
         self._binding: Any = None
 
+    @classmethod
+    def device_for(cls, options: Mapping[str, Any]) -> str:
+        """``cuda`` for the GPU providers (NVML energy, GPU prices), else ``cpu``."""
+        return "cpu" if options.get("execution_provider", "cpu") == "cpu" else "cuda"
+
     def check(self) -> None:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         try:

@@ -10,7 +10,7 @@ This module and :mod:`harness.errors` are all of ``harness`` a backend may impor
 needs from the environment (ISA flags, the cache directory, the model's input and output names)
 arrives in ``BackendSettings``; what it may offer beyond the protocol is declared by the small
 optional protocols below (``ReportsDetails``, ``SimulatedDevice``, ``ChecksOptions``,
-``ReportsDeviceMemory``), which the
+``ReportsDeviceMemory``, ``ChoosesDevice``), which the
 harness tests with ``isinstance``.
 """
 
@@ -37,11 +37,25 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "infrabench.backends"
 __all__ = [
-    "ENTRY_POINT_GROUP", "INFRABENCH_VERSION", "NATIVE_PRECISION_FLAGS", "Artifact", "Backend",
-    "BackendSettings", "Capabilities", "ChecksOptions", "ReportsDetails", "ReportsDeviceMemory",
+    "ENTRY_POINT_GROUP",
+    "INFRABENCH_VERSION",
+    "NATIVE_PRECISION_FLAGS",
+    "Artifact",
+    "Backend",
+    "BackendSettings",
+    "Capabilities",
+    "ChecksOptions",
+    "ChoosesDevice",
+    "ReportsDetails",
+    "ReportsDeviceMemory",
     "SimulatedDevice",
-    "availability", "backend_class", "backend_names", "native_precision_missing",
-    "quick_unavailable_reason", "staged",
+    "availability",
+    "backend_class",
+    "backend_names",
+    "case_device",
+    "native_precision_missing",
+    "quick_unavailable_reason",
+    "staged",
 ]  # fmt: skip
 
 
@@ -219,6 +233,25 @@ class ChecksOptions(Protocol):
         """Raise a one-line ``ConfigError`` starting with ``where`` for a bad value; called
         while the suite is validated, before anything runs."""
         ...
+
+
+@runtime_checkable
+class ChoosesDevice(Protocol):
+    """A backend whose options decide its device (ONNX Runtime's execution provider)."""
+
+    @classmethod
+    def device_for(cls, options: Mapping[str, Any]) -> str:
+        """The device (one of ``capabilities.devices``) a case with these options runs on."""
+        ...
+
+
+def case_device(name: str, options: Mapping[str, Any]) -> str:
+    """The device a case of backend ``name`` with suite ``options`` runs on: what the backend
+    chooses for them, else its first declared device."""
+    cls = backend_class(name)
+    if issubclass(cls, ChoosesDevice):
+        return cls.device_for(options)
+    return cls.capabilities.devices[0]
 
 
 # CPU features that give native (not emulated) kernels for a reduced precision.

@@ -359,3 +359,20 @@ def test_torch_cuda_refuses_what_it_cannot_run(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(BackendUnavailable, match=r"compute capability 7\.5"):
         TorchCudaBackend().load(artifact, BackendSettings(  # type: ignore[arg-type]
             threads=1, device="cuda", precision="bf16", **names))  # fmt: skip
+
+
+def test_onnxruntime_gpu_providers_plan_cases_on_the_gpu(write_suite: Any) -> None:
+    from harness.plan import plan
+
+    body = """
+        models = ["tiny-mlp"]
+        backends = ["onnxruntime", "torch-eager"]
+        [options.onnxruntime]
+        execution_provider = "{ep}"
+    """
+    devices = {
+        ep: {c.backend: c.device for c in plan(load_suite(write_suite(body.format(ep=ep)))).cases}
+        for ep in ("cpu", "cuda", "tensorrt")
+    }
+    assert devices["cpu"] == {"onnxruntime": "cpu", "torch-eager": "cpu"}
+    assert devices["cuda"] == devices["tensorrt"] == {"onnxruntime": "cuda", "torch-eager": "cpu"}
