@@ -195,9 +195,15 @@ class TorchCudaBackend:
                 self._fn(*args)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
-            self._out = self._fn(*args)
-        torch.cuda.synchronize()
+        try:
+            with torch.inference_mode(), torch.cuda.graph(graph):
+                self._out = self._fn(*args)
+            torch.cuda.synchronize()
+        except RuntimeError as exc:  # torch reports a failed capture as a RuntimeError
+            raise BackendError(
+                f"torch-cuda: CUDA graph capture failed ({str(exc).splitlines()[0]}); the model "
+                "synchronises with the host during the forward pass (a data-dependent branch)"
+            ) from None
         self._graph, self._args = graph, args
         self._graph_key = tuple((a.shape, a.dtype) for a in args)
 

