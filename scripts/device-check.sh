@@ -13,7 +13,8 @@
 # 4. the harness against a bare CUDA-event loop, side by side, with NVML joules (bare_loop.py);
 # 5. the gpu suite with cuda_graphs = true (batch 1);
 # 6. torch.compile modes (fp16, batch 1): default, reduce-overhead, max-autotune, while time lasts;
-# 7. for every run: `infrabench show --format json` and the HTML report; then OUTDIR/summary.md.
+# 7. the gpu-marked tests (tests/test_gpu_cuda.py), if time is left;
+# 8. for every run: `infrabench show --format json` and the HTML report; then OUTDIR/summary.md.
 #
 # Each step starts only if the time left (DEADLINE_S, default 450 s, from the start) covers its
 # estimate; what is left out is said in the summary. A dry run installs for real (when
@@ -167,7 +168,12 @@ for mode in default reduce-overhead max-autotune; do
     --batch 1 --variant fp16 --backend torch-cuda
 done
 
-# -- 7. summary ----------------------------------------------------------------------------------
+# -- 7. the gpu-marked tests (tiny-mlp), if time is left -----------------------------------------
+# torch warns on GPUs (e.g. TF32 left off under inductor): warnings are shown, not errors, here
+run_step "pytest -m gpu" 60 "$IBPY" -m pytest tests/test_gpu_cuda.py -q -m gpu -rs \
+  -W default::UserWarning
+
+# -- 8. summary ----------------------------------------------------------------------------------
 "$IBPY" scripts/device_summary.py runs "$OUT/bare_loop.md" "${RUNS[@]}" >>"$SUMMARY" 2>>"$LOG"
 printf '\nfinished %s UTC after %s s\n' "$(date -u +%FT%T)" "$(( $(date +%s) - START ))" \
   >>"$SUMMARY"
