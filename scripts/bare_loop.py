@@ -207,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = [(v, b) for v in variants for b in batches]
         print(f"bare loop (dry run): {args.model} seq {args.seq}, {len(plan)} pairs: {plan}")
         return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        print(f"bare loop: torch {torch.__version__} sees no CUDA device", file=sys.stderr)
+        return 1
     pairs = measure_pairs(args.model, variants, batches, args.seq, args.iters, args.energy_s)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps([p.record() for p in pairs], indent=2))

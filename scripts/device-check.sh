@@ -20,7 +20,8 @@
 # estimate; what is left out is said in the summary. A dry run installs for real (when
 # wheelhouse/ exists) and runs `env`, and only prints the GPU steps. Environment: PYTHON
 # (default python3), DEADLINE_S, DEVICE_VENV (default /tmp/infrabench-venv), WHEELHOUSE
-# (default ./wheelhouse), INFRABENCH_CACHE.
+# (default ./wheelhouse), INFRABENCH_CACHE, SKIP_INSTALL (non-empty: use $PY as it is, for
+# trying the script where infrabench is installed already).
 set -uo pipefail
 
 DRY=0
@@ -38,6 +39,7 @@ LOG="$OUT/device-check.log"
 SUMMARY="$OUT/summary.md"
 WHEELS="${WHEELHOUSE:-$ROOT/wheelhouse}"
 export INFRABENCH_STORE="$OUT/store/results.duckdb"
+mkdir -p "$OUT/store"
 export INFRABENCH_CACHE="${INFRABENCH_CACHE:-/tmp/infrabench-cache}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 : >"$LOG"
@@ -101,8 +103,8 @@ export PYTHONPATH="$WHEELS/tokenizer-only${PYTHONPATH:+:$PYTHONPATH}"
 # $IB ARGS...: the infrabench CLI of that python (of $PY in a dry run without wheels), as a
 # file so that `timeout` can run it.
 IB="$OUT/.infrabench"
-if [[ $DRY == 1 && ! -d "$WHEELS" ]]; then
-  note "install: dry run without wheelhouse/, using $PY as it is"
+if [[ -n "${SKIP_INSTALL:-}" || ( $DRY == 1 && ! -d "$WHEELS" ) ]]; then
+  note "install: skipped (SKIP_INSTALL, or a dry run without wheelhouse/): $PY as it is"
   IBPY="$(command -v "$PY")"
 else
   export -f install_wheels
@@ -161,7 +163,7 @@ DRY_SAVED=$DRY; DRY=0  # bare_loop.py has its own --dry-run
 run_step "bare loop" 60 "$IBPY" "${BARE[@]}"
 DRY=$DRY_SAVED
 # -- 5. CUDA graphs ------------------------------------------------------------------------------
-suite_run graphs 45 "$(derived graphs 'cuda_graphs = true')" --batch 1
+suite_run graphs 45 "$(derived graphs 'cuda_graphs = true')" --batch 1 --backend torch-cuda
 # -- 6. torch.compile modes (fp16, batch 1) ------------------------------------------------------
 for mode in default reduce-overhead max-autotune; do
   suite_run "compile-$mode" 75 "$(derived "compile-$mode" "compile = \"$mode\"")" \

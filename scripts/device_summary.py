@@ -47,7 +47,9 @@ def rows_table(label: str, rows: list[Row]) -> list[str]:
         "| case | status | p50 ms | p99 ms | compile_s | device MiB | J/inf | fidelity | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    order = {"fp32": 0, "fp16": 1, "bf16": 2}
+    for r in sorted(rows, key=lambda r: (r["backend"] != "torch-cuda", r["backend"],
+                                         order.get(r["variant"], 9), r["batch_size"])):  # fmt: skip
         lines.append(
             f"| {r['model']}/{r['variant']}/{r['backend']}/b{r['batch_size']} | {r['status']} "
             f"| {_f(r.get('latency_ms_p50'), '.4f')} | {_f(r.get('latency_ms_p99'), '.4f')} "
