@@ -2,7 +2,8 @@
 
 Precision (the variant's runtime step): fp32, or the whole module cast to fp16 or bf16 (weights
 and activations; LayerNorm and softmax run in that type too, as in a half-precision deployment).
-bf16 needs compute capability 8.0 or newer (``torch.cuda.is_bf16_supported``).
+bf16 needs compute capability 8.0 or newer (Ampere: the first with bf16 tensor cores; older cards
+only emulate it).
 
 Options (``[options.torch-cuda]``):
 
@@ -44,6 +45,7 @@ SELF_GRAPHING_MODES = ("reduce-overhead", "max-autotune")
 COMPILE_WARMUP_CALLS = 3  # dynamo traces on call 1; cudagraph trees record on 2 and replay on 3
 GRAPH_WARMUP_CALLS = 3  # side-stream warm-up before capture, as torch.cuda.graphs advises
 _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+BF16_MIN_CAPABILITY = (8, 0)
 _MIB = 2**20
 DEVICE = "cuda"  # where tensors go; tests put a stand-in for torch.cuda around "cpu"
 
@@ -135,8 +137,8 @@ class TorchCudaBackend:
         self._graphs = bool(settings.options.get("cuda_graphs", False))
         self._input_names, self._output_names = settings.input_names, settings.output_names
         precision = settings.precision
-        if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
-            major, minor = torch.cuda.get_device_capability()
+        major, minor = torch.cuda.get_device_capability()
+        if precision == "bf16" and (major, minor) < BF16_MIN_CAPABILITY:
             raise BackendUnavailable(
                 f"torch-cuda bf16: {torch.cuda.get_device_name()} (compute capability "
                 f"{major}.{minor}) has no native bf16 arithmetic (needs 8.0 or newer)"

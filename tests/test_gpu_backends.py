@@ -294,7 +294,7 @@ def stand_in_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tc, "DEVICE", "cpu")
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     answers = {
-        "is_available": lambda: True, "is_bf16_supported": lambda including_emulation=True: True,
+        "is_available": lambda: True,
         "synchronize": lambda: None, "reset_peak_memory_stats": lambda: None,
         "current_stream": lambda: "stream", "Event": _Event, "empty_cache": lambda: None,
         "max_memory_allocated": lambda: 3 * 2**20, "max_memory_reserved": lambda: 4 * 2**20,
@@ -354,7 +354,6 @@ def test_torch_cuda_refuses_what_it_cannot_run(monkeypatch: pytest.MonkeyPatch) 
         TorchCudaBackend().load(artifact, BackendSettings(  # type: ignore[arg-type]
             threads=1, device="cuda", precision="int8", **names))  # fmt: skip
     # an sm_75 card
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda: (7, 5))
     with pytest.raises(BackendUnavailable, match=r"compute capability 7\.5"):
         TorchCudaBackend().load(artifact, BackendSettings(  # type: ignore[arg-type]
