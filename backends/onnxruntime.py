@@ -1,4 +1,15 @@
-"""onnxruntime: the ONNX artifact in an ONNX Runtime session (CPU execution provider by default)."""
+"""onnxruntime: the ONNX artifact in an ONNX Runtime session (CPU execution provider by default).
+
+Option ``execution_provider``: ``cpu``, or ``cuda`` / ``tensorrt``, which need the
+``onnxruntime-gpu`` distribution (the ``onnxruntime`` wheel has the CPU provider only); without
+them the case is skipped with that reason. On ``cuda`` and ``tensorrt`` inputs and outputs go
+through I/O binding: ``prepare`` copies the inputs to the GPU and binds device buffers for the
+outputs, so one timed ``run`` is ``run_with_iobinding`` alone (it returns when the GPU work has
+finished: ORT synchronises the provider's stream at the end of a run) and no host-device copy is
+timed; ``outputs`` copies back, untimed. The row's details say so (``host_device_copies_timed``).
+``tensorrt`` runs the fp32 graph in fp16 for the ``fp16`` variant (``trt_fp16_enable``) and keeps
+its engines under the cache directory (``trt_engine_cache_path``).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +50,13 @@ class OnnxRuntimeBackend:
         self._path: Path | None = None
         self._opts: Any = None
         self._provider = PROVIDERS["cpu"]
+        self._provider_options: dict[str, str] = {}
+        self._binding: Any = None
+
+    @classmethod
+    def device_for(cls, options: Mapping[str, Any]) -> str:
+        """``cuda`` for the GPU providers (NVML energy, GPU prices), else ``cpu``."""
+        return "cpu" if options.get("execution_provider", "cpu") == "cpu" else "cuda"
 
     def check(self) -> None:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -56,18 +74,18 @@ class OnnxRuntimeBackend:
     def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
         import onnxruntime as ort
 
-        if settings.precision != "fp32":
-            raise BackendUnavailable(
-                f"onnxruntime {settings.precision}: needs an {settings.precision} graph, which "
-                "infrabench does not produce; the CPU provider would cast back to fp32"
-            )
         ep = str(settings.options.get("execution_provider", "cpu"))
         level = str(settings.options.get("graph_optimization", "all"))
-        if PROVIDERS[ep] not in ort.get_available_providers():
+        if settings.precision != "fp32" and not (ep == "tensorrt" and settings.precision == "fp16"):
             raise BackendUnavailable(
-                f"ONNX Runtime here has no {PROVIDERS[ep]} (available: "
-                f"{', '.join(ort.get_available_providers())})"
+                f"onnxruntime {settings.precision}: needs an {settings.precision} graph, which "
+                "infrabench does not produce; only the tensorrt provider runs fp16 from the fp32 "
+                "graph"
             )
+        missing = missing_provider(ep, ort.get_available_providers())
+        if missing:
+            raise BackendUnavailable(missing)
+        self._provider_options = provider_options(ep, settings.precision, settings.cache_dir)
         self._opts = opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.threads
         opts.inter_op_num_threads = 1
@@ -80,7 +98,9 @@ class OnnxRuntimeBackend:
         }[level]
         try:
             self._session = ort.InferenceSession(
-                str(artifact.onnx_path), sess_options=opts, providers=[PROVIDERS[ep]]
+                str(artifact.onnx_path),
+                sess_options=opts,
+                providers=[(PROVIDERS[ep], self._provider_options)],
             )
         except Exception as exc:  # ORT raises its own untyped errors for bad graphs
             raise BackendError(f"onnxruntime could not load the model: {exc}") from None
@@ -90,9 +110,14 @@ class OnnxRuntimeBackend:
     def prepare(self, inputs: Mapping[str, np.ndarray]) -> None:
         names = [i.name for i in self._session.get_inputs()]
         self._feeds = {n: np.ascontiguousarray(inputs[n]) for n in names}
+        if self._provider != PROVIDERS["cpu"]:
+            self._binding = bind(self._session, self._feeds, "cuda")
 
     def run(self) -> int | None:
-        self._out = self._session.run(None, self._feeds)
+        if self._binding is not None:
+            self._session.run_with_iobinding(self._binding)
+        else:
+            self._out = self._session.run(None, self._feeds)
         return None
 
     def synchronize(self) -> None:
@@ -100,7 +125,17 @@ class OnnxRuntimeBackend:
 
     def outputs(self) -> dict[str, np.ndarray]:
         names = [o.name for o in self._session.get_outputs()]
-        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, self._out, strict=True)}
+        out = self._binding.copy_outputs_to_cpu() if self._binding is not None else self._out
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, out, strict=True)}
+
+    def report(self) -> dict[str, Any]:
+        bound = self._binding is not None
+        return {
+            "execution_provider": self._provider,
+            "io_binding": bound,
+            "host_device_copies_timed": False if bound else None,
+            **({"provider_options": self._provider_options} if self._provider_options else {}),
+        }
 
     def executed_precision(self) -> str | None:
         """What the optimized graph really runs: ORT fuses QDQ into int8 kernels only where it
@@ -113,8 +148,47 @@ class OnnxRuntimeBackend:
             self._opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
             self._opts.log_severity_level = 3  # not the "hardware-specific graph" warning
             ort.InferenceSession(str(self._path), sess_options=self._opts,
-                                 providers=[self._provider])  # fmt: skip
+                                 providers=[(self._provider, self._provider_options)])  # fmt: skip
             return graph_precision(Path(self._opts.optimized_model_filepath))
 
     def close(self) -> None:
-        self._session = None
+        self._session = self._binding = None
+
+
+def missing_provider(ep: str, available: list[str]) -> str | None:
+    """Why the execution provider ``ep`` (a key of PROVIDERS) cannot run here, or ``None``."""
+    if PROVIDERS[ep] in available:
+        return None
+    hint = " (install onnxruntime-gpu instead of onnxruntime)" if ep != "cpu" else ""
+    return f"ONNX Runtime here has no {PROVIDERS[ep]}{hint}; available: {', '.join(available)}"
+
+
+def provider_options(ep: str, precision: str, cache_dir: Path | None) -> dict[str, str]:
+    """ONNX Runtime provider options for ``ep``: device 0; for ``tensorrt`` fp16 when asked and
+    the engine cache under ``cache_dir/onnxruntime-trt`` (ORT keys its files by graph and GPU).
+    Option names from onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html."""
+    if ep == "cpu":
+        return {}
+    options = {"device_id": "0"}
+    if ep == "tensorrt":
+        options["trt_fp16_enable"] = "True" if precision == "fp16" else "False"
+        if cache_dir is not None:
+            path = cache_dir / "onnxruntime-trt"
+            path.mkdir(parents=True, exist_ok=True)
+            options["trt_engine_cache_enable"] = "True"
+            options["trt_engine_cache_path"] = str(path)
+    return options
+
+
+def bind(session: Any, feeds: Mapping[str, np.ndarray], device: str) -> Any:
+    """An ``IOBinding`` with ``feeds`` copied to ``device`` (``cuda`` or ``cpu``) now, and every
+    output bound to a buffer on that device that ORT allocates in the first run."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
+    for out in session.get_outputs():
+        binding.bind_output(out.name, device, 0)
+    binding.synchronize_inputs()
+    return binding

@@ -9,7 +9,8 @@ Call order in a worker: ``check -> load -> prepare -> run/synchronize (timed) ->
 This module and :mod:`harness.errors` are all of ``harness`` a backend may import: what a backend
 needs from the environment (ISA flags, the cache directory, the model's input and output names)
 arrives in ``BackendSettings``; what it may offer beyond the protocol is declared by the small
-optional protocols below (``ReportsDetails``, ``SimulatedDevice``, ``ChecksOptions``), which the
+optional protocols below (``ReportsDetails``, ``SimulatedDevice``, ``ChecksOptions``,
+``ReportsDeviceMemory``, ``ChoosesDevice``), which the
 harness tests with ``isinstance``.
 """
 
@@ -36,10 +37,25 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "infrabench.backends"
 __all__ = [
-    "ENTRY_POINT_GROUP", "INFRABENCH_VERSION", "NATIVE_PRECISION_FLAGS", "Artifact", "Backend",
-    "BackendSettings", "Capabilities", "ChecksOptions", "ReportsDetails", "SimulatedDevice",
-    "availability", "backend_class", "backend_names", "native_precision_missing",
-    "quick_unavailable_reason", "staged",
+    "ENTRY_POINT_GROUP",
+    "INFRABENCH_VERSION",
+    "NATIVE_PRECISION_FLAGS",
+    "Artifact",
+    "Backend",
+    "BackendSettings",
+    "Capabilities",
+    "ChecksOptions",
+    "ChoosesDevice",
+    "ReportsDetails",
+    "ReportsDeviceMemory",
+    "SimulatedDevice",
+    "availability",
+    "backend_class",
+    "backend_names",
+    "case_device",
+    "native_precision_missing",
+    "quick_unavailable_reason",
+    "staged",
 ]  # fmt: skip
 
 
@@ -88,6 +104,10 @@ class BackendSettings:
                   ``avx512_bf16``), for native-precision checks and compiler targets.
     cache_dir:    infrabench's cache root; a backend keeps what it compiles under its own
                   subdirectory there. ``None``: nothing is kept between runs.
+    example_inputs: the inputs ``prepare`` will first be given, by name, for runtimes that
+                  compile or capture by running real inputs in ``load`` (torch.compile, CUDA
+                  graphs), so that the compile time is ``compile_s`` and not a sample. Empty:
+                  not known.
     """
 
     threads: int
@@ -99,6 +119,7 @@ class BackendSettings:
     precision: str = "fp32"
     isa_flags: tuple[str, ...] = ()
     cache_dir: Path | None = None
+    example_inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class Artifact(Protocol):
@@ -194,6 +215,16 @@ class SimulatedDevice(Protocol):
 
 
 @runtime_checkable
+class ReportsDeviceMemory(Protocol):
+    """A backend on an accelerator, whose memory the host's RSS does not show."""
+
+    def device_mem_mb(self) -> float | None:
+        """Peak device memory (MiB) the case used, read after the measurement; ``None`` when
+        the device cannot say."""
+        ...
+
+
+@runtime_checkable
 class ChecksOptions(Protocol):
     """A backend whose option values only it can judge (a preset name, a presets file)."""
 
@@ -202,6 +233,25 @@ class ChecksOptions(Protocol):
         """Raise a one-line ``ConfigError`` starting with ``where`` for a bad value; called
         while the suite is validated, before anything runs."""
         ...
+
+
+@runtime_checkable
+class ChoosesDevice(Protocol):
+    """A backend whose options decide its device (ONNX Runtime's execution provider)."""
+
+    @classmethod
+    def device_for(cls, options: Mapping[str, Any]) -> str:
+        """The device (one of ``capabilities.devices``) a case with these options runs on."""
+        ...
+
+
+def case_device(name: str, options: Mapping[str, Any]) -> str:
+    """The device a case of backend ``name`` with suite ``options`` runs on: what the backend
+    chooses for them, else its first declared device."""
+    cls = backend_class(name)
+    if issubclass(cls, ChoosesDevice):
+        return cls.device_for(options)
+    return cls.capabilities.devices[0]
 
 
 # CPU features that give native (not emulated) kernels for a reduced precision.

@@ -19,7 +19,12 @@ import numpy as np
 from harness import __version__, runfile
 from harness.backend import availability, backend_class, backend_names
 from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
-from harness.environment import fingerprint, usable_cpus
+from harness.environment import (
+    describe_gpu,
+    fingerprint,
+    onnxruntime_providers,
+    usable_cpus,
+)
 from harness.errors import ConfigError, HarnessError
 from harness.launch import launcher
 from harness.measure import noise
@@ -65,13 +70,21 @@ def _cmd_env(args: argparse.Namespace) -> int:
     if args.json:
         usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
         check = {**asdict(readings), "flags": flags, "advice": advice}
-        print(json.dumps({**fp, "backends": usable, "energy": energy, "noise": check}, indent=2))
+        extra = {"onnxruntime_providers": onnxruntime_providers()}
+        print(json.dumps({**fp, "backends": usable, "energy": energy, "noise": check, **extra},
+                         indent=2))  # fmt: skip
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip
         print(f"{key:16} {fp[key]}")
     print(f"{'isa_flags':16} {' '.join(fp['isa_flags']) or '(none of interest)'}")
-    print(f"{'gpus':16} {', '.join(g['name'] for g in fp['gpus']) or 'none'}")
+    for index, gpu in enumerate(fp["gpus"]):
+        print(f"{f'gpu {index}':16} {describe_gpu(gpu)}")
+    if not fp["gpus"]:
+        print(f"{'gpus':16} none (no NVML, no nvidia-smi)")
+    providers = onnxruntime_providers()
+    if providers is not None:
+        print(f"{'onnxruntime EPs':16} {', '.join(providers)}")
     print("versions         " + ", ".join(f"{k} {v}" for k, v in fp["versions"].items()))
     print("backends")
     for name, reason in backends.items():

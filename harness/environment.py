@@ -77,19 +77,90 @@ def package_versions() -> dict[str, str]:
 
 
 def gpus() -> list[dict[str, str]]:
-    """NVIDIA GPUs from ``nvidia-smi`` (name, memory, driver), or an empty list."""
+    """NVIDIA GPUs: name, memory, driver, CUDA (the highest version the driver supports) and
+    compute capability, from NVML (nvidia-ml-py, imported here, not at module import) or else
+    ``nvidia-smi``; an empty list where neither answers. No CUDA context is created."""
+    found = _nvml_gpus()
+    return found if found is not None else _smi_gpus()
+
+
+def _nvml_gpus() -> list[dict[str, str]] | None:
+    """GPUs through NVML, or ``None`` when NVML is not installed or cannot initialise."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        cuda = cuda_version_text(pynvml.nvmlSystemGetCudaDriverVersion_v2())
+        found = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+            found.append({
+                "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                "memory": f"{total // 2**20} MiB",
+                "driver": driver,
+                "cuda": cuda,
+                "compute_capability": f"{major}.{minor}",
+            })  # fmt: skip
+        return found
+    except pynvml.NVMLError:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _text(value: str | bytes) -> str:
+    """NVML strings are bytes in old nvidia-ml-py releases, str in new ones."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def cuda_version_text(version: int) -> str:
+    """NVML's CUDA version integer (1000 x major + 10 x minor, e.g. 13000) as ``13.0``."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _smi_gpus() -> list[dict[str, str]]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
     try:
         out = subprocess.run(
-            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            [exe, "--query-gpu=name,memory.total,driver_version,compute_cap",
+             "--format=csv,noheader"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return []
     rows = [[c.strip() for c in line.split(",")] for line in out.strip().splitlines()]
-    return [{"name": r[0], "memory": r[1], "driver": r[2]} for r in rows if len(r) == 3]
+    keys = ("name", "memory", "driver", "compute_capability")
+    return [dict(zip(keys, r, strict=True)) for r in rows if len(r) == len(keys)]
+
+
+def onnxruntime_providers() -> list[str] | None:
+    """ONNX Runtime's execution providers in this environment (imports onnxruntime), or
+    ``None`` when it is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return list(onnxruntime.get_available_providers())
+
+
+def describe_gpu(gpu: dict[str, str]) -> str:
+    """One line for ``infrabench env``: ``NVIDIA H200, 143771 MiB, driver 580.1, CUDA 13.0,
+    compute capability 9.0`` (the parts the fingerprint has)."""
+    parts = [gpu.get("name", "unknown GPU"), gpu.get("memory")]
+    parts += [f"{label} {gpu[key]}" for key, label in
+              (("driver", "driver"), ("cuda", "CUDA"), ("compute_capability", "compute capability"))
+              if gpu.get(key)]  # fmt: skip
+    return ", ".join(p for p in parts if p)
 
 
 def git_sha() -> str | None:

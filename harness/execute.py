@@ -21,6 +21,7 @@ from harness.backend import (
     Backend,
     BackendSettings,
     ReportsDetails,
+    ReportsDeviceMemory,
     SimulatedDevice,
     backend_class,
 )
@@ -57,6 +58,7 @@ class Measurement:
     fidelity:   the score against the fp32 reference (None: the backend computes no outputs);
                 ``fidelity_per_output`` holds each output's cosine.
     details:    backend facts (a compiler's target, a simulator's per-layer model).
+    device_mem_mb: peak accelerator memory (MiB) a ``ReportsDeviceMemory`` backend reported.
     """
 
     samples_ns: tuple[int, ...]
@@ -79,6 +81,7 @@ class Measurement:
     fidelity: Fidelity | None = None
     fidelity_per_output: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    device_mem_mb: float | None = None
 
 
 def pin_cpus(threads: int) -> str:
@@ -143,6 +146,7 @@ def measure_case(
         precision=parse_variant(case.variant).runtime_precision,
         isa_flags=tuple(isa_flags()),
         cache_dir=cache_root(),
+        example_inputs=inputs,
     )
     simulated = backend.capabilities.energy == "simulated"
     probe, energy_note = (
@@ -172,6 +176,7 @@ def measure_case(
             else None
         )
         details = backend.report() if isinstance(backend, ReportsDetails) else {}
+        device_mem = backend.device_mem_mb() if isinstance(backend, ReportsDeviceMemory) else None
         executed, versions = backend.executed_precision(), backend.versions()
     finally:
         backend.close()
@@ -196,4 +201,5 @@ def measure_case(
         fidelity=fidelity,
         fidelity_per_output=per_output,
         details=details,
+        device_mem_mb=device_mem,
     )

@@ -76,6 +76,7 @@ def finalize(
     row.load_s, row.compile_s = m.load_s, m.compile_s
     row.first_inference_ms = m.first_inference_ms
     row.model_mem_mb, row.peak_rss_mb = m.model_mem_mb, m.peak_rss_mb
+    row.device_mem_mb = m.device_mem_mb
     row.affinity, row.executed_precision = m.affinity, m.executed_precision
     row.versions = json.dumps(m.versions, sort_keys=True)
     details: dict[str, Any] = {"energy": m.energy_note, **m.details}

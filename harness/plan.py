@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from harness.backend import backend_class, backend_names
+from harness.backend import backend_names, case_device
 from harness.case import Case
 from harness.cost import Prices, prices
 from harness.errors import ConfigError, VariantNotApplicable
@@ -115,7 +115,7 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
             f"{suite.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
             f"files (onnx:PATH); none of {', '.join(suite.models)} takes them"
         )
-    devices = {b: backend_class(b).capabilities.devices[0] for b in suite.backends}
+    devices = {b: case_device(b, suite.options.get(b, {})) for b in suite.backends}
     settings = suite.settings
     cases: list[Case] = []
     for name, model in models.items():

@@ -59,6 +59,7 @@ def test_backend_runs_the_protocol(name: str, artifacts: dict[str, Artifact]) ->
     variant = _variant(name)
     settings = BackendSettings(
         threads=1,
+        device=backend.capabilities.devices[0],
         options=OPTIONS.get(name, {}),
         input_shapes={k: v.shape for k, v in inputs.items()},
         input_names=model.input_names,

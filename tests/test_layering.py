@@ -120,7 +120,9 @@ def test_the_known_optional_members() -> None:
     assert not issubclass(backend_class("onnxruntime"), ChecksOptions)
     assert isinstance(backend_class("tvm")(), ReportsDetails)
     assert isinstance(backend_class("fpga-sim")(), ReportsDetails)
-    assert not isinstance(backend_class("onnxruntime")(), ReportsDetails)
+    assert isinstance(backend_class("onnxruntime")(), ReportsDetails)  # provider, I/O binding
+    assert not isinstance(backend_class("torch-eager")(), ReportsDetails)
+    assert issubclass(backend_class("torch-cuda"), ChecksOptions)
 
 
 def test_native_precision_comes_from_the_isa_flags_given() -> None:
