@@ -11,6 +11,9 @@ A new field needs a new version here (its DDL and a migration from the previous 
   = none) and the suite's speedup baseline in ``runs`` (``baseline_backend``,
   ``baseline_variant``; null = the run recorded none).
 
+* v3 = v2 plus ``cases.node`` (the fleet node a case ran on: its Ray node id, Slurm host or
+  Kubernetes pod's node; null = this machine, as every row of a v2 store).
+
 ``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
 nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
 (``Store.cases``). It is read back as stored only for a run without a recorded baseline, which
@@ -24,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1_RUNS = """CREATE TABLE runs(
     run_id VARCHAR PRIMARY KEY, suite VARCHAR, suite_path VARCHAR, started_at TIMESTAMP,
@@ -68,11 +71,18 @@ DDL: dict[int, tuple[str, ...]] = {
         _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR"),
         _SAMPLES,
     ),
+    3: (
+        _SCHEMA_INFO,
+        _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
+        _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR, node VARCHAR"),
+        _SAMPLES,
+    ),
 }
 
 # The columns of ``runs`` and ``cases`` that each version adds (for readers and tests).
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"cases": ("hardware_class", "noise"), "runs": ("baseline_backend", "baseline_variant")},
+    3: {"cases": ("node",), "runs": ()},
 }
 
 # Only a case with these keys equal to the baseline's is compared with it (as in v1).
@@ -168,5 +178,10 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
             )
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    # every v2 row ran on the machine that wrote the store: node stays null
+    con.execute("ALTER TABLE cases ADD COLUMN node VARCHAR")
+
+
 # MIGRATIONS[n] upgrades a store at schema version n to n + 1 (inside one transaction).
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
