@@ -142,7 +142,9 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
                 bindings=bindings,
                 device=devices[backend],
                 settings=settings,
+                hardware=hardware,
             )
+            for hardware in suite.hardware or (None,)
             for variant in suite.variants
             for backend in suite.backends
             for threads in suite.threads

@@ -1,9 +1,11 @@
-"""Plan -> artifacts -> launcher -> finalize -> store, one case at a time.
+"""Plan -> artifacts -> launcher -> finalize -> store, one case at a time (or, through a
+fleet launcher, every case's artifact first and then all cases at once, one per node).
 
 An artifact is built (by the launcher, in a worker) the first time a case needs it. A case whose
 backend runtime is missing is stored as skipped without starting a worker. A crash, hang or
 exception in a worker is that case's failed row; the run goes on and earlier rows are already
-stored. The raw measurement becomes a row in this process (:func:`harness.finalize.finalize`).
+stored. The raw measurement becomes a row in this process (:func:`harness.finalize.finalize`);
+with a fleet launcher too, this process alone writes the store, one row as each case ends.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from harness.backend import quick_unavailable_reason
 from harness.case import Case
@@ -20,6 +22,7 @@ from harness.cost import prices as default_prices
 from harness.environment import fingerprint
 from harness.finalize import finalize, unmeasured
 from harness.launch import InlineLauncher, Launcher, Outcome, ProcessLauncher
+from harness.launch.base import ConcurrentLauncher
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 from harness.plan import Plan
@@ -69,12 +72,37 @@ class Runner:
         suite = plan.suite
         self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
         total = len(plan.cases)
-        for index, case in enumerate(plan.cases):
-            result, samples = self.cases.run_case(run_id, case, plan.prices, index, total)
-            self.store.add_case(result, samples)
-            self.reporter.case_done(index, total, result)
+        if isinstance(self.cases.launcher, ConcurrentLauncher):
+            self._run_concurrently(run_id, plan)
+        else:
+            for index, case in enumerate(plan.cases):
+                result, samples = self.cases.run_case(run_id, case, plan.prices, index, total)
+                self._store(index, total, result, samples)
         self.store.finish_run(run_id)
         return run_id
+
+    def _store(self, index: int, total: int, result: CaseResult, samples: list[float]) -> None:
+        self.store.add_case(result, samples)
+        self.reporter.case_done(index, total, result)
+
+    def _run_concurrently(self, run_id: str, plan: Plan) -> None:
+        """Build every case's artifacts (here), then hand all measure tasks to the fleet at
+        once and store each row as its case ends."""
+        launcher = cast(ConcurrentLauncher, self.cases.launcher)  # checked by the caller
+        total = len(plan.cases)
+        ready: list[tuple[int, MeasureTask]] = []
+        for index, case in enumerate(plan.cases):
+            prepared = self.cases.prepare(run_id, case, index, total)
+            if isinstance(prepared, MeasureTask):
+                self.reporter.case_started(index, total, case, "queued for a node")
+                ready.append((index, prepared))
+            else:
+                self._store(index, total, prepared, [])
+        outcomes = launcher.launch_many([task for _, task in ready])
+        for position, measured in outcomes:
+            index, task = ready[position]
+            result, samples = self.cases.finish(run_id, task, measured, plan.prices)
+            self._store(index, total, result, samples)
 
 
 class CaseRunner:
@@ -93,9 +121,36 @@ class CaseRunner:
         self, run_id: str, case: Case, prices: Prices, index: int = 0, total: int = 1
     ) -> tuple[CaseResult, list[float]]:
         """One case's row and raw samples (ms); skips and failures are rows too."""
+        prepared = self.prepare(run_id, case, index, total)
+        if not isinstance(prepared, MeasureTask):
+            return prepared, []
+
+        def measuring(text: str) -> None:
+            self.reporter.case_started(index, total, case, f"measuring: {text}")
+
+        self.reporter.case_started(index, total, case, "measuring")
+        return self.finish(run_id, prepared, self.launcher.launch(prepared, measuring), prices)
+
+    def finish(
+        self, run_id: str, task: MeasureTask, measured: Outcome[Any], prices: Prices
+    ) -> tuple[CaseResult, list[float]]:
+        """The row and raw samples (ms) of a measure task's outcome, with the node it ran on."""
+        if measured.value is None:
+            result = unmeasured(run_id, task.case, task.artifact, measured)
+            result.node = measured.node
+            return result, []
+        result, samples = finalize(run_id, task.case, task.artifact, measured.value, prices)
+        result.node = measured.node
+        return result, samples
+
+    def prepare(
+        self, run_id: str, case: Case, index: int = 0, total: int = 1
+    ) -> MeasureTask | CaseResult:
+        """The case's measure task, its artifacts built; or its row when it is skipped or a
+        build failed."""
         reason = quick_unavailable_reason(case.backend)
         if reason is not None:
-            return unmeasured(run_id, case, None, Outcome("skipped", reason=reason)), []
+            return unmeasured(run_id, case, None, Outcome("skipped", reason=reason))
         what = f"building {case.model}/{case.variant}"
         self.reporter.case_started(index, total, case, what)
 
@@ -104,20 +159,11 @@ class CaseRunner:
 
         artifact = self._artifact(case, case.variant, progress, "artifact build")
         if artifact.value is None:
-            return unmeasured(run_id, case, None, artifact), []
+            return unmeasured(run_id, case, None, artifact)
         reference = self._artifact(case, "fp32", progress, "fp32 reference build")
         if reference.value is None:
-            return unmeasured(run_id, case, None, reference), []
-
-        def measuring(text: str) -> None:
-            self.reporter.case_started(index, total, case, f"measuring: {text}")
-
-        self.reporter.case_started(index, total, case, "measuring")
-        task = MeasureTask(case, artifact.value, reference.value, str(self.cache))
-        measured = self.launcher.launch(task, measuring)
-        if measured.value is None:
-            return unmeasured(run_id, case, artifact.value, measured), []
-        return finalize(run_id, case, artifact.value, measured.value, prices)
+            return unmeasured(run_id, case, None, reference)
+        return MeasureTask(case, artifact.value, reference.value, str(self.cache))
 
     def _artifact(self, case: Case, variant: str, progress: Any, stage: str) -> Outcome[Artifact]:
         """The artifact, built once per run; only a variant whose output depends on the case's
