@@ -17,13 +17,17 @@ with an in-memory backend.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from harness.launch.base import Outcome
+from harness.launch.base import Outcome, no_progress
+from harness.launch.ship import Packed, ShippingError, unpack
 
 START_S = 120.0  # shipping an artifact and starting a fresh worker on a node, seconds
 
@@ -172,3 +176,34 @@ def _with_node(got: NodeResult, lost: list[str]) -> Outcome[Any]:
         outcome.stage,
         got.node or None,
     )
+
+
+def run_on_node(
+    task: Any, hardware: str, artifact: Packed, reference: Packed, node: str,
+    advertised: str | None,
+) -> NodeResult:  # fmt: skip
+    """The node's side, in a fresh worker process of the node: check the node against the
+    class (``advertised``: the class the node was started with, else ``$INFRABENCH_HARDWARE_
+    CLASS``), unpack the shipped artifacts (sha256 checked) and measure ``task`` on them."""
+    from dataclasses import replace
+
+    from harness.environment import CLASS_ENV, class_mismatch, fingerprint
+    from harness.worker import run_task
+
+    start = time.time()
+    mismatch = class_mismatch(fingerprint(), hardware, advertised or os.environ.get(CLASS_ENV))
+    if mismatch is not None:
+        outcome: Outcome[Any] = Outcome(
+            "failed", reason=f"hardware class check: {mismatch}", error_kind="class mismatch",
+            stage="hardware class check",
+        )  # fmt: skip
+        return NodeResult(outcome, node, start, time.time())
+    root = Path(tempfile.gettempdir()) / "infrabench-fleet" / node.replace("/", "_")[:40]
+    try:
+        shipped = unpack(artifact, root)
+        ref = shipped if reference.sha256 == artifact.sha256 else unpack(reference, root)
+    except ShippingError as exc:
+        outcome = Outcome("failed", reason=str(exc), error_kind="ShippingError", stage="shipping")
+        return NodeResult(outcome, node, start, time.time())
+    outcome = run_task(replace(task, artifact=shipped, reference=ref), no_progress)
+    return NodeResult(outcome, node, start, time.time())

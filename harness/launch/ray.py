@@ -16,17 +16,14 @@ with the reason). Building artifacts (``BuildTask``) stays on the driver, throug
 
 from __future__ import annotations
 
-import tempfile
-import time
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import BackendUnavailable, ConfigError
 from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
-from harness.launch.fleet import START_S, NodeLost, NodeResult, Placement, dispatch
-from harness.launch.ship import Packed, ShippingError, pack, unpack
+from harness.launch.fleet import START_S, NodeLost, NodeResult, Placement, dispatch, run_on_node
+from harness.launch.ship import Packed, pack
 
 T = TypeVar("T")
 RESOURCE_PREFIX = "hw:"
@@ -55,34 +52,13 @@ def node_classes(ray: Any) -> dict[str, list[str]]:
 
 
 def _on_node(task: Any, hardware: str, artifact: Packed, reference: Packed) -> NodeResult:
-    """Runs in a fresh Ray worker on the chosen node: class check, unpack, measure."""
+    """Runs in a fresh Ray worker on the chosen node."""
     import ray
 
-    from harness.environment import CLASS_ENV, class_mismatch, fingerprint
-    from harness.worker import run_task
-
-    start = time.time()
     node = ray.get_runtime_context().get_node_id()
     mine = [c for c, ids in node_classes(ray).items() if node in ids]
-    import os
-
-    advertised = hardware if hardware in mine else (mine[0] if mine else os.environ.get(CLASS_ENV))
-    mismatch = class_mismatch(fingerprint(), hardware, advertised)
-    if mismatch is not None:
-        outcome: Outcome[Any] = Outcome(
-            "failed", reason=f"hardware class check: {mismatch}", error_kind="class mismatch",
-            stage="hardware class check",
-        )  # fmt: skip
-        return NodeResult(outcome, node, start, time.time())
-    root = Path(tempfile.gettempdir()) / "infrabench-fleet" / node[:16]
-    try:
-        shipped = unpack(artifact, root)
-        ref = shipped if reference.sha256 == artifact.sha256 else unpack(reference, root)
-    except ShippingError as exc:
-        outcome = Outcome("failed", reason=str(exc), error_kind="ShippingError", stage="shipping")
-        return NodeResult(outcome, node, start, time.time())
-    outcome = run_task(replace(task, artifact=shipped, reference=ref), no_progress)
-    return NodeResult(outcome, node, start, time.time())
+    advertised = hardware if hardware in mine else (mine[0] if mine else None)
+    return run_on_node(task, hardware, artifact, reference, node, advertised)
 
 
 class _RayFleet:
