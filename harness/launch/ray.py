@@ -20,7 +20,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.errors import BackendUnavailable, ConfigError
+from harness.errors import ConfigError
 from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
 from harness.launch.fleet import START_S, NodeLost, NodeResult, Placement, dispatch, run_on_node
 from harness.launch.ship import Packed, pack
@@ -33,9 +33,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise BackendUnavailable(
-            "--executor ray needs Ray: pip install 'infrabench[ray]'"
-        ) from None
+        raise ConfigError("--executor ray needs Ray: pip install 'infrabench[ray]'") from None
     return ray
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.errors import BackendUnavailable, ConfigError
+from harness.errors import ConfigError
 from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
 from harness.launch.fleet import NodeLost, NodeResult, Placement, dispatch, run_on_node
 from harness.launch.ship import Packed, pack
@@ -36,7 +36,7 @@ def _submitit() -> Any:
     try:
         import submitit
     except ImportError:
-        raise BackendUnavailable(
+        raise ConfigError(
             "--executor slurm needs submitit: pip install 'infrabench[slurm]'"
         ) from None
     return submitit
