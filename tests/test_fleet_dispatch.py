@@ -30,6 +30,7 @@ class FakeCluster:
         self.tries: dict[int, int] = {}
         self.cancelled: list[int] = []
         self.peak: dict[str, int] = {}
+        self.silent_loss: dict[int, str] = {}  # index -> a death the engine did not report
 
     def capacity(self, hardware: str) -> int:
         return self.nodes.get(hardware, 0)
@@ -61,6 +62,9 @@ class FakeCluster:
             self.nodes[hardware] -= 1
             raise NodeLost("node n1 died")
         return NodeResult(Outcome.ok(index), f"{hardware}-node", start, self.clock.now)
+
+    def lost(self, handle: Hashable) -> str | None:
+        return self.silent_loss.get(handle[0])  # type: ignore[index]
 
     def cancel(self, handle: Hashable) -> None:
         if handle in self.running:
@@ -123,3 +127,11 @@ def test_the_last_node_lost_leaves_the_retry_a_clear_reason() -> None:
     assert got[0].reason == (
         "node lost mid-case: node n1 died; no node of hardware class 'a' is alive"
     )
+
+
+def test_a_node_death_the_engine_never_reported_is_found_at_the_deadline() -> None:
+    cluster = FakeCluster(Clock(), {"a": 1}, [None])
+    cluster.silent_loss[0] = "node n1 of class 'a' died"
+    got, _ = _dispatch(cluster, ["a"], timeout=10)
+    assert got[0].error_kind == "node lost"
+    assert got[0].reason == "node lost mid-case: no result in 15 s; node n1 of class 'a' died"

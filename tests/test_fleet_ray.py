@@ -144,7 +144,8 @@ def test_a_node_lost_mid_case_is_that_case_failed_row_and_the_run_goes_on(
     took = time.monotonic() - started
     reasons = [r.reason or "" for r in rows]
     assert {r.status for r in rows} == {"failed"}, reasons
-    # the case on the node is lost; the two queued behind it find no node of the class left
+    # The case on the node is lost (Ray reports the death on the task, or, where it does not,
+    # the deadline finds the class one node short); the two queued behind it find no node.
     assert "node lost mid-case" in reasons[0], reasons
     assert all("no node of hardware class 'cpu-lost' is alive" in r for r in reasons[1:]), reasons
-    assert took < 30, took
+    assert took < 20 + 15 + 15, took  # the case's timeout + start allowance + slack

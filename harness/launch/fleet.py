@@ -77,6 +77,11 @@ class FleetBackend(Protocol):
 
     def cancel(self, handle: Hashable) -> None: ...
 
+    def lost(self, handle: Hashable) -> str | None:
+        """At a task's deadline: why its node may have died since it was submitted (a node of
+        its class is gone), else None. The engine may not report every death on the task."""
+        ...
+
 
 @dataclass
 class _Flight:
@@ -153,10 +158,21 @@ def dispatch(
             now = clock()
             for handle, flight in list(flights.items()):
                 if now >= flight.deadline:
+                    gone = backend.lost(handle)
                     backend.cancel(handle)
                     del flights[handle]
                     bound = timeouts_s[flight.index] + start_s
-                    yield flight.index, _failed(f"fleet: timed out after {bound:g} s", "timeout")
+                    if gone is None:
+                        why = f"fleet: timed out after {bound:g} s"
+                        yield flight.index, _failed(why, "timeout")
+                        continue
+                    lost = [*flight.lost, f"node lost mid-case: no result in {bound:g} s; {gone}"]
+                    if flight.attempt < retries[flight.index]:
+                        queues.setdefault(flight.hardware, deque()).append(
+                            (flight.index, flight.attempt + 1, lost)
+                        )
+                    else:
+                        yield flight.index, _failed("; ".join(lost), "node lost")
     finally:
         for handle in flights:
             backend.cancel(handle)

@@ -133,6 +133,12 @@ class _RayFleet:
         self._at_submit.pop(handle, None)
         self.ray.cancel(handle, force=True)
 
+    def lost(self, handle: Hashable) -> str | None:
+        hardware, before = self._at_submit.get(handle, ("", []))
+        alive = set(self._classes.get(hardware, []))
+        gone = [n[:12] for n in before if n not in alive]
+        return f"node {', '.join(gone)} of class {hardware!r} died" if gone else None
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

@@ -158,6 +158,9 @@ class _SlurmFleet:
             )  # fmt: skip
             return NodeResult(outcome, "", 0.0, 0.0)
 
+    def lost(self, handle: Hashable) -> str | None:
+        return None  # Slurm reports NODE_FAIL on the job itself
+
     def cancel(self, handle: Hashable) -> None:
         job = self.jobs.pop(str(handle), None)
         if job is not None:
