@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from harness.result import CaseResult
+from harness.store_schema import fleet_class as case_fleet_class
 
 Verdict = Literal[
     "faster", "slower", "unchanged", "not comparable", "only in base", "only in candidate"
@@ -144,7 +145,7 @@ def _key(r: CaseResult) -> tuple[str, str, str, str | None, str]:
 
 def fleet_class(r: CaseResult) -> str | None:
     """The hardware class a fleet case was placed by (its case id's ``@class``), else None."""
-    return r.case_id.partition("@")[2] or None
+    return case_fleet_class(r.case_id)
 
 
 def _pairs(

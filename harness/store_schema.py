@@ -85,8 +85,19 @@ ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     3: {"cases": ("node",), "runs": ()},
 }
 
-# Only a case with these keys equal to the baseline's is compared with it (as in v1).
+# Only a case with these keys equal to the baseline's is compared with it (as in v1), and of
+# the same fleet hardware class (the case id's "@class" suffix; none before fleets existed).
 SPEEDUP_KEY = ("model", "shape", "threads", "scenario")
+FLEET_CLASS_RE = r"@([a-z0-9._-]+)$"
+FLEET_CLASS_SQL = "regexp_extract({table}case_id, '" + FLEET_CLASS_RE + "', 1)"  # '' if none
+
+
+def fleet_class(case_id: str) -> str | None:
+    """The hardware class a fleet case was placed by (its case id's ``@class``), else None."""
+    import re
+
+    found = re.search(FLEET_CLASS_RE, case_id)
+    return found.group(1) if found else None
 
 
 def create(con: duckdb.DuckDBPyConnection, version: int = SCHEMA_VERSION) -> None:
@@ -130,14 +141,18 @@ def recompute_speedups(
     for r in rows:
         is_base = (r["backend"], r["variant"]) == baseline and r["status"] == "ok"
         if is_base and r["latency_ms_p50"] is not None:
-            base.setdefault(tuple(r[k] for k in SPEEDUP_KEY), []).append(r["latency_ms_p50"])
+            base.setdefault(_speedup_key(r), []).append(r["latency_ms_p50"])
     out: list[float | None] = []
     for r in rows:
-        found = base.get(tuple(r[k] for k in SPEEDUP_KEY), [])
+        found = base.get(_speedup_key(r), [])
         p50 = r["latency_ms_p50"]
         ok = r["status"] == "ok" and len(found) == 1 and p50
         out.append(found[0] / p50 if ok else None)
     return out
+
+
+def _speedup_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (*(r[k] for k in SPEEDUP_KEY), fleet_class(str(r.get("case_id") or "")))
 
 
 def legacy_hardware_class(device: str | None) -> str:

@@ -45,3 +45,38 @@ def test_speedups_per_class_side_by_side() -> None:
         ("gpu", 5.0), ("cpu-amx", 2.5), ("cpu-avx2", 1.0)
     ]  # fmt: skip
     assert hardware_speedups([_row("a", None, 1.0), _row("a", "gpu", 0.5)]) == []
+
+
+def test_speedup_vs_baseline_is_computed_within_each_class(tmp_path) -> None:
+    from result_rows import FINGERPRINT
+
+    from harness.store import Store
+
+    rows = []
+    for cls, base_p50, cand_p50 in (("cpu-amx", 2.0, 1.0), ("cpu-avx2", 6.0, 2.0)):
+        for backend, p50 in (("torch-eager", base_p50), ("onnxruntime", cand_p50)):
+            r = _row("r", cls, p50)
+            r.backend, r.status = backend, "ok"
+            r.case_id = r.case_id.replace("/fake/", f"/{backend}/")
+            rows.append(r)
+    with Store(tmp_path / "s.duckdb") as store:
+        store.start_run("r", "s", "s.toml", FINGERPRINT, ("torch-eager", "fp32"))
+        for r in rows:
+            store.add_case(r, [])
+        got = {(r.backend, r.hardware_class): r.speedup_vs_baseline for r in store.cases("r")}
+    assert got[("onnxruntime", "cpu-amx")] == pytest.approx(2.0)
+    assert got[("onnxruntime", "cpu-avx2")] == pytest.approx(3.0)
+    assert got[("torch-eager", "cpu-avx2")] == pytest.approx(1.0)
+
+
+def test_the_html_report_puts_classes_side_by_side() -> None:
+    from harness.report.html import ReportRun, html_report
+    from result_rows import FINGERPRINT
+
+    rows = [_row("r", "cpu-amx", 1.0), _row("r", "cpu-avx2", 2.5)]
+    for r in rows:
+        r.status = "ok"
+    run = {"run_id": "r", "suite": "s", "started_at": "-", **FINGERPRINT}
+    page = html_report([ReportRun(run, rows, {})], None)
+    assert "<h3>Across hardware classes</h3>" in page
+    assert "cpu-amx</td><td>1</td><td>2.5</td>" in page
