@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from result_rows import FINGERPRINT
 
 from harness.compare import compare_runs, hardware_speedups
+from harness.report.html import ReportRun, html_report
 from harness.result import CaseResult
+from harness.store import Store
 
 
 def _row(run: str, cls: str | None, p50: float, fidelity_ok: bool = True) -> CaseResult:
@@ -47,7 +52,7 @@ def test_speedups_per_class_side_by_side() -> None:
     assert hardware_speedups([_row("a", None, 1.0), _row("a", "gpu", 0.5)]) == []
 
 
-def test_speedup_vs_baseline_is_computed_within_each_class(tmp_path) -> None:
+def test_speedup_vs_baseline_is_computed_within_each_class(tmp_path: Path) -> None:
     from result_rows import FINGERPRINT
 
     from harness.store import Store
@@ -70,9 +75,6 @@ def test_speedup_vs_baseline_is_computed_within_each_class(tmp_path) -> None:
 
 
 def test_the_html_report_puts_classes_side_by_side() -> None:
-    from harness.report.html import ReportRun, html_report
-    from result_rows import FINGERPRINT
-
     rows = [_row("r", "cpu-amx", 1.0), _row("r", "cpu-avx2", 2.5)]
     for r in rows:
         r.status = "ok"
