@@ -53,10 +53,6 @@ def test_speedups_per_class_side_by_side() -> None:
 
 
 def test_speedup_vs_baseline_is_computed_within_each_class(tmp_path: Path) -> None:
-    from result_rows import FINGERPRINT
-
-    from harness.store import Store
-
     rows = []
     for cls, base_p50, cand_p50 in (("cpu-amx", 2.0, 1.0), ("cpu-avx2", 6.0, 2.0)):
         for backend, p50 in (("torch-eager", base_p50), ("onnxruntime", cand_p50)):
