@@ -28,6 +28,8 @@ class CaseSettings:
     timeout_s:          wall-clock bound of the case's measuring worker.
     build_timeout_s:    wall-clock bound of building one artifact (export, quantize, distil).
     fidelity_min_ratio: share of the fp32 metric a variant must keep to pass the gate.
+    retries:            fleet executors: how many more times a case whose node was lost (or
+                        whose worker died with it) runs, on another node of its class.
     """
 
     timing: TimingPolicy = field(default_factory=TimingPolicy)
@@ -35,12 +37,14 @@ class CaseSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     fidelity_min_ratio: float = DEFAULT_MIN_RATIO
+    retries: int = 0
 
 
 @dataclass(frozen=True)
 class Case:
     """One measurement. ``bindings`` are a user model's shape bindings, e.g. ("height=640",);
-    ``device`` is the backend's first declared device."""
+    ``device`` is the backend's first declared device; ``hardware`` is the fleet hardware
+    class the case must run on (None: this machine)."""
 
     model: str
     variant: str
@@ -53,6 +57,7 @@ class Case:
     options: Mapping[str, Any] = field(default_factory=dict)
     bindings: tuple[str, ...] = ()
     settings: CaseSettings = field(default_factory=CaseSettings)
+    hardware: str | None = None
 
     @property
     def shape(self) -> str:
@@ -63,4 +68,4 @@ class Case:
     def case_id(self) -> str:
         return "/".join(
             (self.model, self.variant, self.backend, self.shape, f"t{self.threads}", self.scenario)
-        )
+        ) + (f"@{self.hardware}" if self.hardware else "")

@@ -26,7 +26,9 @@ from harness.environment import (
     usable_cpus,
 )
 from harness.errors import ConfigError, HarnessError
-from harness.launch import launcher
+from harness.launch import Launcher, ProcessLauncher
+from harness.launch.executors import EXECUTORS, ExecutorChoice, executor_launcher
+from harness.launch.slurm import SlurmOptions
 from harness.measure import noise
 from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
@@ -177,16 +179,20 @@ def _plan(args: argparse.Namespace) -> Plan:
         region=args.region,
         watts_per_core=args.watts_per_core,
         sweeps=sweeps,
+        hardware=tuple(args.hardware or ()),
+        retries=args.retries,
     )
     return plan(load_suite(find_suite(args.suite)), selection, usable_cpus())
 
 
-def _run_suite(planned: Plan, store: Store, args: argparse.Namespace, quiet: bool) -> str:
+def _run_suite(
+    planned: Plan, store: Store, args: argparse.Namespace, quiet: bool, chosen: Launcher
+) -> str:
     """Run with a progress line on stderr; return the run id. On an interrupt (Ctrl-C,
     SIGTERM, SIGHUP) say what was saved and how to resume or show it, then re-raise."""
     resume = getattr(args, "resume", None)
     with ProgressReporter(quiet) as reporter:
-        runner = Runner(store, cache_root(args.cache), launcher(args.inline), reporter)
+        runner = Runner(store, cache_root(args.cache), chosen, reporter)
         try:
             return runner.run(planned, resume, resume is not None)
         except KeyboardInterrupt:
@@ -202,10 +208,37 @@ def _run_suite(planned: Plan, store: Store, args: argparse.Namespace, quiet: boo
             raise _Reported() from None
 
 
+def _executor(args: argparse.Namespace) -> ExecutorChoice:
+    slurm = None
+    if args.executor == "slurm":
+        folder = args.slurm_folder or str(Path.cwd() / "infrabench-slurm")
+        slurm = SlurmOptions(folder, args.slurm_partition, args.slurm_account,
+                             args.slurm_cluster)  # fmt: skip
+    elif args.slurm_partition or args.slurm_account or args.slurm_folder:
+        raise ConfigError("command line: --slurm-* options are for --executor slurm")
+    return ExecutorChoice(args.executor, args.inline, args.address, slurm)
+
+
+def _write_k8s(planned: Plan, args: argparse.Namespace) -> int:
+    """Write one Job manifest per case and print the command that submits them."""
+    from harness.launch.k8s import write_manifests
+
+    if args.executor != "local":
+        raise ConfigError("command line: --k8s-manifests writes Jobs; it runs no --executor")
+    directory = Path(args.k8s_manifests)
+    paths = write_manifests(planned, directory, args.k8s_image, args.k8s_claim)
+    print(f"wrote {len(paths)} Job manifests to {directory}; no cluster was contacted.")
+    print(f"submit them with: kubectl apply -f {directory}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     planned = _plan(args)
+    if args.k8s_manifests:
+        return _write_k8s(planned, args)
+    chosen = executor_launcher(_executor(args), planned.cases)  # refused before the store opens
     with Store(store_path(args.store)) as store:
-        run_id = _run_suite(planned, store, args, quiet=args.json)
+        run_id = _run_suite(planned, store, args, quiet=args.json, chosen=chosen)
         results = store.cases(run_id)
     fmt = "json" if args.json else "table"
     title = f"run {run_id} (suite {planned.suite.name})"
@@ -227,6 +260,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
     """Run the suite, compare with the baseline file, write summaries; 1 on a regression."""
     planned = _plan(args)
     suite = planned.suite
+    chosen = executor_launcher(_executor(args), planned.cases)
     path = Path(args.baseline)
     if args.repeat < 1 or (args.repeat > 1 and not args.update_baseline):
         raise ConfigError(
@@ -237,7 +271,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
     baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
     with Store(store_path(args.store)) as store:
-        run_id = _run_suite(planned, store, args, quiet=False)
+        run_id = _run_suite(planned, store, args, quiet=False, chosen=chosen)
         current = runfile.export_run(store, run_id)
     failed = any(c.status == "failed" for c in current.cases)
     regression = False
@@ -260,7 +294,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         new = replace(current, history=history)
         for _ in range(args.repeat - 1):  # more runs of the same tree: how far runs drift here
             with Store(store_path(args.store)) as store:
-                again = runfile.export_run(store, _run_suite(planned, store, args, quiet=False))
+                again = runfile.export_run(store, _run_suite(planned, store, args, False, chosen))
             new = runfile.with_history(new, again)
         runfile.write(new, path)
         print(f"baseline written: {path} (+{args.repeat - 1} runs of history)")
@@ -387,7 +421,7 @@ def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
         raise ConfigError("recommend: give stored runs or --run SUITE, not both")
     first = args.first_budget or planned.suite.timing.budget_s / 9
     with Store(store_path(args.store)) as store, ProgressReporter() as reporter:
-        runner = Runner(store, cache_root(args.cache), launcher(False), reporter)
+        runner = Runner(store, cache_root(args.cache), ProcessLauncher(), reporter)
         result, run_ids = search_suite(
             planned, runner, args.objective, limits, first, args.energy_source
         )
@@ -478,8 +512,45 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--watts-per-core", type=float, metavar="W",
         help="CPU power for the energy estimate, replacing the CPU table")  # fmt: skip
     add("--inline", action="store_true", help="run cases in this process (debug)")
+    _fleet_options(parser)
     _store_option(parser)
     add("--cache", help="artifact cache (default $INFRABENCH_CACHE or ~/.cache)")
+
+
+def _fleet_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where cases run: here, on a Ray cluster, or as Slurm jobs (one case per node)",
+    )
+    add("--address", help="Ray cluster address (auto, ray://HOST:10001); default: RAY_ADDRESS")
+    add(
+        "--hardware",
+        action="append",
+        metavar="CLASS",
+        help="run every case on nodes of this hardware class (repeat for several)",
+    )
+    add("--retries", type=int, metavar="N", help="re-run a case whose node was lost N times")
+    add("--slurm-partition", metavar="P", help="Slurm partition of the jobs")
+    add("--slurm-account", metavar="A", help="Slurm account of the jobs")
+    add(
+        "--slurm-folder",
+        metavar="DIR",
+        help="shared directory for submitit's job files (default ./infrabench-slurm)",
+    )
+    add(
+        "--slurm-cluster", choices=["slurm", "local", "debug"], default=None, help=argparse.SUPPRESS
+    )  # submitit's local executors, for tests
+    add(
+        "--k8s-manifests",
+        metavar="DIR",
+        help="write one Kubernetes Job per case to DIR and print the kubectl command; runs nothing",
+    )
+    add("--k8s-image", default="infrabench:latest", help="container image of the Jobs")
+    add("--k8s-claim", default="infrabench-work",
+        help="ReadWriteMany claim mounted at /work (artifact cache, results)")  # fmt: skip
 
 
 def _view_options(parser: argparse.ArgumentParser) -> None:

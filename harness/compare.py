@@ -1,7 +1,10 @@
 """Statistical comparison of two runs: per case a ratio of medians with a confidence interval,
 a significance test controlled across all cases, a minimum effect size, and a verdict.
 
-* Cases are matched on (model, variant, backend, shape, scenario).
+* Cases are matched on (model, variant, backend, shape, scenario) and, for fleet rows, their
+  hardware class (the ``@class`` of the case id). A case that ran on one class in the base and
+  on another in the candidate is paired as a hardware comparison: its p50 ratio is reported,
+  the verdict is "not comparable" and it is never a regression (latency or fidelity).
 * Not comparable (never a regression): different hardware/software fingerprint, different
   runtime versions, different artifact, different threads, or a case that did not run ok.
 * Ratio = candidate / base latency as a Hodges-Lehmann estimate on log latencies, with the
@@ -29,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from harness.result import CaseResult
+from harness.store_schema import fleet_class as case_fleet_class
 
 Verdict = Literal[
     "faster", "slower", "unchanged", "not comparable", "only in base", "only in candidate"
@@ -126,6 +130,7 @@ class CaseComparison:
     cost_ratio: float | None = None
     noise_floor: float | None = None  # from the base's history of earlier runs
     noise: str | None = None  # the noise flags either row carried: its figures may be disturbed
+    hardware_class: str | None = None  # fleet class, or "A -> B" for a hardware comparison
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +144,35 @@ def _key(r: CaseResult) -> tuple[str, str, str, str | None, str]:
     return (r.model, r.variant, r.backend, r.shape, r.scenario)
 
 
+def fleet_class(r: CaseResult) -> str | None:
+    """The hardware class a fleet case was placed by (its case id's ``@class``), else None."""
+    return case_fleet_class(r.case_id)
+
+
+def _pairs(
+    base: list[CaseResult], candidate: list[CaseResult]
+) -> list[tuple[tuple[Any, ...], CaseResult | None, CaseResult | None]]:
+    """Rows matched on ``_key`` and fleet class; where one class is left on each side of a key,
+    those two rows are paired across classes (a hardware comparison)."""
+    groups: dict[tuple[Any, ...], tuple[dict[Any, CaseResult], dict[Any, CaseResult]]] = {}
+    for side, rows in enumerate((base, candidate)):
+        for r in rows:
+            groups.setdefault(_key(r), ({}, {}))[side][fleet_class(r)] = r
+    out: list[tuple[tuple[Any, ...], CaseResult | None, CaseResult | None]] = []
+    for key in sorted(groups, key=str):
+        b_by, c_by = groups[key]
+        only_b = [k for k in b_by if k not in c_by]
+        only_c = [k for k in c_by if k not in b_by]
+        if len(only_b) == 1 and len(only_c) == 1:
+            out.append((key, b_by.pop(only_b[0]), c_by.pop(only_c[0])))
+        for cls in sorted(set(b_by) | set(c_by), key=str):
+            out.append((key, b_by.get(cls), c_by.get(cls)))
+    return out
+
+
 def _not_comparable(base: CaseResult, cand: CaseResult, same_machine: bool) -> str:
+    if fleet_class(base) != fleet_class(cand):
+        return "hardware class differs: a hardware comparison, not a regression"
     if not same_machine:
         return "hardware or software fingerprint differs"
     if base.status != "ok" or cand.status != "ok":
@@ -164,24 +197,29 @@ def compare_runs(
 ) -> list[CaseComparison]:
     """Compare matched cases; ``samples[(run_id, case_id)]`` holds raw latencies in ms and
     ``history[history_key(case)]`` the p50s of earlier runs of the base's machine."""
-    base_by, cand_by = {_key(r): r for r in base}, {_key(r): r for r in candidate}
     out: list[CaseComparison] = []
     shifts: list[tuple[CaseComparison, Shift]] = []
-    for key in sorted(set(base_by) | set(cand_by), key=str):
-        b, c = base_by.get(key), cand_by.get(key)
-        row = CaseComparison(*key, verdict="not comparable")
+    for key, b, c in _pairs(base, candidate):
+        model, variant, backend, shape, scenario = key
+        row = CaseComparison(model, variant, backend, shape, scenario, "not comparable")
         out.append(row)
         if b is None or c is None:
             row.verdict = "only in candidate" if b is None else "only in base"
+            row.hardware_class = fleet_class(c or b)  # type: ignore[arg-type]
             continue
         flags = [f"{side}: {r.noise}" for side, r in (("base", b), ("candidate", c)) if r.noise]
         row.noise = "; ".join(flags) or None
+        classes = (fleet_class(b), fleet_class(c))
+        across = classes[0] != classes[1]
+        row.hardware_class = f"{classes[0]} -> {classes[1]}" if across else classes[0]
         row.base_p50_ms, row.candidate_p50_ms = b.latency_ms_p50, c.latency_ms_p50
         row.base_fidelity, row.candidate_fidelity = b.fidelity, c.fidelity
-        row.fidelity_regression = b.fidelity_ok is True and c.fidelity_ok is False
+        row.fidelity_regression = not across and b.fidelity_ok is True and c.fidelity_ok is False
         if b.cost_usd_per_million and c.cost_usd_per_million:
             row.cost_ratio = c.cost_usd_per_million / b.cost_usd_per_million
         row.reason = _not_comparable(b, c, same_machine)
+        if across and b.latency_ms_p50 and c.latency_ms_p50:
+            row.ratio = c.latency_ms_p50 / b.latency_ms_p50  # p50 ratio across classes
         if row.reason:
             continue
         shift = latency_shift(samples[(b.run_id, b.case_id)], samples[(c.run_id, c.case_id)])
@@ -197,6 +235,32 @@ def compare_runs(
     return out
 
 
+def hardware_speedups(rows: list[CaseResult]) -> list[dict[str, Any]]:
+    """Side by side across hardware classes: per case key (``_key`` and threads) with ok rows
+    on two or more fleet classes, each class's p50 (ms) and its speedup over ``reference`` =
+    the slowest class's p50 / this class's p50 (>= 1; the reference class has 1.0). A
+    hardware comparison, not a regression check: no test, only the medians."""
+    groups: dict[tuple[Any, ...], dict[str, float]] = {}
+    for r in rows:
+        cls = fleet_class(r)
+        if r.status == "ok" and cls and r.latency_ms_p50:
+            groups.setdefault((*_key(r), r.threads), {})[cls] = r.latency_ms_p50
+    out = []
+    for key, p50s in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if len(p50s) < 2:
+            continue
+        slowest = max(p50s.values())
+        model, variant, backend, shape, scenario, threads = key
+        for cls, p50 in sorted(p50s.items(), key=lambda kv: kv[1]):
+            out.append(
+                {"model": model, "variant": variant, "backend": backend, "shape": shape,
+                 "scenario": scenario, "threads": threads, "hardware_class": cls,
+                 "latency_ms_p50": p50, "speedup_vs_slowest_class": slowest / p50}
+            )  # fmt: skip
+    return out
+
+
 def history_key(r: CaseResult) -> str:
     """A case's key in a baseline's history (its identity without the run)."""
-    return "/".join(str(part) for part in _key(r)) + f"/t{r.threads}"
+    cls = fleet_class(r)
+    return "/".join(str(part) for part in _key(r)) + f"/t{r.threads}" + (f"@{cls}" if cls else "")

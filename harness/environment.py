@@ -197,3 +197,44 @@ def fingerprint() -> dict[str, Any]:
     ).hexdigest()
     data["git_sha"] = git_sha()
     return data
+
+
+# Fleet hardware classes that can be told from a fingerprint: class -> (ISA flags it needs,
+# whether it needs a GPU). Ordered from the most specific; a machine's derived class is the
+# first it satisfies. Other class names are the operator's own (e.g. "rack-b") and are checked
+# only against what the node advertises.
+KNOWN_CLASSES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "gpu": ((), True),
+    "cpu-amx": (("amx_tile",), False),
+    "cpu-avx512": (("avx512f",), False),
+    "cpu-avx2": (("avx2",), False),
+    "cpu-neon": (("asimd",), False),
+}
+CLASS_ENV = "INFRABENCH_HARDWARE_CLASS"  # the class an operator declares for a node
+
+
+def hardware_class_of(fp: dict[str, Any]) -> str:
+    """The most specific known fleet class (``KNOWN_CLASSES``) that fingerprint ``fp`` satisfies,
+    or ``cpu-generic``."""
+    for name in KNOWN_CLASSES:
+        if not class_mismatch(fp, name):
+            return name
+    return "cpu-generic"
+
+
+def class_mismatch(fp: dict[str, Any], requested: str, advertised: str | None = None) -> str | None:
+    """Why a node with fingerprint ``fp`` cannot run a case of class ``requested``, or None.
+
+    ``advertised`` is the class the node was started with (its Ray resource ``hw:<class>``,
+    ``$INFRABENCH_HARDWARE_CLASS``); when given it must equal ``requested``. A known class
+    (``KNOWN_CLASSES``) must also be borne out by the fingerprint: its ISA flags, or a GPU.
+    """
+    if advertised is not None and advertised != requested:
+        return f"node advertises hardware class {advertised!r}, case needs {requested!r}"
+    flags, needs_gpu = KNOWN_CLASSES.get(requested, ((), False))
+    missing = [f for f in flags if f not in fp.get("isa_flags", [])]
+    if missing:
+        return f"class {requested!r} needs ISA flags {', '.join(missing)}, absent on this node"
+    if needs_gpu and not fp.get("gpus"):
+        return f"class {requested!r} needs a GPU; this node has none (nvidia-smi found none)"
+    return None

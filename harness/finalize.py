@@ -41,7 +41,7 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
         artifact_sha256=artifact.sha256 if artifact else None,
         artifact_mb=artifact.size_mb if artifact else None,
         params_m=artifact.params_m if artifact else None,
-        hardware_class=hardware_class(case.device),
+        hardware_class=case.hardware or hardware_class(case.device),
     )
 
 
@@ -85,10 +85,12 @@ def finalize(
     _latency(row, stats, m, details)
     _fidelity(row, m, case.settings.fidelity_min_ratio, details)
     _energy(row, m, stats, case.batch_size, details)
+    # a fleet class without a price of its own is billed as the device's class
+    priced = row.hardware_class or ""
+    priced = priced if priced in prices.hardware else hardware_class(case.device)
     costs = cost_columns(
-        row.energy_j_per_inference, row.throughput_per_s, row.threads, row.hardware_class or "",
-        prices,
-    )  # fmt: skip
+        row.energy_j_per_inference, row.throughput_per_s, row.threads, priced, prices
+    )
     row.cost_usd_per_million_energy = costs.usd_per_million_energy
     row.cost_usd_per_million_machine = costs.usd_per_million_machine
     row.cost_usd_per_million = costs.usd_per_million

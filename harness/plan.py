@@ -18,7 +18,7 @@ from harness.cost import Prices, prices
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.models import Model, get_model
 from harness.models.inputs import parse_binding
-from harness.suite import Suite, choice, variant_name
+from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
 
 
@@ -45,6 +45,8 @@ class Selection:
     region: str | None = None
     watts_per_core: float | None = None
     sweeps: Sweeps = field(default_factory=Sweeps)
+    hardware: tuple[str, ...] = ()  # fleet hardware classes
+    retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ def select(suite: Suite, selection: Selection) -> Suite:
     backends = tuple(choice(where, "--backend", b, backend_names()) for b in selection.backends)
     variants = tuple(variant_name(where, "--variant", v) for v in selection.variants)
     models = tuple(model_spec(where, "--model", m) for m in selection.models)
+    hardware = tuple(hardware_class_name(where, "--hardware", h) for h in selection.hardware)
+    if selection.retries is not None and selection.retries < 0:
+        raise ConfigError(f"{where}: --retries must be 0 or more, got {selection.retries}")
     return replace(
         suite,
         pricing=replace(
@@ -84,6 +89,8 @@ def select(suite: Suite, selection: Selection) -> Suite:
         backends=backends or suite.backends,
         variants=variants or suite.variants,
         models=models or suite.models,
+        hardware=hardware or suite.hardware,
+        retries=suite.retries if selection.retries is None else selection.retries,
         **changed,
     )
 
@@ -98,7 +105,8 @@ def suite_prices(suite: Suite) -> Prices:
 def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1) -> Plan:
     """Expand ``suite`` (with ``selection`` applied) into cases for this machine.
 
-    ``auto_threads`` replaces ``threads = "auto"``. Models without a sequence axis get one case
+    ``auto_threads`` replaces ``threads = "auto"``. Each hardware class of the suite (fleet) is
+    one more axis: a case per class, outermost. Models without a sequence axis get one case
     per batch size; a user model's unbound dynamic axis, a model that cannot be loaded, bad
     prices or shape bindings given to models that take none are ``ConfigError``s. A static
     batch that contradicts a case's batch size is left to the case (skipped, with the reason).
@@ -142,7 +150,9 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
                 bindings=bindings,
                 device=devices[backend],
                 settings=settings,
+                hardware=hardware,
             )
+            for hardware in suite.hardware or (None,)
             for variant in suite.variants
             for backend in suite.backends
             for threads in suite.threads

@@ -72,6 +72,7 @@ class CaseResult:
     details: str | None = None  # JSON object: backend notes, worker traceback on failure
     hardware_class: str | None = None  # price/hardware class, e.g. cpu-vcpu, gpu-datacenter
     noise: str | None = None  # noise flags seen while measuring, as text; None = none
+    node: str | None = None  # fleet node the case ran on (Ray node id, host); None = this machine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,7 @@ from harness.cost import prices as default_prices
 from harness.environment import fingerprint
 from harness.finalize import finalize, unmeasured
 from harness.launch import InlineLauncher, Launcher, Outcome, ProcessLauncher
+from harness.launch.base import ConcurrentLauncher
 from harness.measure import noise
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
@@ -122,13 +123,39 @@ class Runner:
         self.reporter.run_started(run_id, todo)
         for flag in self.watch.before_run():
             self.reporter.notice(f"noisy machine: {flag}")
-        for index, case in enumerate(todo):
-            result, samples = self.cases.run_case(run_id, case, plan.prices, index, len(todo))
-            self.store.add_case(result, samples)
-            self.stored += 1
-            self.reporter.case_done(index, len(todo), result)
+        if isinstance(self.cases.launcher, ConcurrentLauncher):
+            self._run_concurrently(run_id, todo, plan.prices)
+        else:
+            for index, case in enumerate(todo):
+                result, samples = self.cases.run_case(run_id, case, plan.prices, index, len(todo))
+                self._store(index, len(todo), result, samples)
         self.store.finish_run(run_id)
         return run_id
+
+    def _store(self, index: int, total: int, result: CaseResult, samples: list[float]) -> None:
+        self.store.add_case(result, samples)
+        self.stored += 1
+        self.reporter.case_done(index, total, result)
+
+    def _run_concurrently(self, run_id: str, cases: Sequence[Case], prices: Prices) -> None:
+        """Build every case's artifacts (here), then hand all measure tasks to the fleet at
+        once and store each row as its case ends. The machine watch does not apply: the cases
+        run on other nodes."""
+        launcher = cast(ConcurrentLauncher, self.cases.launcher)  # checked by the caller
+        total = len(cases)
+        ready: list[tuple[int, MeasureTask]] = []
+        for index, case in enumerate(cases):
+            prepared = self.cases.prepare(run_id, case, index, total)
+            if isinstance(prepared, MeasureTask):
+                self.reporter.case_started(index, total, case, "queued for a node")
+                ready.append((index, prepared))
+            else:
+                self._store(index, total, prepared, [])
+        outcomes = launcher.launch_many([task for _, task in ready])
+        for position, measured in outcomes:
+            index, task = ready[position]
+            result, samples = self.cases.finish(run_id, task, measured, prices)
+            self._store(index, total, result, samples)
 
 
 class CaseRunner:
@@ -152,9 +179,47 @@ class CaseRunner:
         self, run_id: str, case: Case, prices: Prices, index: int = 0, total: int = 1
     ) -> tuple[CaseResult, list[float]]:
         """One case's row and raw samples (ms); skips and failures are rows too."""
+        prepared = self.prepare(run_id, case, index, total)
+        if not isinstance(prepared, MeasureTask):
+            return prepared, []
+
+        def measuring(text: str) -> None:
+            self.reporter.case_started(index, total, case, f"measuring: {text}")
+
+        self.reporter.case_started(index, total, case, "measuring")
+        token = self.watch.start()
+        measured = self.launcher.launch(prepared, measuring)
+        machine = self.watch.stop(token)
+        return self.finish(run_id, prepared, measured, prices, machine)
+
+    def finish(
+        self,
+        run_id: str,
+        task: MeasureTask,
+        measured: Outcome[Any],
+        prices: Prices,
+        machine_flags: Sequence[str] = (),
+    ) -> tuple[CaseResult, list[float]]:
+        """The row and raw samples (ms) of a measure task's outcome, with the node it ran on
+        and what the machine watch saw meanwhile."""
+        if measured.value is None:
+            result = unmeasured(run_id, task.case, task.artifact, measured)
+            result.node = measured.node
+            return result, []
+        result, samples = finalize(
+            run_id, task.case, task.artifact, measured.value, prices, machine_flags
+        )
+        result.node = measured.node
+        return result, samples
+
+    def prepare(
+        self, run_id: str, case: Case, index: int = 0, total: int = 1
+    ) -> MeasureTask | CaseResult:
+        """The case's measure task, its artifacts built; or its row when it is skipped or a
+        build failed."""
         reason = quick_unavailable_reason(case.backend)
         if reason is not None:
-            return unmeasured(run_id, case, None, Outcome("skipped", reason=reason)), []
+            return unmeasured(run_id, case, None, Outcome("skipped", reason=reason))
         what = f"building {case.model}/{case.variant}"
         self.reporter.case_started(index, total, case, what)
 
@@ -163,22 +228,11 @@ class CaseRunner:
 
         artifact = self._artifact(case, case.variant, progress, "artifact build")
         if artifact.value is None:
-            return unmeasured(run_id, case, None, artifact), []
+            return unmeasured(run_id, case, None, artifact)
         reference = self._artifact(case, "fp32", progress, "fp32 reference build")
         if reference.value is None:
-            return unmeasured(run_id, case, None, reference), []
-
-        def measuring(text: str) -> None:
-            self.reporter.case_started(index, total, case, f"measuring: {text}")
-
-        self.reporter.case_started(index, total, case, "measuring")
-        task = MeasureTask(case, artifact.value, reference.value, str(self.cache))
-        token = self.watch.start()
-        measured = self.launcher.launch(task, measuring)
-        machine = self.watch.stop(token)
-        if measured.value is None:
-            return unmeasured(run_id, case, artifact.value, measured), []
-        return finalize(run_id, case, artifact.value, measured.value, prices, machine)
+            return unmeasured(run_id, case, None, reference)
+        return MeasureTask(case, artifact.value, reference.value, str(self.cache))
 
     def _artifact(self, case: Case, variant: str, progress: Any, stage: str) -> Outcome[Artifact]:
         """The artifact, built once per run; only a variant whose output depends on the case's

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.errors import ConfigError, StoreError
 from harness.result import COLUMNS, CaseResult
-from harness.store_schema import MIGRATIONS, SCHEMA_VERSION, SPEEDUP_KEY, create
+from harness.store_schema import FLEET_CLASS_SQL, MIGRATIONS, SCHEMA_VERSION, SPEEDUP_KEY, create
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "STORE_ENV", "Store", "store_path"]
 
@@ -246,9 +246,10 @@ class Store:
 
     def cases(self, run_id: str) -> list[CaseResult]:
         """The run's rows, with ``speedup_vs_baseline`` = baseline p50 / case p50 for each ok
-        row whose model, shape, threads and scenario match exactly one ok row of the run's
-        baseline (backend, variant); null otherwise. A run without a recorded baseline (a v1
-        run whose baseline could not be derived) reads the value its writer stored."""
+        row whose model, shape, threads, scenario and fleet class match exactly one ok row of
+        the run's baseline (backend, variant); null otherwise. A run without a recorded
+        baseline (a v1 run whose baseline could not be derived) reads the value its writer
+        stored."""
         run = self._dicts(
             "SELECT baseline_backend, baseline_variant FROM runs WHERE run_id = ?", [run_id]
         )
@@ -261,8 +262,9 @@ class Store:
                 [run_id],
             )
             return [CaseResult.from_dict(r) for r in rows]
-        key = ", ".join(SPEEDUP_KEY)
+        key = ", ".join(SPEEDUP_KEY) + f", {FLEET_CLASS_SQL.format(table='')} AS fleet_class"
         match = " AND ".join(f"c.{k} IS NOT DISTINCT FROM b.{k}" for k in SPEEDUP_KEY)
+        match += f" AND {FLEET_CLASS_SQL.format(table='c.')} = b.fleet_class"
         rows = self._dicts(
             f"""SELECT {others},
                    CASE WHEN c.status = 'ok' THEN b.p50 / NULLIF(c.latency_ms_p50, 0) END

@@ -11,6 +11,9 @@ A new field needs a new version here (its DDL and a migration from the previous 
   = none) and the suite's speedup baseline in ``runs`` (``baseline_backend``,
   ``baseline_variant``; null = the run recorded none).
 
+* v3 = v2 plus ``cases.node`` (the fleet node a case ran on: its Ray node id, Slurm host or
+  Kubernetes pod's node; null = this machine, as every row of a v2 store).
+
 ``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
 nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
 (``Store.cases``). It is read back as stored only for a run without a recorded baseline, which
@@ -24,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1_RUNS = """CREATE TABLE runs(
     run_id VARCHAR PRIMARY KEY, suite VARCHAR, suite_path VARCHAR, started_at TIMESTAMP,
@@ -68,15 +71,33 @@ DDL: dict[int, tuple[str, ...]] = {
         _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR"),
         _SAMPLES,
     ),
+    3: (
+        _SCHEMA_INFO,
+        _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
+        _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR, node VARCHAR"),
+        _SAMPLES,
+    ),
 }
 
 # The columns of ``runs`` and ``cases`` that each version adds (for readers and tests).
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"cases": ("hardware_class", "noise"), "runs": ("baseline_backend", "baseline_variant")},
+    3: {"cases": ("node",), "runs": ()},
 }
 
-# Only a case with these keys equal to the baseline's is compared with it (as in v1).
+# Only a case with these keys equal to the baseline's is compared with it (as in v1), and of
+# the same fleet hardware class (the case id's "@class" suffix; none before fleets existed).
 SPEEDUP_KEY = ("model", "shape", "threads", "scenario")
+FLEET_CLASS_RE = r"@([a-z0-9._-]+)$"
+FLEET_CLASS_SQL = "regexp_extract({table}case_id, '" + FLEET_CLASS_RE + "', 1)"  # '' if none
+
+
+def fleet_class(case_id: str) -> str | None:
+    """The hardware class a fleet case was placed by (its case id's ``@class``), else None."""
+    import re
+
+    found = re.search(FLEET_CLASS_RE, case_id)
+    return found.group(1) if found else None
 
 
 def create(con: duckdb.DuckDBPyConnection, version: int = SCHEMA_VERSION) -> None:
@@ -120,14 +141,18 @@ def recompute_speedups(
     for r in rows:
         is_base = (r["backend"], r["variant"]) == baseline and r["status"] == "ok"
         if is_base and r["latency_ms_p50"] is not None:
-            base.setdefault(tuple(r[k] for k in SPEEDUP_KEY), []).append(r["latency_ms_p50"])
+            base.setdefault(_speedup_key(r), []).append(r["latency_ms_p50"])
     out: list[float | None] = []
     for r in rows:
-        found = base.get(tuple(r[k] for k in SPEEDUP_KEY), [])
+        found = base.get(_speedup_key(r), [])
         p50 = r["latency_ms_p50"]
         ok = r["status"] == "ok" and len(found) == 1 and p50
         out.append(found[0] / p50 if ok else None)
     return out
+
+
+def _speedup_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (*(r[k] for k in SPEEDUP_KEY), fleet_class(str(r.get("case_id") or "")))
 
 
 def legacy_hardware_class(device: str | None) -> str:
@@ -168,5 +193,10 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
             )
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    # every v2 row ran on the machine that wrote the store: node stays null
+    con.execute("ALTER TABLE cases ADD COLUMN node VARCHAR")
+
+
 # MIGRATIONS[n] upgrades a store at schema version n to n + 1 (inside one transaction).
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}

@@ -15,6 +15,8 @@ A suite file::
     threads = "auto"            # or a list of thread counts, e.g. [1, 2]
     scenario = "single-stream"
     baseline = "torch-eager/fp32"
+    hardware = ["avx512", "gpu-a10"]  # fleet: one case per class, each on a node of that class
+    retries = 1                 # fleet: a case whose node was lost runs again on another node
     fidelity_min_ratio = 0.99   # a variant must keep this share of the fp32 metric
 
     [measure]                   # TimingPolicy fields, plus timeout_s per case
@@ -90,6 +92,8 @@ class Suite:
     image_sizes: tuple[int, ...] = ()
     dims: tuple[tuple[str, tuple[int, ...]], ...] = ()  # named axis -> sizes swept
     shapes: tuple[str, ...] = ()  # "input=1x3x640x640"
+    hardware: tuple[str, ...] = ()  # fleet hardware classes; empty: this machine only
+    retries: int = 0  # fleet: extra tries of a case whose node was lost
 
     @property
     def settings(self) -> CaseSettings:
@@ -100,6 +104,7 @@ class Suite:
             timeout_s=self.timeout_s,
             build_timeout_s=self.build_timeout_s,
             fidelity_min_ratio=self.fidelity_min_ratio,
+            retries=self.retries,
         )
 
     def binding_sets(self) -> list[tuple[str, ...]]:
@@ -206,6 +211,29 @@ def _baseline(where: str, key: str, value: Any) -> tuple[str, str]:
 
 
 _TIMING_FIELDS = {f.name: f.type for f in fields(TimingPolicy)}
+
+
+HARDWARE_CLASS_PATTERN = r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?"
+
+
+def hardware_class_name(where: str, key: str, value: Any) -> str:
+    """A fleet hardware class: lower-case letters, digits, ``.``, ``_`` and ``-``, at most 63
+    characters, starting and ending alphanumeric, so that the same name is a valid Ray resource
+    (``hw:<class>``), Slurm constraint and Kubernetes label value (RFC 1123-like rule)."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(HARDWARE_CLASS_PATTERN, value):
+        raise ConfigError(
+            f"{where}: {key}: bad hardware class {value!r}; allowed: lower-case letters, "
+            "digits, '.', '_', '-' (at most 63, alphanumeric at both ends)"
+        )
+    return value
+
+
+def _count(where: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _positive_int(where: str, key: str, value: Any) -> int:
@@ -344,6 +372,8 @@ _KEYS: dict[str, _Parser] = {
     "image_sizes": _positive_ints,
     "dims": lambda w, k, v: _dims(w, k, v),
     "shapes": lambda w, k, v: tuple(_binding(w, k, x) for x in _names(w, k, v, _string)),
+    "hardware": lambda w, k, v: _names(w, k, v, hardware_class_name),
+    "retries": _count,
 }
 _TABLES = ("measure", "options", "energy", "cost")
 

@@ -120,13 +120,15 @@ def test_an_interrupt_says_what_was_saved_and_how_to_resume(
     from harness import cli
 
     suite, db = write_suite(SUITE), tmp_path / "s.duckdb"
-    monkeypatch.setattr(cli, "launcher", lambda inline: ScriptedLauncher(interrupt=1))
+    monkeypatch.setattr(
+        cli, "executor_launcher", lambda choice, cases: ScriptedLauncher(interrupt=1)
+    )
     assert cli.main(["run", str(suite), "--store", str(db)]) == 130
     err = capsys.readouterr().err
     run_id = err.split(" of run ")[1].split()[0]
     assert f"1 finished case(s) of run {run_id} are saved in {db}" in err
     assert f"--resume {run_id}" in err and "Traceback" not in err
-    monkeypatch.setattr(cli, "launcher", lambda inline: ScriptedLauncher())
+    monkeypatch.setattr(cli, "executor_launcher", lambda *_: ScriptedLauncher())
     assert cli.main(["run", str(suite), "--store", str(db), "--resume", run_id]) == 0
     with Store(db, read_only=True) as store:
         assert [r.batch_size for r in store.cases(run_id)] == [1, 2, 4]

@@ -24,7 +24,9 @@ from harness.store import SCHEMA_VERSION, Store
 from harness.store_schema import ADDED_COLUMNS, DDL, MIGRATIONS, create, derive_baseline
 
 DATA = Path(__file__).parent / "data"
-V1_CASE_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS[2]["cases"]]
+V1_CASE_COLUMNS = [
+    c for c in COLUMNS if not any(c in added["cases"] for added in ADDED_COLUMNS.values())
+]
 
 
 def _dump(con: duckdb.DuckDBPyConnection) -> str:
@@ -105,7 +107,7 @@ def test_a_golden_v1_store_migrates_in_place_with_its_rows_unchanged(golden_stor
     speedups = dict(_raw(golden_store, "SELECT run_id || case_id, speedup_vs_baseline FROM cases"))
 
     with Store(golden_store) as store:
-        assert store.version() == SCHEMA_VERSION == 2
+        assert store.version() == SCHEMA_VERSION == 3
         read_back = {
             r.run_id + r.case_id: r.speedup_vs_baseline
             for run in ("golden-base", "golden-cand")
@@ -116,8 +118,9 @@ def test_a_golden_v1_store_migrates_in_place_with_its_rows_unchanged(golden_stor
         # v1 priced each row at the class its device named; the migration records that class.
         base = store.cases("golden-base")
         assert all(r.hardware_class == "cpu-vcpu" and r.noise is None for r in base)
+        assert all(r.node is None for r in base)  # v3: a v1 row ran on the writing machine
 
-    assert _raw(golden_store, "SELECT version FROM schema_info") == [(2,)]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(3,)]
     assert _raw(golden_store, cases_sql) == cases
     assert [r[:-2] for r in _raw(golden_store, runs_sql)] == runs
     assert _raw(golden_store, samples_sql) == samples
@@ -141,8 +144,9 @@ def test_a_migrated_golden_store_exports_and_compares_as_the_release_did(
     assert base.run["baseline_backend"] == "torch-eager"
     released = json.loads((DATA / "golden_compare.json").read_text())
     got = [c.to_dict() for c in runfile.compare(base, cand)]
+    # fields added since the release (noise, hardware_class): none set for the release's rows
+    assert all(c["noise"] is None and c["hardware_class"] is None for c in got)
     assert [{k: c[k] for k in r} for c, r in zip(got, released, strict=True)] == released
-    assert all(c["noise"] is None for c in got)  # a field added since: no row was flagged
     assert [c["verdict"] for c in got][:2] == ["not comparable"] * 2  # failed, skipped rows
 
 
@@ -173,15 +177,15 @@ def test_the_update_chain_covers_every_version() -> None:
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_newer_store_is_refused_in_one_line(golden_store: Path, read_only: bool) -> None:
     con = duckdb.connect(str(golden_store))
-    con.execute("UPDATE schema_info SET version = 3")
+    con.execute("UPDATE schema_info SET version = 4")
     con.close()
     with pytest.raises(StoreError) as err:
         Store(golden_store, read_only=read_only)
     assert str(err.value) == (
-        f"{golden_store}: store has schema version 3; this infrabench reads up to 2: "
+        f"{golden_store}: store has schema version 4; this infrabench reads up to 3: "
         "upgrade infrabench"
     )
-    assert _raw(golden_store, "SELECT version FROM schema_info") == [(3,)]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(4,)]
 
 
 def test_a_newer_run_file_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -50,6 +50,7 @@ class Outcome(Generic[T]):
     error_kind: the exception class name, ``crashed`` or ``timeout``.
     detail:     the worker's traceback or the tail of what it printed.
     stage:      the stage of the task that did not end ok ("worker", "artifact build").
+    node:       the fleet node the task ran on; None for this machine.
     """
 
     status: Status
@@ -58,6 +59,7 @@ class Outcome(Generic[T]):
     error_kind: str | None = None
     detail: str = ""
     stage: str | None = None
+    node: str | None = None
 
     @classmethod
     def ok(cls, value: T) -> Outcome[T]:
@@ -68,3 +70,15 @@ class Launcher(Protocol):
     """Runs a task somewhere and returns its outcome; never raises for the task's failures."""
 
     def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]: ...
+
+
+@runtime_checkable
+class ConcurrentLauncher(Launcher, Protocol):
+    """A launcher that runs several tasks at once (a fleet: one per node).
+
+    ``launch_many`` yields ``(index into tasks, outcome)`` as each task ends, in any order,
+    exactly once per task; every wait inside is bounded by the tasks' own timeouts."""
+
+    def launch_many(
+        self, tasks: Sequence[Task[T]], progress: Progress = no_progress
+    ) -> Iterator[tuple[int, Outcome[T]]]: ...

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.columns import DEFAULT_COLUMNS, WIDE, display_rows, noise_flags, notes
-from harness.compare import CaseComparison
+from harness.compare import CaseComparison, hardware_speedups
 from harness.recommend import Recommendation
 from harness.render import comparison_rows
 from harness.report.charts import (
@@ -100,6 +100,13 @@ def _run_section(rr: ReportRun) -> str:
         f"<details><summary>every column</summary>{_table(wide_header, wide_rows, classes)}"
         "</details>",
     ]
+    across = hardware_speedups(rr.cases)
+    if across:  # fleet rows of several classes: a hardware comparison, side by side
+        keys = ("model", "variant", "backend", "shape", "threads", "hardware_class",
+                "latency_ms_p50", "speedup_vs_slowest_class")  # fmt: skip
+        cells = [[_num(a[k]) if isinstance(a[k], float) else str(a[k]) for k in keys]
+                 for a in across]  # fmt: skip
+        parts.append("<h3>Across hardware classes</h3>" + _table(keys, cells, [""] * len(cells)))
     groups: dict[tuple[str, str | None], list[CaseResult]] = {}
     for r in rr.cases:
         groups.setdefault((r.model, r.shape), []).append(r)
