@@ -14,6 +14,7 @@ from typing import Any
 from harness.measure.energy import EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO
 from harness.measure.timing import TimingPolicy
+from harness.scenarios.config import ServingKnobs, ServingSettings
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
@@ -28,6 +29,7 @@ class CaseSettings:
     timeout_s:          wall-clock bound of the case's measuring worker.
     build_timeout_s:    wall-clock bound of building one artifact (export, quantize, distil).
     fidelity_min_ratio: share of the fp32 metric a variant must keep to pass the gate.
+    serving:            how load scenarios run (the suite's ``[serving]`` table).
     """
 
     timing: TimingPolicy = field(default_factory=TimingPolicy)
@@ -35,12 +37,14 @@ class CaseSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     fidelity_min_ratio: float = DEFAULT_MIN_RATIO
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
 
 @dataclass(frozen=True)
 class Case:
     """One measurement. ``bindings`` are a user model's shape bindings, e.g. ("height=640",);
-    ``device`` is the backend's first declared device."""
+    ``device`` is the backend's first declared device; ``serving`` the instances and dynamic
+    batcher of a load-scenario case."""
 
     model: str
     variant: str
@@ -53,6 +57,13 @@ class Case:
     options: Mapping[str, Any] = field(default_factory=dict)
     bindings: tuple[str, ...] = ()
     settings: CaseSettings = field(default_factory=CaseSettings)
+    serving: ServingKnobs = field(default_factory=ServingKnobs)
+
+    @property
+    def load_driven(self) -> bool:
+        """Measured by MLPerf LoadGen (every scenario but single-stream, and single-stream
+        when the suite asks for LoadGen) rather than by the harness's timing loop."""
+        return self.scenario != "single-stream" or self.settings.serving.loadgen
 
     @property
     def shape(self) -> str:
@@ -61,6 +72,12 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        return "/".join(
-            (self.model, self.variant, self.backend, self.shape, f"t{self.threads}", self.scenario)
+        parts = (
+            self.model,
+            self.variant,
+            self.backend,
+            self.shape,
+            f"t{self.threads}",
+            self.scenario,
         )
+        return "/".join((*parts, self.serving.label) if self.load_driven else parts)

@@ -18,6 +18,7 @@ from harness.cost import Prices, prices
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.models import Model, get_model
 from harness.models.inputs import parse_binding
+from harness.scenarios.config import ServingKnobs
 from harness.suite import Suite, choice, variant_name
 from harness.suite import _model as model_spec
 
@@ -137,7 +138,8 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
                 batch_size=batch,
                 seq_len=seq,
                 threads=threads or auto_threads,
-                scenario=suite.scenario,
+                scenario=scenario,
+                serving=knobs,
                 options=suite.options.get(backend, {}),
                 bindings=bindings,
                 device=devices[backend],
@@ -147,8 +149,26 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
             for backend in suite.backends
             for threads in suite.threads
             for bindings, batch, seq in shapes
+            for scenario, knobs in _serving_axes(suite)
         ]
     return Plan(suite, tuple(cases), run_prices)
+
+
+def _serving_axes(suite: Suite) -> list[tuple[str, ServingKnobs]]:
+    """Each scenario with each serving configuration it runs under: load-driven scenarios
+    sweep instances x max batch x queue delay (the delay only where batching); the harness's
+    own single-stream loop runs one backend instance, unbatched."""
+    loop_only = not suite.serving.loadgen
+    out: list[tuple[str, ServingKnobs]] = []
+    for scenario in suite.scenarios:
+        if scenario == "single-stream" and loop_only:
+            out.append((scenario, ServingKnobs()))
+            continue
+        for instances in suite.instances:
+            for batch in suite.max_batch_sizes:
+                delays = suite.max_queue_delays_ms if batch > 1 else (0.0,)
+                out += [(scenario, ServingKnobs(instances, batch, d)) for d in delays]
+    return out
 
 
 def _load(where: str, name: str) -> Model:

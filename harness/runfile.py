@@ -11,6 +11,9 @@ naming both versions. Versions:
 3. cases carry ``hardware_class`` and ``noise``; ``run`` carries the suite's speedup baseline
    (``baseline_backend``, ``baseline_variant``). Readers need to know a v2 file has none of
    these (null, not "unknown key"), hence the bump.
+4. cases carry the load-scenario columns (``serving``, ``target_qps``, ``achieved_qps``,
+   ``latency_bound_ms``, ``valid``, ``early_stop_p99_ms``, ``goodput_rps``, ``error_rate``);
+   null in older files.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from harness.store import Store
 from harness.store_schema import derive_baseline, legacy_hardware_class
 
 FORMAT = "infrabench-run"
-VERSION = 3  # what ``write`` writes and the newest ``read`` reads
+VERSION = 4  # what ``write`` writes and the newest ``read`` reads
 HISTORY_MAX = 10  # earlier medians kept per case
 
 
@@ -147,8 +150,22 @@ def update_to_3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "version": 3, "run": run, "cases": cases}
 
 
+LOAD_COLUMNS = (
+    "serving", "target_qps", "achieved_qps", "latency_bound_ms", "valid", "early_stop_p99_ms",
+    "goodput_rps", "error_rate",
+)  # fmt: skip
+
+
+def update_to_4(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 -> v4: cases get the load-scenario columns, null (older rows have none)."""
+    cases = [{**dict.fromkeys(LOAD_COLUMNS), **c} for c in data["cases"]]
+    return {**data, "version": 4, "cases": cases}
+
+
 # UPDATES[n] turns a version n - 1 file into version n.
-UPDATES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: update_to_2, 3: update_to_3}
+UPDATES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    2: update_to_2, 3: update_to_3, 4: update_to_4,
+}  # fmt: skip
 
 _CASE_KEYS = ("run_id", "case_id", "model", "variant", "backend")
 

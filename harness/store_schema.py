@@ -10,6 +10,10 @@ A new field needs a new version here (its DDL and a migration from the previous 
   ``cpu-vcpu``, ``fpga-edge``, ``gpu-datacenter``), ``cases.noise`` (noise flags as text, null
   = none) and the suite's speedup baseline in ``runs`` (``baseline_backend``,
   ``baseline_variant``; null = the run recorded none).
+* v3 = v2 plus the load-scenario columns of ``cases``: ``serving`` (instances, max batch, queue
+  delay as text), ``target_qps``, ``achieved_qps``, ``latency_bound_ms``, ``valid``,
+  ``early_stop_p99_ms``, ``goodput_rps``, ``error_rate``; null on older rows (they were
+  measured by the harness's single-stream loop, which has none of these).
 
 ``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
 nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
@@ -24,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1_RUNS = """CREATE TABLE runs(
     run_id VARCHAR PRIMARY KEY, suite VARCHAR, suite_path VARCHAR, started_at TIMESTAMP,
@@ -68,12 +72,29 @@ DDL: dict[int, tuple[str, ...]] = {
         _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR"),
         _SAMPLES,
     ),
+    3: (
+        _SCHEMA_INFO,
+        _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
+        _V1_CASES.format(
+            extra=", hardware_class VARCHAR, noise VARCHAR, serving VARCHAR, target_qps DOUBLE, "
+            "achieved_qps DOUBLE, latency_bound_ms DOUBLE, valid BOOLEAN, "
+            "early_stop_p99_ms DOUBLE, goodput_rps DOUBLE, error_rate DOUBLE"
+        ),
+        _SAMPLES,
+    ),
 }
 
 # The columns of ``runs`` and ``cases`` that each version adds (for readers and tests).
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"cases": ("hardware_class", "noise"), "runs": ("baseline_backend", "baseline_variant")},
-}
+    3: {
+        "cases": (
+            "serving", "target_qps", "achieved_qps", "latency_bound_ms", "valid",
+            "early_stop_p99_ms", "goodput_rps", "error_rate",
+        ),
+    },
+}  # fmt: skip
+_V3_TYPES = {"serving": "VARCHAR", "valid": "BOOLEAN"}  # the others are DOUBLE
 
 # Only a case with these keys equal to the baseline's is compared with it (as in v1).
 SPEEDUP_KEY = ("model", "shape", "threads", "scenario")
@@ -168,5 +189,10 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
             )
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    for column in ADDED_COLUMNS[3]["cases"]:
+        con.execute(f"ALTER TABLE cases ADD COLUMN {column} {_V3_TYPES.get(column, 'DOUBLE')}")
+
+
 # MIGRATIONS[n] upgrades a store at schema version n to n + 1 (inside one transaction).
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
