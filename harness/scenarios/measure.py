@@ -21,6 +21,7 @@ import numpy as np
 from harness.backend import Backend, BackendSettings, backend_class
 from harness.case import Case
 from harness.environment import isa_flags
+from harness.errors import HarnessError
 from harness.launch.base import Progress, no_progress
 from harness.measure.clock import Clock
 from harness.measure.memory import peak_rss_mb, rss_mb
@@ -96,12 +97,18 @@ def _median_ms(infer: Infer, inputs: Mapping[str, np.ndarray], clock: Clock) -> 
 
 def calibrate(
     infer: Infer, samples: Sequence[Mapping[str, np.ndarray]], case: Case, clock: Clock
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Per-sample latency (ms), a full batch's latency and the capacity estimate (samples/s
-    over all instances), from which LoadGen's expectations are set."""
+    over all instances), from which LoadGen's expectations are set. When the first inference
+    fails, nominal values and the error (``failed``)."""
     from harness.scenarios.batcher import Request
 
-    one = _median_ms(infer, samples[0], clock)
+    try:
+        one = _median_ms(infer, samples[0], clock)
+    except HarnessError as exc:
+        # A target that fails (refuses, answers an error, stalls past its timeout) is still
+        # run: LoadGen's requests fail fast or time out, and the row counts them.
+        return {"sample_ms": 1.0, "batch_ms": 1.0, "capacity_qps": 1e3, "failed": str(exc)}
     knobs = case.serving
     batch = knobs.max_batch_size
     full = one
@@ -185,7 +192,7 @@ def _measurement(
     target: float | None,
     probes: tuple[dict[str, Any], ...],
     stop: str | None,
-    cal: dict[str, float],
+    cal: dict[str, Any],
 ) -> LoadMeasurement:
     serving = case.settings.serving
     s = record.summary

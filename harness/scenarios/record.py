@@ -40,7 +40,7 @@ class LoadMeasurement:
     mean_batch: float | None = None
     probes: tuple[dict[str, Any], ...] = ()
     search_stop: str | None = None
-    calibration: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
     log_dir: str = ""
 
     @property
