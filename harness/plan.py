@@ -9,6 +9,7 @@ on one line, before anything runs.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from harness.cost import Prices, prices
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.models import Model, get_model
 from harness.models.inputs import parse_binding
-from harness.scenarios.config import ServingKnobs
+from harness.scenarios.config import SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, variant_name
 from harness.suite import _model as model_spec
 
@@ -46,6 +47,8 @@ class Selection:
     region: str | None = None
     watts_per_core: float | None = None
     sweeps: Sweeps = field(default_factory=Sweeps)
+    scenarios: tuple[str, ...] = ()
+    target: str | None = None  # http://HOST:PORT: measure that server (the http backend)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,15 @@ def select(suite: Suite, selection: Selection) -> Suite:
     backends = tuple(choice(where, "--backend", b, backend_names()) for b in selection.backends)
     variants = tuple(variant_name(where, "--variant", v) for v in selection.variants)
     models = tuple(model_spec(where, "--model", m) for m in selection.models)
+    scenarios = tuple(choice(where, "--scenario", s, list(SCENARIOS)) for s in selection.scenarios)
+    options = dict(suite.options)
+    if selection.target is not None:
+        if not re.fullmatch(r"https?://[^/\s:]+:\d+/?", selection.target):
+            raise ConfigError(
+                f"{where}: --target must be http://HOST:PORT, got {selection.target!r}"
+            )
+        backends = ("http",)
+        options["http"] = {**options.get("http", {}), "url": selection.target}
     return replace(
         suite,
         pricing=replace(
@@ -83,6 +95,8 @@ def select(suite: Suite, selection: Selection) -> Suite:
             suite.energy, watts_per_core=selection.watts_per_core or suite.energy.watts_per_core
         ),
         backends=backends or suite.backends,
+        scenarios=scenarios or suite.scenarios,
+        options=options,
         variants=variants or suite.variants,
         models=models or suite.models,
         **changed,

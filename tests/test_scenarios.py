@@ -16,7 +16,7 @@ from backends.fake import FakeClock
 from harness.errors import BackendError, ConfigError, MeasurementError
 from harness.launch import InlineLauncher
 from harness.optimize.artifacts import cache_root
-from harness.plan import plan
+from harness.plan import Selection, plan
 from harness.runner import Runner
 from harness.scenarios.batcher import DynamicBatcher, Request
 from harness.scenarios.config import ServingKnobs
@@ -218,3 +218,13 @@ def test_the_four_scenarios_run_in_short_mode_and_are_stored(
     assert json.loads(batched.details or "{}")["loadgen"]["mean_batch"] >= 1
     offline = next(r for r in rows if r.scenario == "offline")
     assert offline.target_qps is not None and offline.goodput_rps == offline.achieved_qps
+
+
+def test_the_command_line_replaces_scenarios_and_refuses_a_bad_target(write_suite: Write) -> None:
+    path = write_suite(SUITE.format(scenarios='["single-stream"]', loadgen="false"))
+    cases = plan(load_suite(path), Selection(scenarios=("offline",))).cases
+    assert {c.scenario for c in cases} == {"offline"}
+    with pytest.raises(ConfigError, match="--target must be http://HOST:PORT, got 'localhost'"):
+        plan(load_suite(path), Selection(target="localhost"))
+    with pytest.raises(ConfigError, match="--scenario: unknown value 'batch'"):
+        plan(load_suite(path), Selection(scenarios=("batch",)))
