@@ -228,3 +228,22 @@ def test_the_command_line_replaces_scenarios_and_refuses_a_bad_target(write_suit
         plan(load_suite(path), Selection(target="localhost"))
     with pytest.raises(ConfigError, match="--scenario: unknown value 'batch'"):
         plan(load_suite(path), Selection(scenarios=("batch",)))
+
+
+def test_the_report_draws_latency_against_load_from_the_server_probes() -> None:
+    from harness.report.load_chart import latency_vs_load
+    from harness.result import CaseResult
+
+    probes = [
+        {"target_qps": t, "achieved_qps": t * 0.95, "p50_ms": 5.0, "p99_ms": p99, "passed": ok}
+        for t, p99, ok in ((10.0, 20.0, True), (20.0, 40.0, True), (30.0, 90.0, False))
+    ]
+    row = CaseResult("r", "c", "m", "fp32", "onnxruntime", scenario="server",
+                     serving="i1-mb8-d5ms", latency_bound_ms=50.0,
+                     details=json.dumps({"loadgen": {"probes": probes}}))  # fmt: skip
+    svg = latency_vs_load([row], "t")
+    assert svg.count("<polyline") == 2  # p99 and p50
+    assert svg.count("<circle") == 3 and svg.count('fill="#fff"') == 1  # one over the bound
+    assert "p99 bound 50 ms" in svg and "onnxruntime i1-mb8-d5ms" in svg
+    single = CaseResult("r", "d", "m", "fp32", "onnxruntime", scenario="single-stream")
+    assert latency_vs_load([single], "t") == ""

@@ -178,7 +178,12 @@ def run_scenario(
         stop = result.stop_reason
         chosen = result.best or min(result.probes, key=lambda p: p.target_qps)
         record = records[chosen.target_qps]
-        target: float | None = chosen.target_qps
+        target: float | None = chosen.target_qps if result.best else None
+        if result.best is None:
+            cal["no_passing_target"] = (
+                f"no target QPS met the p99 bound of {serving.latency_bound_ms:g} ms (lowest "
+                f"tried {chosen.target_qps:.2f} QPS: p99 {chosen.p99_ms} ms); its run is shown"
+            )
     else:
         progress(f"{case.scenario} under LoadGen")
         record = run_loadgen(base, instances, case.serving, samples, root / case.scenario)
@@ -200,6 +205,8 @@ def _measurement(
     if record.errors:
         reasons.insert(0, f"{record.errors} of {record.requests} requests failed: "
                           + "; ".join(record.error_texts))  # fmt: skip
+    if "no_passing_target" in cal:
+        reasons.insert(0, cal["no_passing_target"])
     if not serving.compliant:
         reasons.append("short mode: minimum duration and query count lowered, not MLPerf-compliant")
     bound = serving.latency_bound_ms if case.scenario == "server" else None
@@ -215,7 +222,7 @@ def _measurement(
         latency_bound_ms=bound,
         target_qps=target,
         achieved_qps=s.achieved_qps,
-        valid=s.valid and not record.errors and serving.compliant,
+        valid=s.valid and serving.compliant and not (record.errors or "no_passing_target" in cal),
         reasons=tuple(reasons),
         early_stop_p99_ms=s.early_stop_p99_ms,
         percentiles=s.percentiles,
