@@ -173,6 +173,7 @@ def _load(row: CaseResult, load: LoadMeasurement, details: dict[str, Any]) -> No
         "compliant": load.compliant,
         "log_dir": load.log_dir,
         "queries": load.query_count,
+        "early_stop_ms": {f"p{q:g}": ms for q, ms in load.early_stop.items()},
         "requests": load.requests,
         "errors": load.errors,
         "mean_batch": load.mean_batch,

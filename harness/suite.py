@@ -391,7 +391,6 @@ def _serving(where: str, table: Any) -> dict[str, Any]:
         "samples_per_query": _positive_int,
         "short_duration_ms": _positive_int,
         "short_query_count": _positive_int,
-        "request_timeout_s": _positive_number,
         "instances": _positive_ints,
         "max_batch_size": _positive_ints,
         "max_queue_delay_ms": _delays,

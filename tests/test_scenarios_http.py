@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,15 @@ from backends.http import HttpBackend
 from harness.backend import BackendSettings
 from harness.case import Case, CaseSettings
 from harness.errors import BackendError
+from harness.launch import InlineLauncher
 from harness.measure.clock import PerfCounterClock
 from harness.optimize.artifacts import build_artifact, cache_root
+from harness.plan import Selection, plan
+from harness.runner import Runner
 from harness.scenarios.config import ServingKnobs, ServingSettings
 from harness.scenarios.measure import infer_fn, run_scenario, samples_of
+from harness.store import Store
+from harness.suite import load_suite
 
 pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen not installed (infrabench[serving])")
 pytest.importorskip("httpx", reason="httpx not installed (infrabench[serving])")
@@ -178,3 +183,46 @@ def test_a_failing_target_gives_counted_failures_and_a_reason_never_a_hang(
     assert load.requests > 0 and load.errors == load.requests and load.error_rate == 1.0
     assert not load.valid and expected in load.reasons[0]
     assert load.reasons[0].startswith(f"{load.errors} of {load.requests} requests failed")
+
+
+@pytest.fixture
+def http_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The http backend in the registry even where the installed entry points predate it
+    (an editable install registers it on ``pip install -e .``)."""
+    from importlib.metadata import EntryPoint, entry_points
+
+    import harness.backend as registry
+
+    def with_http(group: str) -> list[EntryPoint]:
+        found = list(entry_points(group=group))
+        if group == registry.ENTRY_POINT_GROUP and "http" not in {e.name for e in found}:
+            found.append(EntryPoint("http", "backends.http:HttpBackend", group))
+        return found
+
+    monkeypatch.setattr(registry, "entry_points", with_http)
+
+
+def test_run_with_target_measures_the_server_and_stores_the_rows(
+    healthy: str, http_registered: None, write_suite: Callable[..., Path], store: Store
+) -> None:
+    body = """
+        models = ["tiny-mlp"]
+        backends = ["fake"]
+        threads = [1]
+        scenario = ["single-stream", "server"]
+        baseline = "http/fp32"
+        [serving]
+        loadgen = true
+        short_duration_ms = 100
+        short_query_count = 16
+        search_budget_s = 1
+    """
+    selection = Selection(target=healthy)
+    planned = plan(load_suite(write_suite(body)), selection)
+    assert {(c.backend, c.options["url"]) for c in planned.cases} == {("http", healthy)}
+    run_id = Runner(store, cache_root(), InlineLauncher()).run(planned)
+    rows = store.cases(run_id)
+    assert [(r.scenario, r.status, r.error_rate) for r in rows] == [
+        ("single-stream", "ok", 0.0), ("server", "ok", 0.0),
+    ]  # fmt: skip
+    assert all(r.achieved_qps for r in rows)

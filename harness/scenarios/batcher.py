@@ -61,7 +61,6 @@ class DynamicBatcher:
         self._queue: deque[Request] = deque()
         self._cond = threading.Condition()
         self._stop = False
-        self.batch_sizes: list[int] = []
         self._threads = [
             threading.Thread(target=self._serve, args=(infer,), daemon=True, name=f"instance-{i}")
             for i, infer in enumerate(instances)
@@ -97,7 +96,6 @@ class DynamicBatcher:
         while (batch := self._take()) is not None:
             if not batch:
                 continue
-            self.batch_sizes.append(len(batch))
             try:
                 infer(stack(batch))
             except HarnessError as exc:

@@ -27,13 +27,12 @@ class ServingSettings:
 
     loadgen:          drive ``single-stream`` through LoadGen too (the other scenarios always
                       are); false keeps the harness's own adaptive timing loop for it.
-    mode:             ``full``: LoadGen's own minimum duration and query counts (MLPerf rules,
-                      the row may be VALID); ``short``: ``short_duration_ms`` and
+    mode:             ``full``: MLPerf's 600 s minimum duration and LoadGen's query counts
+                      (the row may be VALID); ``short``: ``short_duration_ms`` and
                       ``short_query_count`` instead, and the row says it is not MLPerf-compliant.
     latency_bound_ms: the server scenario's p99 bound (MLPerf's ``target_latency``).
     search_budget_s:  wall-clock bound of the server max-QPS search (all its LoadGen runs).
     samples_per_query: multi-stream query size (MLPerf's default is 8).
-    request_timeout_s: bound on one HTTP request of the ``http`` target (connect, read, write).
     """
 
     loadgen: bool = False
@@ -43,7 +42,6 @@ class ServingSettings:
     samples_per_query: int = 8
     short_duration_ms: int = 1000
     short_query_count: int = 64
-    request_timeout_s: float = 10.0
 
     @property
     def compliant(self) -> bool:

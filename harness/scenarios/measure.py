@@ -225,6 +225,7 @@ def _measurement(
         valid=s.valid and serving.compliant and not (record.errors or "no_passing_target" in cal),
         reasons=tuple(reasons),
         early_stop_p99_ms=s.early_stop_p99_ms,
+        early_stop=s.early_stop,
         percentiles=s.percentiles,
         mean_ms=s.mean_ms,
         query_count=s.query_count,

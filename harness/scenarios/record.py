@@ -17,6 +17,8 @@ class LoadMeasurement:
     goodput_rps:  completed requests per second that met the latency bound (server) or
                   completed without error (other scenarios).
     requests, errors: requests the SUT served in the reported run, and how many failed.
+    early_stop:   every early-stopping estimate LoadGen gave, percentile -> ms (single-stream's
+                  is the p90, as MLPerf asks).
     probes:       the server search's runs (target, achieved, p50, p99, passed, error rate).
     calibration:  what the calibration measured and the expectations LoadGen was given.
     """
@@ -29,6 +31,7 @@ class LoadMeasurement:
     valid: bool
     reasons: tuple[str, ...]
     early_stop_p99_ms: float | None
+    early_stop: dict[float, float]
     percentiles: dict[float, float]
     mean_ms: float | None
     query_count: int | None
