@@ -247,3 +247,17 @@ def test_the_report_draws_latency_against_load_from_the_server_probes() -> None:
     assert "p99 bound 50 ms" in svg and "onnxruntime i1-mb8-d5ms" in svg
     single = CaseResult("r", "d", "m", "fp32", "onnxruntime", scenario="single-stream")
     assert latency_vs_load([single], "t") == ""
+
+
+def test_compare_keeps_rows_apart_that_differ_only_in_their_serving_configuration() -> None:
+    from harness.compare import compare_runs
+    from harness.result import CaseResult
+
+    def row(run: str, serving: str | None) -> CaseResult:
+        return CaseResult(run, f"c-{serving}", "m", "fp32", "onnxruntime", scenario="server",
+                          serving=serving, status="failed")  # fmt: skip
+
+    base = [row("a", "i1-mb1-d0ms"), row("a", "i1-mb8-d5ms")]
+    cand = [row("b", "i1-mb1-d0ms"), row("b", "i1-mb8-d5ms")]
+    out = compare_runs(base, cand, {}, same_machine=True)
+    assert sorted(c.scenario for c in out) == ["server/i1-mb1-d0ms", "server/i1-mb8-d5ms"]
