@@ -261,3 +261,30 @@ def test_compare_keeps_rows_apart_that_differ_only_in_their_serving_configuratio
     cand = [row("b", "i1-mb1-d0ms"), row("b", "i1-mb8-d5ms")]
     out = compare_runs(base, cand, {}, same_machine=True)
     assert sorted(c.scenario for c in out) == ["server/i1-mb1-d0ms", "server/i1-mb8-d5ms"]
+
+
+def test_a_target_failing_mid_run_is_counted_and_the_circuit_opens(tmp_path: Path) -> None:
+    from harness.case import Case, CaseSettings
+    from harness.measure.clock import PerfCounterClock
+    from harness.scenarios.batcher import MAX_CONSECUTIVE_FAILURES
+    from harness.scenarios.config import ServingSettings
+    from harness.scenarios.measure import CALIBRATION_RUNS, run_scenario, samples_of
+
+    calls = 0
+
+    def infer(inputs: Mapping[str, np.ndarray]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > CALIBRATION_RUNS + 2:  # calibration and two served requests succeed
+            raise BackendError("HTTP 500: model crashed")
+
+    serving = ServingSettings(loadgen=True, short_duration_ms=50, short_query_count=20)
+    case = Case("tiny-mlp", "fp32", "fake", 1, None, 1, settings=CaseSettings(serving=serving))
+    load, latencies = run_scenario(
+        case, [infer], samples_of(case), PerfCounterClock(), log_root=tmp_path
+    )
+    assert len(latencies) == 2 and load.errors == load.requests - 2 >= 18
+    assert calls == CALIBRATION_RUNS + 2 + MAX_CONSECUTIVE_FAILURES  # then nothing is sent
+    assert load.reasons[0].startswith(f"{load.errors} of {load.requests} requests failed: ")
+    assert "HTTP 500: model crashed" in load.reasons[0] and "circuit open" in load.reasons[0]
+    assert not load.valid and load.error_rate == load.errors / load.requests

@@ -179,10 +179,10 @@ def test_a_failing_target_gives_counted_failures_and_a_reason_never_a_hang(
         load, _ = run_scenario(case, [infer_fn(client)], samples_of(case), PerfCounterClock(),
                                log_root=tmp_path)  # fmt: skip
         client.close()
-    assert time.monotonic() - start < 30  # bounded: 4 queries, 0.3 s timeout each
-    assert load.requests > 0 and load.errors == load.requests and load.error_rate == 1.0
-    assert not load.valid and expected in load.reasons[0]
-    assert load.reasons[0].startswith(f"{load.errors} of {load.requests} requests failed")
+    assert time.monotonic() - start < 5  # one request, 0.3 s timeout
+    assert (load.requests, load.errors, load.error_rate, load.valid) == (1, 1, 1.0, False)
+    assert load.reasons[0].startswith("1 of 1 requests failed: ") and expected in load.reasons[0]
+    assert "calibration failed: LoadGen not run" in load.reasons
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ instances run in parallel.
 
 A failed batch (``HarnessError`` from ``infer``: a backend error, an HTTP error or timeout)
 reports its requests done with the error text: they are counted as failed requests, and the
-batcher goes on.
+batcher goes on. After ``MAX_CONSECUTIVE_FAILURES`` failed batches in a row the circuit opens:
+every later request fails at once with the last error, not sent, so a stalled target costs a few
+timeouts, not one per queued request.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from harness.scenarios.config import ServingKnobs
 
 Infer = Callable[[Mapping[str, np.ndarray]], Any]
 _POLL_S = 0.05  # how often an idle worker checks for stop
+MAX_CONSECUTIVE_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class DynamicBatcher:
         self._queue: deque[Request] = deque()
         self._cond = threading.Condition()
         self._stop = False
+        self._failures = 0  # consecutive failed batches, over all instances
+        self._open: str | None = None  # the error that opened the circuit
         self._threads = [
             threading.Thread(target=self._serve, args=(infer,), daemon=True, name=f"instance-{i}")
             for i, infer in enumerate(instances)
@@ -96,11 +101,20 @@ class DynamicBatcher:
         while (batch := self._take()) is not None:
             if not batch:
                 continue
+            if self._open is not None:
+                self.done(batch, f"not sent (circuit open after {MAX_CONSECUTIVE_FAILURES} "
+                                 f"failed batches): {self._open}")  # fmt: skip
+                continue
             try:
                 infer(stack(batch))
             except HarnessError as exc:
-                self.done(batch, str(exc) or type(exc).__name__)
+                error = str(exc) or type(exc).__name__
+                self._failures += 1
+                if self._failures >= MAX_CONSECUTIVE_FAILURES:
+                    self._open = error
+                self.done(batch, error)
                 continue
+            self._failures = 0
             self.done(batch, None)
 
     def stop(self, timeout_s: float = 5.0) -> bool:

@@ -100,15 +100,13 @@ def calibrate(
 ) -> dict[str, Any]:
     """Per-sample latency (ms), a full batch's latency and the capacity estimate (samples/s
     over all instances), from which LoadGen's expectations are set. When the first inference
-    fails, nominal values and the error (``failed``)."""
+    fails, only the error (``failed``)."""
     from harness.scenarios.batcher import Request
 
     try:
         one = _median_ms(infer, samples[0], clock)
     except HarnessError as exc:
-        # A target that fails (refuses, answers an error, stalls past its timeout) is still
-        # run: LoadGen's requests fail fast or time out, and the row counts them.
-        return {"sample_ms": 1.0, "batch_ms": 1.0, "capacity_qps": 1e3, "failed": str(exc)}
+        return {"failed": str(exc) or type(exc).__name__}
     knobs = case.serving
     batch = knobs.max_batch_size
     full = one
@@ -149,6 +147,10 @@ def run_scenario(
     root = log_root or _log_root(case)
     progress("calibrating")
     cal = calibrate(instances[0], samples, case, clock)
+    if "failed" in cal:
+        # The target failed its first request (refused, an error status, a stall past its
+        # timeout): a load run would only queue more failures, so none is started.
+        return _unserved(case, cal["failed"]), []
     capacity = cal["capacity_qps"]
     spq = serving.samples_per_query
     expected = {
@@ -189,6 +191,30 @@ def run_scenario(
         record = run_loadgen(base, instances, case.serving, samples, root / case.scenario)
         target = base.expected_qps if case.scenario == "offline" else None
     return _measurement(case, record, target, probes, stop, cal), record.latencies_ns
+
+
+def _unserved(case: Case, error: str) -> LoadMeasurement:
+    """The row of a case whose first (calibration) request failed: one request, one error."""
+    serving = case.settings.serving
+    return LoadMeasurement(
+        scenario=case.scenario,
+        compliant=serving.compliant,
+        latency_bound_ms=serving.latency_bound_ms if case.scenario == "server" else None,
+        target_qps=None,
+        achieved_qps=None,
+        valid=False,
+        reasons=(f"1 of 1 requests failed: {error}", "calibration failed: LoadGen not run"),
+        early_stop_p99_ms=None,
+        early_stop={},
+        percentiles={},
+        mean_ms=None,
+        query_count=None,
+        goodput_rps=0.0,
+        requests=1,
+        errors=1,
+        error_texts=(error,),
+        knobs={**vars(case.serving)},
+    )
 
 
 def _measurement(
