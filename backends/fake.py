@@ -53,6 +53,7 @@ class FakeBackend:
             "fail": FAILURES,
             "powercap_counter": str,
             "uj_per_run": int,
+            "sleep_ms": float,
         },
     )
 
@@ -68,6 +69,7 @@ class FakeBackend:
         self.counter: Path | None = None
         self.uj_per_run = 0
         self.jitter = 0.01
+        self.sleep_s = 0.0
         self.rng = np.random.default_rng(0)
         self._inputs: Mapping[str, np.ndarray] = {}
 
@@ -86,6 +88,8 @@ class FakeBackend:
         self.counter = Path(counter) if counter else None
         self.uj_per_run = int(settings.options.get("uj_per_run", 0))
         self.jitter = float(settings.options.get("jitter", self.jitter))
+        # Real time per run, for LoadGen scenarios: LoadGen's clock is the wall clock.
+        self.sleep_s = float(settings.options.get("sleep_ms", 0.0)) / 1e3
         self.rng = np.random.default_rng(int(settings.options.get("seed", 0)))
         if self.fail == "unavailable":
             raise BackendUnavailable("fake runtime asked to be unavailable")
@@ -108,6 +112,8 @@ class FakeBackend:
         if self.fail == "hang":
             while True:
                 time.sleep(1)
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
         if self.counter is not None:
             self.counter.write_text(str(int(self.counter.read_text()) + self.uj_per_run))
         if self.durations is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from harness.measure.energy import EnergySettings
 from harness.measure.fidelity import DEFAULT_MIN_RATIO
 from harness.measure.timing import TimingPolicy
+from harness.scenarios.config import ServingKnobs, ServingSettings
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
@@ -30,6 +31,7 @@ class CaseSettings:
     fidelity_min_ratio: share of the fp32 metric a variant must keep to pass the gate.
     retries:            fleet executors: how many more times a case whose node was lost (or
                         whose worker died with it) runs, on another node of its class.
+    serving:            how load scenarios run (the suite's ``[serving]`` table).
     """
 
     timing: TimingPolicy = field(default_factory=TimingPolicy)
@@ -38,13 +40,15 @@ class CaseSettings:
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     fidelity_min_ratio: float = DEFAULT_MIN_RATIO
     retries: int = 0
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
 
 @dataclass(frozen=True)
 class Case:
     """One measurement. ``bindings`` are a user model's shape bindings, e.g. ("height=640",);
     ``device`` is the backend's first declared device; ``hardware`` is the fleet hardware
-    class the case must run on (None: this machine)."""
+    class the case must run on (None: this machine); ``serving`` the instances and dynamic
+    batcher of a load-scenario case."""
 
     model: str
     variant: str
@@ -58,6 +62,13 @@ class Case:
     bindings: tuple[str, ...] = ()
     settings: CaseSettings = field(default_factory=CaseSettings)
     hardware: str | None = None
+    serving: ServingKnobs = field(default_factory=ServingKnobs)
+
+    @property
+    def load_driven(self) -> bool:
+        """Measured by MLPerf LoadGen (every scenario but single-stream, and single-stream
+        when the suite asks for LoadGen) rather than by the harness's timing loop."""
+        return self.scenario != "single-stream" or self.settings.serving.loadgen
 
     @property
     def shape(self) -> str:
@@ -66,6 +77,13 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        return "/".join(
-            (self.model, self.variant, self.backend, self.shape, f"t{self.threads}", self.scenario)
-        ) + (f"@{self.hardware}" if self.hardware else "")
+        parts = (
+            self.model,
+            self.variant,
+            self.backend,
+            self.shape,
+            f"t{self.threads}",
+            self.scenario,
+        )
+        text = "/".join((*parts, self.serving.label) if self.load_driven else parts)
+        return text + (f"@{self.hardware}" if self.hardware else "")

@@ -181,6 +181,8 @@ def _plan(args: argparse.Namespace) -> Plan:
         sweeps=sweeps,
         hardware=tuple(args.hardware or ()),
         retries=args.retries,
+        scenarios=tuple(args.scenario or ()),
+        target=args.target,
     )
     return plan(load_suite(find_suite(args.suite)), selection, usable_cpus())
 
@@ -504,6 +506,17 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="INPUT=DxD...",
         help="the whole shape of one ONNX input, e.g. images=1x3x640x640",
+    )
+    add(
+        "--scenario",
+        action="append",
+        metavar="S",
+        help="replace the suite's scenarios: single-stream, multi-stream, offline, server",
+    )
+    add(
+        "--target",
+        metavar="URL",
+        help="measure a running server at http://HOST:PORT (KServe v2 or OpenAI embeddings)",
     )
     add("--inputs", metavar="FILE.npz", help="sample inputs for the onnx: model (arrays by name)")
     add("--text", metavar="FILE", help="sentences for the hf: model, one per line")

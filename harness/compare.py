@@ -141,7 +141,9 @@ class CaseComparison:
 
 
 def _key(r: CaseResult) -> tuple[str, str, str, str | None, str]:
-    return (r.model, r.variant, r.backend, r.shape, r.scenario)
+    # A load-scenario row's serving configuration (instances, batcher) is part of its scenario.
+    scenario = f"{r.scenario}/{r.serving}" if r.serving else r.scenario
+    return (r.model, r.variant, r.backend, r.shape, scenario)
 
 
 def fleet_class(r: CaseResult) -> str | None:

@@ -36,6 +36,7 @@ from harness.measure.timing import measure, time_once
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
+from harness.scenarios.record import LoadMeasurement
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Measurement:
                 ``fidelity_per_output`` holds each output's cosine.
     details:    backend facts (a compiler's target, a simulator's per-layer model).
     device_mem_mb: peak accelerator memory (MiB) a ``ReportsDeviceMemory`` backend reported.
+    load:       a load scenario's LoadGen results (None: the harness's timing loop measured).
     """
 
     samples_ns: tuple[int, ...]
@@ -82,6 +84,7 @@ class Measurement:
     fidelity_per_output: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     device_mem_mb: float | None = None
+    load: LoadMeasurement | None = None
 
 
 def pin_cpus(threads: int) -> str:
@@ -131,6 +134,8 @@ def measure_case(
     Raises ``BackendUnavailable`` (skip) when the runtime cannot run here or refuses the
     precision, ``BackendError`` (fail) when it fails; the caller classifies.
     """
+    if case.load_driven:
+        return _measure_load(case, artifact, clock, progress)
     backend = backend_class(case.backend)()
     backend.check()
     affinity = pin_cpus(case.threads)
@@ -202,4 +207,26 @@ def measure_case(
         fidelity_per_output=per_output,
         details=details,
         device_mem_mb=device_mem,
+    )
+
+
+def _measure_load(case: Case, artifact: Artifact, clock: Clock, progress: Progress) -> Measurement:
+    """A load scenario (``harness.scenarios``): LoadGen's results in ``load``, the SUT-side
+    per-sample latencies as samples; no warm-up loop, energy or fidelity."""
+    from harness.scenarios.measure import measure_load
+
+    affinity = pin_cpus(case.threads * case.serving.instances)
+    load, latencies_ns, facts = measure_load(case, artifact, clock, progress)
+    return Measurement(
+        samples_ns=tuple(latencies_ns),
+        warmup_iters=0,
+        warmup_s=0.0,
+        warmup_steady=True,
+        stop_reason=f"loadgen {case.scenario}"
+        + (f", search {load.search_stop}" if load.search_stop else ""),
+        rel_ci_width=None,
+        affinity=affinity,
+        energy_note="not measured in load scenarios; ",
+        load=load,
+        **facts,
     )

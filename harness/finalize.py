@@ -21,6 +21,7 @@ from harness.measure.stats import LatencyStats, samples_to_ms
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
+from harness.scenarios.record import LoadMeasurement
 
 
 def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
@@ -38,6 +39,10 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
         seq_len=case.seq_len,
         shape=case.shape,
         scenario=case.scenario,
+        serving=case.serving.label if case.load_driven else None,
+        latency_bound_ms=case.settings.serving.latency_bound_ms
+        if case.scenario == "server"
+        else None,
         artifact_sha256=artifact.sha256 if artifact else None,
         artifact_mb=artifact.size_mb if artifact else None,
         params_m=artifact.params_m if artifact else None,
@@ -83,6 +88,8 @@ def finalize(
     if len(m.fidelity_per_output) > 1:
         details["cosine_per_output"] = m.fidelity_per_output
     _latency(row, stats, m, details)
+    if m.load is not None:
+        _load(row, m.load, details)
     _fidelity(row, m, case.settings.fidelity_min_ratio, details)
     _energy(row, m, stats, case.batch_size, details)
     # a fleet class without a price of its own is billed as the device's class
@@ -153,3 +160,42 @@ def _energy(
         row.hardware_class = m.simulated.hardware_class
         if row.latency_ms_p50:
             row.power_w = m.simulated.joules_per_batch / (row.latency_ms_p50 / 1e3)
+
+
+def _load(row: CaseResult, load: LoadMeasurement, details: dict[str, Any]) -> None:
+    """LoadGen's figures replace the sample statistics: its percentiles (no intervals: LoadGen
+    gives none; its early-stopping estimate is the bounded one), its achieved QPS as
+    throughput, the scenario's columns, and the run's facts in details."""
+    for name, q in (("p50", 50.0), ("p90", 90.0), ("p99", 99.0)):
+        setattr(row, f"latency_ms_{name}", load.percentiles.get(q))
+        setattr(row, f"latency_ms_{name}_ci_low", None)
+        setattr(row, f"latency_ms_{name}_ci_high", None)
+    row.latency_ms_mean = load.mean_ms
+    row.throughput_per_s = (
+        load.achieved_qps * row.batch_size
+        if load.achieved_qps and row.batch_size
+        else load.achieved_qps
+    )
+    row.target_qps, row.achieved_qps = load.target_qps, load.achieved_qps
+    row.latency_bound_ms = load.latency_bound_ms
+    row.valid = load.valid
+    row.early_stop_p99_ms = load.early_stop_p99_ms
+    row.goodput_rps = load.goodput_rps
+    row.error_rate = load.error_rate
+    details.pop("p99", None)
+    details["loadgen"] = {
+        "validity": "VALID" if load.valid else "INVALID",
+        "reasons": list(load.reasons),
+        "compliant": load.compliant,
+        "log_dir": load.log_dir,
+        "queries": load.query_count,
+        "early_stop_ms": {f"p{q:g}": ms for q, ms in load.early_stop.items()},
+        "requests": load.requests,
+        "errors": load.errors,
+        "mean_batch": load.mean_batch,
+        "calibration": load.calibration,
+        "knobs": load.knobs,
+    }
+    if load.probes:
+        details["loadgen"]["probes"] = list(load.probes)
+        details["loadgen"]["search_stop"] = load.search_stop

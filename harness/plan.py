@@ -9,6 +9,7 @@ on one line, before anything runs.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from harness.cost import Prices, prices
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.models import Model, get_model
 from harness.models.inputs import parse_binding
+from harness.scenarios.config import SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
 
@@ -47,6 +49,8 @@ class Selection:
     sweeps: Sweeps = field(default_factory=Sweeps)
     hardware: tuple[str, ...] = ()  # fleet hardware classes
     retries: int | None = None
+    scenarios: tuple[str, ...] = ()
+    target: str | None = None  # http://HOST:PORT: measure that server (the http backend)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,15 @@ def select(suite: Suite, selection: Selection) -> Suite:
     hardware = tuple(hardware_class_name(where, "--hardware", h) for h in selection.hardware)
     if selection.retries is not None and selection.retries < 0:
         raise ConfigError(f"{where}: --retries must be 0 or more, got {selection.retries}")
+    scenarios = tuple(choice(where, "--scenario", s, list(SCENARIOS)) for s in selection.scenarios)
+    options = dict(suite.options)
+    if selection.target is not None:
+        if not re.fullmatch(r"https?://[^/\s:]+:\d+/?", selection.target):
+            raise ConfigError(
+                f"{where}: --target must be http://HOST:PORT, got {selection.target!r}"
+            )
+        backends = ("http",)
+        options["http"] = {**options.get("http", {}), "url": selection.target}
     return replace(
         suite,
         pricing=replace(
@@ -87,6 +100,8 @@ def select(suite: Suite, selection: Selection) -> Suite:
             suite.energy, watts_per_core=selection.watts_per_core or suite.energy.watts_per_core
         ),
         backends=backends or suite.backends,
+        scenarios=scenarios or suite.scenarios,
+        options=options,
         variants=variants or suite.variants,
         models=models or suite.models,
         hardware=hardware or suite.hardware,
@@ -145,7 +160,8 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
                 batch_size=batch,
                 seq_len=seq,
                 threads=threads or auto_threads,
-                scenario=suite.scenario,
+                scenario=scenario,
+                serving=knobs,
                 options=suite.options.get(backend, {}),
                 bindings=bindings,
                 device=devices[backend],
@@ -157,8 +173,26 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
             for backend in suite.backends
             for threads in suite.threads
             for bindings, batch, seq in shapes
+            for scenario, knobs in _serving_axes(suite)
         ]
     return Plan(suite, tuple(cases), run_prices)
+
+
+def _serving_axes(suite: Suite) -> list[tuple[str, ServingKnobs]]:
+    """Each scenario with each serving configuration it runs under: load-driven scenarios
+    sweep instances x max batch x queue delay (the delay only where batching); the harness's
+    own single-stream loop runs one backend instance, unbatched."""
+    loop_only = not suite.serving.loadgen
+    out: list[tuple[str, ServingKnobs]] = []
+    for scenario in suite.scenarios:
+        if scenario == "single-stream" and loop_only:
+            out.append((scenario, ServingKnobs()))
+            continue
+        for instances in suite.instances:
+            for batch in suite.max_batch_sizes:
+                delays = suite.max_queue_delays_ms if batch > 1 else (0.0,)
+                out += [(scenario, ServingKnobs(instances, batch, d)) for d in delays]
+    return out
 
 
 def _load(where: str, name: str) -> Model:

@@ -73,6 +73,15 @@ class CaseResult:
     hardware_class: str | None = None  # price/hardware class, e.g. cpu-vcpu, gpu-datacenter
     noise: str | None = None  # noise flags seen while measuring, as text; None = none
     node: str | None = None  # fleet node the case ran on (Ray node id, host); None = this machine
+    # Load scenarios (harness.scenarios; null for the harness's single-stream timing loop):
+    serving: str | None = None  # instances, max batch and queue delay, e.g. i2-mb8-d2ms
+    target_qps: float | None = None  # server: highest passing Poisson QPS; offline: expected
+    achieved_qps: float | None = None  # samples/s LoadGen saw completed
+    latency_bound_ms: float | None = None  # server's p99 bound
+    valid: bool | None = None  # LoadGen VALID, no failed request, full (compliant) mode
+    early_stop_p99_ms: float | None = None  # LoadGen's early-stopping p99 estimate
+    goodput_rps: float | None = None  # completed requests/s within the bound, without error
+    error_rate: float | None = None  # failed requests / requests
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

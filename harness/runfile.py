@@ -11,7 +11,10 @@ naming both versions. Versions:
 3. cases carry ``hardware_class`` and ``noise``; ``run`` carries the suite's speedup baseline
    (``baseline_backend``, ``baseline_variant``). Readers need to know a v2 file has none of
    these (null, not "unknown key"), hence the bump.
-4. cases carry ``node``, the fleet node a case ran on (null: the machine that wrote the run).
+4. cases carry ``node``, the fleet node a case ran on (null: the machine that wrote the run),
+   and the load-scenario columns (``serving``, ``target_qps``, ``achieved_qps``,
+   ``latency_bound_ms``, ``valid``, ``early_stop_p99_ms``, ``goodput_rps``, ``error_rate``);
+   null in older files.
 """
 
 from __future__ import annotations
@@ -148,9 +151,17 @@ def update_to_3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "version": 3, "run": run, "cases": cases}
 
 
+LOAD_COLUMNS = (
+    "serving", "target_qps", "achieved_qps", "latency_bound_ms", "valid", "early_stop_p99_ms",
+    "goodput_rps", "error_rate",
+)  # fmt: skip
+
+
 def update_to_4(data: dict[str, Any]) -> dict[str, Any]:
-    """v3 -> v4: cases get ``node``; a v3 run ran on one machine (null)."""
-    return {**data, "version": 4, "cases": [{"node": None, **c} for c in data["cases"]]}
+    """v3 -> v4: cases get ``node`` (a v3 run ran on one machine) and the load-scenario
+    columns (older rows were measured by the single-stream loop): all null."""
+    cases = [{"node": None, **dict.fromkeys(LOAD_COLUMNS), **c} for c in data["cases"]]
+    return {**data, "version": 4, "cases": cases}
 
 
 # UPDATES[n] turns a version n - 1 file into version n.

@@ -10,9 +10,11 @@ A new field needs a new version here (its DDL and a migration from the previous 
   ``cpu-vcpu``, ``fpga-edge``, ``gpu-datacenter``), ``cases.noise`` (noise flags as text, null
   = none) and the suite's speedup baseline in ``runs`` (``baseline_backend``,
   ``baseline_variant``; null = the run recorded none).
-
 * v3 = v2 plus ``cases.node`` (the fleet node a case ran on: its Ray node id, Slurm host or
-  Kubernetes pod's node; null = this machine, as every row of a v2 store).
+  Kubernetes pod's node; null = this machine, as every row of a v2 store) and the load-scenario
+  columns of ``cases``: ``serving`` (instances, max batch, queue delay as text), ``target_qps``,
+  ``achieved_qps``, ``latency_bound_ms``, ``valid``, ``early_stop_p99_ms``, ``goodput_rps``,
+  ``error_rate``; null on older rows (measured by the single-stream loop, which has none).
 
 ``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
 nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
@@ -74,7 +76,11 @@ DDL: dict[int, tuple[str, ...]] = {
     3: (
         _SCHEMA_INFO,
         _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
-        _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR, node VARCHAR"),
+        _V1_CASES.format(
+            extra=", hardware_class VARCHAR, noise VARCHAR, node VARCHAR, serving VARCHAR, "
+            "target_qps DOUBLE, achieved_qps DOUBLE, latency_bound_ms DOUBLE, valid BOOLEAN, "
+            "early_stop_p99_ms DOUBLE, goodput_rps DOUBLE, error_rate DOUBLE"
+        ),
         _SAMPLES,
     ),
 }
@@ -82,8 +88,15 @@ DDL: dict[int, tuple[str, ...]] = {
 # The columns of ``runs`` and ``cases`` that each version adds (for readers and tests).
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"cases": ("hardware_class", "noise"), "runs": ("baseline_backend", "baseline_variant")},
-    3: {"cases": ("node",), "runs": ()},
-}
+    3: {
+        "cases": (
+            "node", "serving", "target_qps", "achieved_qps", "latency_bound_ms", "valid",
+            "early_stop_p99_ms", "goodput_rps", "error_rate",
+        ),
+        "runs": (),
+    },
+}  # fmt: skip
+_V3_TYPES = {"node": "VARCHAR", "serving": "VARCHAR", "valid": "BOOLEAN"}  # the rest DOUBLE
 
 # Only a case with these keys equal to the baseline's is compared with it (as in v1), and of
 # the same fleet hardware class (the case id's "@class" suffix; none before fleets existed).
@@ -194,8 +207,10 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
-    # every v2 row ran on the machine that wrote the store: node stays null
-    con.execute("ALTER TABLE cases ADD COLUMN node VARCHAR")
+    # every v2 row ran on the machine that wrote the store (node null) and through the
+    # single-stream loop (no load-scenario figures): the new columns stay null
+    for column in ADDED_COLUMNS[3]["cases"]:
+        con.execute(f"ALTER TABLE cases ADD COLUMN {column} {_V3_TYPES.get(column, 'DOUBLE')}")
 
 
 # MIGRATIONS[n] upgrades a store at schema version n to n + 1 (inside one transaction).

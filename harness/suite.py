@@ -13,7 +13,7 @@ A suite file::
     batch_sizes = [1, 8]
     seq_lens = [128]
     threads = "auto"            # or a list of thread counts, e.g. [1, 2]
-    scenario = "single-stream"
+    scenario = "single-stream"   # or a list of: single-stream, multi-stream, offline, server
     baseline = "torch-eager/fp32"
     hardware = ["avx512", "gpu-a10"]  # fleet: one case per class, each on a node of that class
     retries = 1                 # fleet: a case whose node was lost runs again on another node
@@ -30,6 +30,13 @@ A suite file::
 
     [cost]                      # region, prices_file, usd_per_kwh, gco2_per_kwh, pue,
     region = "eu"               # usd_per_hour = { cpu-vcpu = 0.05 }
+
+    [serving]                   # load scenarios (harness.scenarios): ServingSettings fields,
+    mode = "short"              # short | full (MLPerf-compliant durations)
+    latency_bound_ms = 50       # server: p99 bound of the max-QPS search
+    instances = [1, 2]          # axes: model instances, dynamic batcher's max batch and delay
+    max_batch_size = [1, 8]
+    max_queue_delay_ms = [2]
 
 Every error names the file, the key and what is allowed, on one line.
 """
@@ -52,8 +59,8 @@ from harness.measure.timing import TimingPolicy
 from harness.models import is_user_model, model_names
 from harness.models.inputs import parse_binding
 from harness.optimize.variants import parse_variant
+from harness.scenarios.config import MODES, SCENARIOS, ServingSettings
 
-SCENARIOS = ("single-stream",)
 SUITES_ENV = "INFRABENCH_SUITES"
 
 
@@ -80,7 +87,7 @@ class Suite:
     batch_sizes: tuple[int, ...] = (1,)
     seq_lens: tuple[int, ...] = (128,)
     threads: tuple[int, ...] = (0,)
-    scenario: str = "single-stream"
+    scenarios: tuple[str, ...] = ("single-stream",)
     baseline: tuple[str, str] = ("torch-eager", "fp32")
     timing: TimingPolicy = field(default_factory=TimingPolicy)
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -94,6 +101,10 @@ class Suite:
     shapes: tuple[str, ...] = ()  # "input=1x3x640x640"
     hardware: tuple[str, ...] = ()  # fleet hardware classes; empty: this machine only
     retries: int = 0  # fleet: extra tries of a case whose node was lost
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    instances: tuple[int, ...] = (1,)  # serving axes (load scenarios only)
+    max_batch_sizes: tuple[int, ...] = (1,)
+    max_queue_delays_ms: tuple[float, ...] = (0.0,)
 
     @property
     def settings(self) -> CaseSettings:
@@ -105,6 +116,7 @@ class Suite:
             build_timeout_s=self.build_timeout_s,
             fidelity_min_ratio=self.fidelity_min_ratio,
             retries=self.retries,
+            serving=self.serving,
         )
 
     def binding_sets(self) -> list[tuple[str, ...]]:
@@ -366,7 +378,12 @@ _KEYS: dict[str, _Parser] = {
     "batch_sizes": _positive_ints,
     "seq_lens": _positive_ints,
     "threads": _threads,
-    "scenario": lambda w, k, v: choice(w, k, v, list(SCENARIOS)),
+    "scenario": lambda w, k, v: _names(
+        w,
+        k,
+        [v] if isinstance(v, str) else v,
+        lambda w2, k2, v2: choice(w2, k2, v2, list(SCENARIOS)),
+    ),
     "baseline": _baseline,
     "fidelity_min_ratio": lambda w, k, v: _ratio(w, k, v),
     "image_sizes": _positive_ints,
@@ -375,7 +392,45 @@ _KEYS: dict[str, _Parser] = {
     "hardware": lambda w, k, v: _names(w, k, v, hardware_class_name),
     "retries": _count,
 }
-_TABLES = ("measure", "options", "energy", "cost")
+_TABLES = ("measure", "options", "energy", "cost", "serving")
+
+
+def _delays(where: str, key: str, value: Any) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
+        raise ConfigError(f"{where}: {key} must be a non-empty list of numbers >= 0, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _flag(where: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _serving(where: str, table: Any) -> dict[str, Any]:
+    """The [serving] table: ServingSettings fields and the three serving axes."""
+    values = _table(where, "serving", table, {
+        "loadgen": _flag,
+        "mode": lambda w, k, v: choice(w, k, v, list(MODES)),
+        "latency_bound_ms": _positive_number,
+        "search_budget_s": _positive_number,
+        "samples_per_query": _positive_int,
+        "short_duration_ms": _positive_int,
+        "short_query_count": _positive_int,
+        "instances": _positive_ints,
+        "max_batch_size": _positive_ints,
+        "max_queue_delay_ms": _delays,
+    })  # fmt: skip
+    axes = {
+        "instances": values.pop("instances", (1,)),
+        "max_batch_sizes": values.pop("max_batch_size", (1,)),
+        "max_queue_delays_ms": values.pop("max_queue_delay_ms", (0.0,)),
+    }
+    return {"serving": ServingSettings(**values), **axes}
 
 
 def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
@@ -397,6 +452,10 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
         values["energy"] = _energy(where, data["energy"])
     if "cost" in data:
         values["pricing"] = _pricing(where, data["cost"])
+    if "serving" in data:
+        values.update(_serving(where, data["serving"]))
+    if "scenario" in values:
+        values["scenarios"] = values.pop("scenario")
     values["options"] = _options(where, data.get("options", {}))
     values.setdefault("name", Path(where).stem)
     return Suite(path=where, **values)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import runfile
 from harness.cli import main
 from harness.result import COLUMNS
 
@@ -195,7 +196,7 @@ def test_export_writes_a_run_file(tiny_run: tuple, tmp_path: Path) -> None:
     proc = infrabench("export", "latest", "-o", str(out), "--store", str(store))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert data["version"] == 4 and len(data["cases"]) == 8 and data["history"] == {}
+    assert data["version"] == runfile.VERSION and len(data["cases"]) == 8 and data["history"] == {}
     ok = [c for c in data["cases"] if c["status"] == "ok"]
     assert all(len(data["samples"][c["case_id"]]) == c["n_samples"] for c in ok)
 

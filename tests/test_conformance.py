@@ -20,12 +20,14 @@ INT8_ONLY = {"fpga-sim"}  # simulates an int8 array: runs the int8 QDQ artifact
 # tvm-tuned's tuning runs in workers (tests/test_tvm.py): in this process MetaSchedule's logging
 # setup trips over pytest's capture handlers, so here it builds with no trials.
 OPTIONS = {"tvm-tuned": {"trials": 0}}
+# A client of a running server: tests/test_scenarios_http.py runs it against real ones.
+NEEDS_SERVER = {"http": "needs a running server (tests/test_scenarios_http.py)"}
 
 
 def _usable() -> list[object]:
     params = []
     for name in backend_names():
-        reason = availability(name)
+        reason = NEEDS_SERVER.get(name) or availability(name)
         marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params

@@ -25,7 +25,7 @@ from harness.store_schema import ADDED_COLUMNS, DDL, MIGRATIONS, create, derive_
 
 DATA = Path(__file__).parent / "data"
 V1_CASE_COLUMNS = [
-    c for c in COLUMNS if not any(c in added["cases"] for added in ADDED_COLUMNS.values())
+    c for c in COLUMNS if not any(c in added.get("cases", ()) for added in ADDED_COLUMNS.values())
 ]
 
 
@@ -120,7 +120,7 @@ def test_a_golden_v1_store_migrates_in_place_with_its_rows_unchanged(golden_stor
         assert all(r.hardware_class == "cpu-vcpu" and r.noise is None for r in base)
         assert all(r.node is None for r in base)  # v3: a v1 row ran on the writing machine
 
-    assert _raw(golden_store, "SELECT version FROM schema_info") == [(3,)]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(SCHEMA_VERSION,)]
     assert _raw(golden_store, cases_sql) == cases
     assert [r[:-2] for r in _raw(golden_store, runs_sql)] == runs
     assert _raw(golden_store, samples_sql) == samples
@@ -177,15 +177,16 @@ def test_the_update_chain_covers_every_version() -> None:
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_newer_store_is_refused_in_one_line(golden_store: Path, read_only: bool) -> None:
     con = duckdb.connect(str(golden_store))
-    con.execute("UPDATE schema_info SET version = 4")
+    newer = SCHEMA_VERSION + 1
+    con.execute(f"UPDATE schema_info SET version = {newer}")
     con.close()
     with pytest.raises(StoreError) as err:
         Store(golden_store, read_only=read_only)
     assert str(err.value) == (
-        f"{golden_store}: store has schema version 4; this infrabench reads up to 3: "
-        "upgrade infrabench"
+        f"{golden_store}: store has schema version {newer}; this infrabench reads up to "
+        f"{SCHEMA_VERSION}: upgrade infrabench"
     )
-    assert _raw(golden_store, "SELECT version FROM schema_info") == [(4,)]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(newer,)]
 
 
 def test_a_newer_run_file_is_refused_in_one_line(tmp_path: Path) -> None:

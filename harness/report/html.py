@@ -21,6 +21,7 @@ from harness.report.charts import (
     recommendation_chart,
     speedup_heatmap,
 )
+from harness.report.load_chart import latency_vs_load
 from harness.result import CaseResult
 
 CSS = """
@@ -118,6 +119,7 @@ def _run_section(rr: ReportRun) -> str:
             f"{label}: latency (whiskers p1-p99, box p25-p75, line p50)",
             f"{label}: latency vs fidelity (dashed: Pareto front)",
             f"{label}: latency vs cost (dashed: Pareto front)",
+            f"{label}: server latency vs load (solid p99, dashed p50; hollow: over the bound)",
         ]
         charts = [
             speedup_heatmap(rows_, titles[0]),
@@ -125,6 +127,7 @@ def _run_section(rr: ReportRun) -> str:
             pareto_chart(ok, "fidelity_ratio", "fidelity, share of fp32", True, titles[2],
                          resolution=FIDELITY_RESOLUTION),
             pareto_chart(ok, "cost_usd_per_million", "USD per 1M inferences", False, titles[3]),
+            latency_vs_load(ok, titles[4]),
         ]  # fmt: skip
         parts.append(f"<h3>{escape(label)}</h3>")
         parts += [_figure(t, svg) for t, svg in zip(titles, charts, strict=True) if svg]

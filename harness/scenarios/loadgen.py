@@ -1,0 +1,168 @@
+"""One MLPerf LoadGen run over instances behind a dynamic batcher, with its own log directory.
+
+LoadGen (``mlcommons-loadgen``, ``import mlperf_loadgen``) owns the schedule and the clock of
+the run: it issues query samples to the system under test (SUT) and times each from its
+scheduled issue to ``QuerySamplesComplete``. Here the SUT queues every sample on a
+:class:`~harness.scenarios.batcher.DynamicBatcher`; a failed batch still completes its samples
+(LoadGen has no notion of failure) and is counted, so a row can say how many requests failed.
+LoadGen pre-generates its queries from the expected latency (single/multi-stream), the expected
+QPS (offline) or the target QPS (server): :class:`LoadRun` carries the calibrated values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import BackendUnavailable, MeasurementError
+from harness.scenarios.batcher import DynamicBatcher, Infer, Request
+from harness.scenarios.config import LOADGEN_SCENARIOS, ServingKnobs, ServingSettings
+from harness.scenarios.logparse import LoadgenSummary, parse_detail, summarize
+
+INSTALL_HINT = "pip install 'infrabench[serving]' (mlcommons-loadgen)"
+# MLPerf Inference rules (mlperf.conf since v2.0: ``*.*.min_duration = 600000``); LoadGen's own
+# default without that file is 10 s.
+MLPERF_MIN_DURATION_MS = 600_000
+SHORT_MAX_DURATION_FACTOR = 10  # short mode: LoadGen stops issuing at 10x the minimum duration
+
+
+def loadgen() -> Any:
+    """The ``mlperf_loadgen`` module; BackendUnavailable (skip, with the install hint) when it
+    is not installed."""
+    try:
+        return importlib.import_module("mlperf_loadgen")
+    except ImportError:
+        raise BackendUnavailable(f"MLPerf LoadGen is not installed: {INSTALL_HINT}") from None
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """What one LoadGen run is told. ``expected_latency_ms``: a single-stream sample's or a
+    multi-stream query's calibrated latency; ``expected_qps``: offline throughput;
+    ``target_qps``: the server's Poisson arrival rate."""
+
+    scenario: str
+    serving: ServingSettings
+    expected_latency_ms: float = 1.0
+    expected_qps: float = 1.0
+    target_qps: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class RunRecord:
+    """A finished run: LoadGen's summary, the SUT's own per-sample latencies (ns, issue to
+    completion; successful ones only), failed requests and a few distinct error texts, the
+    batch sizes run."""
+
+    summary: LoadgenSummary
+    log_dir: Path
+    latencies_ns: list[int] = field(default_factory=list)
+    requests: int = 0
+    errors: int = 0
+    error_texts: list[str] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def test_settings(lg: Any, run: LoadRun) -> Any:
+    """LoadGen ``TestSettings`` for ``run``: the scenario, performance mode, the calibrated
+    expectations, the latency bound at the 99th percentile, MLPerf's 600 s minimum duration in
+    full mode, and in short mode the lowered minimum duration and query count (a bounded
+    maximum duration too)."""
+    s = lg.TestSettings()
+    s.scenario = getattr(lg.TestScenario, LOADGEN_SCENARIOS[run.scenario])
+    s.mode = lg.TestMode.PerformanceOnly
+    ns = lambda ms: max(1, int(ms * 1e6))  # noqa: E731
+    s.single_stream_expected_latency_ns = ns(run.expected_latency_ms)
+    # Target percentiles stay MLPerf's: 90th for single-stream (its early-stopping estimate is
+    # a p90, kept in the row's details), 99th for multi-stream and server.
+    s.multi_stream_expected_latency_ns = ns(run.expected_latency_ms)
+    s.multi_stream_samples_per_query = run.serving.samples_per_query
+    s.offline_expected_qps = max(run.expected_qps, 1.0)
+    s.server_target_qps = run.target_qps
+    s.server_target_latency_ns = ns(run.serving.latency_bound_ms)
+    s.server_target_latency_percentile = 0.99
+    s.schedule_rng_seed = s.sample_index_rng_seed = s.qsl_rng_seed = run.seed
+    if run.serving.compliant:
+        s.min_duration_ms = MLPERF_MIN_DURATION_MS
+    else:
+        s.min_duration_ms = run.serving.short_duration_ms
+        s.max_duration_ms = run.serving.short_duration_ms * SHORT_MAX_DURATION_FACTOR
+        s.min_query_count = run.serving.short_query_count
+    return s
+
+
+def run_loadgen(
+    run: LoadRun,
+    instances: Sequence[Infer],
+    knobs: ServingKnobs,
+    samples: Sequence[Mapping[str, np.ndarray]],
+    log_dir: Path,
+) -> RunRecord:
+    """Run LoadGen once over ``instances`` behind a batcher of ``knobs``; ``samples`` is the
+    query sample library (all of it is the performance set). The logs go to ``log_dir``.
+
+    Blocks until LoadGen has every issued sample back; each instance's own bounds (a request
+    timeout, the case's worker timeout) bound that. Raises MeasurementError when LoadGen
+    writes no result.
+    """
+    lg = loadgen()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(summary=None, log_dir=log_dir)  # type: ignore[arg-type]
+    issued: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def done(requests: Sequence[Request], error: str | None) -> None:
+        now = time.monotonic_ns()
+        with lock:
+            for r in requests:
+                start = issued.pop(r.tag, now)
+                if error is None:
+                    record.latencies_ns.append(now - start)
+            record.requests += len(requests)
+            record.batch_sizes.append(len(requests))
+            if error is not None:
+                record.errors += len(requests)
+                if error not in record.error_texts and len(record.error_texts) < 3:
+                    record.error_texts.append(error)
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(r.tag, 0, 0) for r in requests])
+
+    batcher = DynamicBatcher(instances, knobs, done)
+
+    def issue(query_samples: Any) -> None:
+        now = time.monotonic_ns()
+        with lock:
+            for q in query_samples:
+                issued[q.id] = now
+        batcher.submit([Request(q.id, samples[q.index], now) for q in query_samples])
+
+    sut = lg.ConstructSUT(issue, lambda: None)
+    qsl = lg.ConstructQSL(len(samples), len(samples), lambda _: None, lambda _: None)
+    out = lg.LogOutputSettings()
+    out.outdir = str(log_dir)
+    out.copy_summary_to_stdout = False
+    log = lg.LogSettings()
+    log.log_output = out
+    log.enable_trace = False
+    try:
+        lg.StartTestWithLogSettings(sut, qsl, test_settings(lg, run), log)
+    finally:
+        batcher.stop()
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+    detail = log_dir / "mlperf_log_detail.txt"
+    if not detail.is_file():
+        raise MeasurementError(f"LoadGen wrote no detail log in {log_dir}")
+    record.summary = summarize(parse_detail(detail.read_text(encoding="utf-8")))
+    return record

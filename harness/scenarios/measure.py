@@ -1,0 +1,301 @@
+"""A load-scenario case inside its worker: instances -> calibration -> LoadGen -> Measurement.
+
+What is timed: ``load_s`` is the first instance's ``backend.load``; the calibration times
+``infer`` on one sample and on a full batch (median of a few runs, the harness's clock) to give
+LoadGen its expected latency / QPS; then LoadGen times every query sample. For ``server`` the
+max-QPS search (:func:`harness.scenarios.search.max_qps`) runs LoadGen once per probe within
+``search_budget_s``, and the row reports the highest passing probe. Fidelity is not scored here
+(the single-stream case of the same artifact scores it).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.backend import Backend, BackendSettings, backend_class
+from harness.case import Case
+from harness.environment import isa_flags
+from harness.errors import HarnessError
+from harness.launch.base import Progress, no_progress
+from harness.measure.clock import Clock
+from harness.measure.memory import peak_rss_mb, rss_mb
+from harness.models import get_model
+from harness.optimize.artifacts import Artifact, cache_root
+from harness.optimize.variants import parse_variant
+from harness.scenarios.batcher import Infer, stack
+from harness.scenarios.loadgen import LoadRun, RunRecord, run_loadgen
+from harness.scenarios.record import LoadMeasurement
+from harness.scenarios.search import Probe, max_qps
+
+SAMPLE_POOL = 64  # distinct query samples in the QSL (all resident: they are small)
+CALIBRATION_RUNS = 7
+OFFLINE_HEADROOM = 1.5
+
+
+def samples_of(case: Case) -> list[dict[str, np.ndarray]]:
+    """``SAMPLE_POOL`` query samples, each the case's batch of inputs (axis 0 = batch)."""
+    model = get_model(case.model, case.bindings)
+    pool = model.example_inputs(case.batch_size * SAMPLE_POOL, case.seq_len)
+    b = case.batch_size
+    return [{n: a[i * b : (i + 1) * b] for n, a in pool.items()} for i in range(SAMPLE_POOL)]
+
+
+def load_instances(
+    case: Case, artifact: Artifact, sample: Mapping[str, np.ndarray]
+) -> tuple[list[Backend], float, float | None]:
+    """One loaded backend per instance, and the first one's load time (s) and compile time.
+    With batching the inputs' batch axis is left dynamic (``input_shapes`` empty)."""
+    model = get_model(case.model, case.bindings)
+    static = case.serving.max_batch_size == 1
+    settings = BackendSettings(
+        threads=case.threads,
+        device=case.device,
+        options=case.options,
+        input_shapes={n: tuple(a.shape) for n, a in sample.items()} if static else {},
+        input_names=tuple(model.input_names),
+        output_names=tuple(model.output_names),
+        precision=parse_variant(case.variant).runtime_precision,
+        isa_flags=tuple(isa_flags()),
+        cache_dir=cache_root(),
+    )
+    backends: list[Backend] = []
+    load_s, compile_s = 0.0, None
+    for i in range(case.serving.instances):
+        backend = backend_class(case.backend)()
+        backend.check()
+        start = time.perf_counter()
+        backends.append(backend)
+        compiled = backend.load(artifact, settings)
+        if i == 0:
+            load_s, compile_s = time.perf_counter() - start, compiled
+    return backends, load_s, compile_s
+
+
+def infer_fn(backend: Backend) -> Infer:
+    def infer(inputs: Mapping[str, np.ndarray]) -> None:
+        backend.prepare(inputs)
+        backend.run()
+        backend.synchronize()
+
+    return infer
+
+
+def _median_ms(infer: Infer, inputs: Mapping[str, np.ndarray], clock: Clock) -> float:
+    times = []
+    for _ in range(CALIBRATION_RUNS):
+        start = clock.now_ns()
+        infer(inputs)
+        times.append((clock.now_ns() - start) / 1e6)
+    return float(np.median(times))
+
+
+def calibrate(
+    infer: Infer, samples: Sequence[Mapping[str, np.ndarray]], case: Case, clock: Clock
+) -> dict[str, Any]:
+    """Per-sample latency (ms), a full batch's latency and the capacity estimate (samples/s
+    over all instances), from which LoadGen's expectations are set. When the first inference
+    fails, only the error (``failed``)."""
+    from harness.scenarios.batcher import Request
+
+    try:
+        one = _median_ms(infer, samples[0], clock)
+    except HarnessError as exc:
+        return {"failed": str(exc) or type(exc).__name__}
+    knobs = case.serving
+    batch = knobs.max_batch_size
+    full = one
+    if batch > 1:
+        full = _median_ms(
+            infer, stack([Request(i, s) for i, s in enumerate(samples[:batch])]), clock
+        )
+    per_instance = max(1e3 / max(one, 1e-3), batch * 1e3 / max(full, 1e-3))
+    return {"sample_ms": one, "batch_ms": full, "capacity_qps": per_instance * knobs.instances}
+
+
+def _probe_of(record: RunRecord, qps: float, bound_ms: float) -> Probe:
+    s = record.summary
+    p99 = s.percentiles.get(99.0)
+    passed = bool(s.perf_constraints_met) and p99 is not None and p99 <= bound_ms
+    return Probe(qps, s.achieved_qps, s.percentiles.get(50.0), p99, passed and not record.errors,
+                 record.error_rate)  # fmt: skip
+
+
+def _log_root(case: Case) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", case.case_id)
+    return cache_root() / "loadgen-logs" / safe / str(time.time_ns())
+
+
+def run_scenario(
+    case: Case,
+    instances: Sequence[Infer],
+    samples: Sequence[Mapping[str, np.ndarray]],
+    clock: Clock,
+    progress: Progress = no_progress,
+    log_root: Path | None = None,
+) -> tuple[LoadMeasurement, list[int]]:
+    """Calibrate on the first instance, then run the case's scenario under LoadGen (for
+    ``server``: the max-QPS search). Logs under ``log_root`` (default: the cache's
+    ``loadgen-logs/<case>/<time>``), one directory per LoadGen run. Also returns the SUT-side
+    latency (ns, issue to completion) of every sample of the reported run."""
+    serving = case.settings.serving
+    root = log_root or _log_root(case)
+    progress("calibrating")
+    cal = calibrate(instances[0], samples, case, clock)
+    if "failed" in cal:
+        # The target failed its first request (refused, an error status, a stall past its
+        # timeout): a load run would only queue more failures, so none is started.
+        return _unserved(case, cal["failed"]), []
+    capacity = cal["capacity_qps"]
+    spq = serving.samples_per_query
+    expected = {
+        "single-stream": cal["sample_ms"],
+        "multi-stream": spq * 1e3 / capacity,
+    }.get(case.scenario, cal["sample_ms"])
+    # Offline: LoadGen sizes its one query from the expected QPS; an estimate on the high side
+    # keeps the run above its minimum duration (LoadGen's own advice when it is not).
+    base = LoadRun(case.scenario, serving, expected_latency_ms=expected,
+                   expected_qps=OFFLINE_HEADROOM * capacity)  # fmt: skip
+    cal = {**cal, "expected_latency_ms": expected}
+    probes: tuple[dict[str, Any], ...] = ()
+    stop = None
+    if case.scenario == "server":
+        records: dict[float, RunRecord] = {}
+
+        def probe(qps: float) -> Probe:
+            progress(f"server at {qps:.1f} QPS")
+            run = LoadRun("server", serving, target_qps=qps, expected_qps=capacity)
+            records[qps] = run_loadgen(
+                run, instances, case.serving, samples, root / f"qps-{qps:.2f}"
+            )
+            return _probe_of(records[qps], qps, serving.latency_bound_ms)
+
+        result = max_qps(probe, 0.5 * capacity, clock, serving.search_budget_s)
+        probes = tuple(vars(p) for p in result.probes)
+        stop = result.stop_reason
+        chosen = result.best or min(result.probes, key=lambda p: p.target_qps)
+        record = records[chosen.target_qps]
+        target: float | None = chosen.target_qps if result.best else None
+        if result.best is None:
+            cal["no_passing_target"] = (
+                f"no target QPS met the p99 bound of {serving.latency_bound_ms:g} ms (lowest "
+                f"tried {chosen.target_qps:.2f} QPS: p99 {chosen.p99_ms} ms); its run is shown"
+            )
+    else:
+        progress(f"{case.scenario} under LoadGen")
+        record = run_loadgen(base, instances, case.serving, samples, root / case.scenario)
+        target = base.expected_qps if case.scenario == "offline" else None
+    return _measurement(case, record, target, probes, stop, cal), record.latencies_ns
+
+
+def _unserved(case: Case, error: str) -> LoadMeasurement:
+    """The row of a case whose first (calibration) request failed: one request, one error."""
+    serving = case.settings.serving
+    return LoadMeasurement(
+        scenario=case.scenario,
+        compliant=serving.compliant,
+        latency_bound_ms=serving.latency_bound_ms if case.scenario == "server" else None,
+        target_qps=None,
+        achieved_qps=None,
+        valid=False,
+        reasons=(f"1 of 1 requests failed: {error}", "calibration failed: LoadGen not run"),
+        early_stop_p99_ms=None,
+        early_stop={},
+        percentiles={},
+        mean_ms=None,
+        query_count=None,
+        goodput_rps=0.0,
+        requests=1,
+        errors=1,
+        error_texts=(error,),
+        knobs={**vars(case.serving)},
+    )
+
+
+def _measurement(
+    case: Case,
+    record: RunRecord,
+    target: float | None,
+    probes: tuple[dict[str, Any], ...],
+    stop: str | None,
+    cal: dict[str, Any],
+) -> LoadMeasurement:
+    serving = case.settings.serving
+    s = record.summary
+    reasons = list(s.reasons)
+    if record.errors:
+        reasons.insert(0, f"{record.errors} of {record.requests} requests failed: "
+                          + "; ".join(record.error_texts))  # fmt: skip
+    if "no_passing_target" in cal:
+        reasons.insert(0, cal["no_passing_target"])
+    if not serving.compliant:
+        reasons.append("short mode: minimum duration and query count lowered, not MLPerf-compliant")
+    bound = serving.latency_bound_ms if case.scenario == "server" else None
+    within = len(record.latencies_ns)
+    if bound is not None:
+        within = sum(1 for ns in record.latencies_ns if ns <= bound * 1e6)
+    share = within / record.requests if record.requests else None
+    goodput = s.achieved_qps * share if s.achieved_qps is not None and share is not None else None
+    batches = record.batch_sizes
+    return LoadMeasurement(
+        scenario=case.scenario,
+        compliant=serving.compliant,
+        latency_bound_ms=bound,
+        target_qps=target,
+        achieved_qps=s.achieved_qps,
+        valid=s.valid and serving.compliant and not (record.errors or "no_passing_target" in cal),
+        reasons=tuple(reasons),
+        early_stop_p99_ms=s.early_stop_p99_ms,
+        early_stop=s.early_stop,
+        percentiles=s.percentiles,
+        mean_ms=s.mean_ms,
+        query_count=s.query_count,
+        goodput_rps=goodput,
+        requests=record.requests,
+        errors=record.errors,
+        error_texts=tuple(record.error_texts),
+        knobs={**vars(case.serving)},
+        mean_batch=sum(batches) / len(batches) if batches else None,
+        probes=probes,
+        search_stop=stop,
+        calibration=cal,
+        log_dir=str(record.log_dir),
+    )
+
+
+def measure_load(
+    case: Case, artifact: Artifact, clock: Clock, progress: Progress = no_progress
+) -> tuple[LoadMeasurement, list[int], dict[str, Any]]:
+    """Load the case's instances, run its scenario, close them. Returns the load measurement,
+    the SUT-side latency of each sample of the reported run (ns) and the raw facts
+    ``execute.measure_case`` puts in the Measurement (load time, memory, versions)."""
+    samples = samples_of(case)
+    before = rss_mb()
+    progress("loading instances")
+    backends, load_s, compile_s = load_instances(case, artifact, samples[0])
+    try:
+        model_mem = max(rss_mb() - before, 0.0)
+        start = clock.now_ns()
+        infer_fn(backends[0])(samples[0])
+        first_ms = (clock.now_ns() - start) / 1e6
+        load, latencies = run_scenario(
+            case, [infer_fn(b) for b in backends], samples, clock, progress
+        )
+        facts = {
+            "load_s": load_s,
+            "compile_s": compile_s,
+            "first_inference_ms": first_ms,
+            "model_mem_mb": model_mem,
+            "peak_rss_mb": peak_rss_mb(),
+            "executed_precision": backends[0].executed_precision(),
+            "versions": backends[0].versions(),
+        }
+    finally:
+        for backend in backends:
+            backend.close()
+    return load, latencies, facts

@@ -1,0 +1,290 @@
+"""Load scenarios: LoadGen's log parsed, the max-QPS search, the dynamic batcher, the suite's
+[serving] table and plan axes, and whole short-mode runs of the four scenarios on the fake
+backend (LoadGen's clock is the wall clock: assertions are on structure, never on speed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.fake import FakeClock
+from harness.errors import BackendError, ConfigError, MeasurementError
+from harness.launch import InlineLauncher
+from harness.optimize.artifacts import cache_root
+from harness.plan import Selection, plan
+from harness.runner import Runner
+from harness.scenarios.batcher import DynamicBatcher, Request
+from harness.scenarios.config import ServingKnobs
+from harness.scenarios.logparse import parse_detail, summarize
+from harness.scenarios.search import Probe, max_qps
+from harness.store import Store
+from harness.suite import load_suite
+
+pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen not installed (infrabench[serving])")
+
+Write = Callable[..., Path]
+
+
+def _log(**values: object) -> str:
+    lines = ["garbage line", ":::MLLOG {not json"]
+    lines += [":::MLLOG " + json.dumps({"key": k, "value": v}) for k, v in values.items()]
+    return "\n".join(lines)
+
+
+def test_a_detail_log_gives_validity_reasons_percentiles_and_the_early_stop_estimate() -> None:
+    text = _log(
+        effective_scenario="SingleStream",
+        effective_target_latency_percentile=0.99,
+        result_validity="INVALID",
+        result_min_duration_met=True,
+        result_min_queries_met=False,
+        early_stopping_met=True,
+        result_invalid_reason="Reduce expected latency",
+        early_stopping_result=" * Early stopping 99.0th percentile estimate: 2500000",
+        early_stopping_latency_ss=2500000,
+        result_query_count=700,
+        result_qps_with_loadgen_overhead=400.0,
+        **{"result_50.00_percentile_latency_ns": 2000000,
+           "result_99.00_percentile_latency_ns": 2400000},
+        result_mean_latency_ns=2100000,
+    )  # fmt: skip
+    s = summarize(parse_detail(text))
+    assert not s.valid
+    assert s.reasons == ("minimum query count not met", "Reduce expected latency")
+    assert s.percentiles == {50.0: 2.0, 99.0: 2.4}
+    assert s.early_stop_p99_ms == 2.5 and s.achieved_qps == 400.0 and s.query_count == 700
+    assert s.mean_ms == 2.1 and s.target_qps is None
+
+
+def test_multi_stream_throughput_is_samples_per_query_over_the_mean_query_latency() -> None:
+    text = _log(
+        effective_scenario="MultiStream", effective_samples_per_query=8, result_validity="VALID",
+        result_mean_query_latency_ns=4_000_000,
+        **{"result_99.00_percentile_per_query_latency_ns": 5_000_000,
+           "result_99.00_percentile_latency_ns": 1_000_000},
+    )  # fmt: skip
+    s = summarize(parse_detail(text))
+    assert s.valid and s.reasons == ()
+    assert s.achieved_qps == pytest.approx(2000.0)
+    assert s.percentiles == {99.0: 5.0}  # the bound is per query
+
+
+def test_a_log_without_a_result_is_a_measurement_error() -> None:
+    with pytest.raises(MeasurementError, match="no :::MLLOG"):
+        parse_detail("nothing here")
+    with pytest.raises(MeasurementError, match="did not finish"):
+        summarize(parse_detail(_log(effective_scenario="Server")))
+
+
+def _scripted(limit: float, clock: FakeClock, seconds: float = 1.0) -> Callable[[float], Probe]:
+    """A server whose p99 meets the bound up to ``limit`` QPS; each probe takes ``seconds``."""
+
+    def probe(qps: float) -> Probe:
+        clock.advance(int(seconds * 1e9))
+        return Probe(qps, qps, 1.0, 10.0 if qps <= limit else 90.0, qps <= limit)
+
+    return probe
+
+
+def test_the_search_finds_the_highest_passing_qps_within_its_precision() -> None:
+    clock = FakeClock()
+    result = max_qps(_scripted(137.0, clock), 20.0, clock, budget_s=100, precision=0.02)
+    assert result.stop_reason == "converged" and result.best is not None
+    assert 137.0 * 0.98 <= result.best.target_qps <= 137.0
+    failing = min(p.target_qps for p in result.probes if not p.passed)
+    assert failing - result.best.target_qps <= 0.02 * result.best.target_qps
+
+
+def test_the_search_stops_at_its_budget_and_at_its_floor() -> None:
+    clock = FakeClock()
+    result = max_qps(_scripted(1e9, clock, seconds=2.0), 10.0, clock, budget_s=5)
+    assert result.stop_reason == "budget" and len(result.probes) == 3
+    clock = FakeClock()
+    result = max_qps(_scripted(0.0, clock), 10.0, clock, budget_s=100, floor_qps=1.0)
+    assert result.stop_reason == "floor" and result.best is None
+    assert result.probes[-1].target_qps == 1.0
+
+
+def _batches(knobs: ServingKnobs, count: int, fail: bool = False) -> tuple[list[int], list]:
+    sizes: list[int] = []
+    finished: list[tuple[int, str | None]] = []
+    all_done = threading.Event()
+
+    def infer(inputs: Mapping[str, np.ndarray]) -> None:
+        sizes.append(len(inputs["x"]))
+        if fail:
+            raise BackendError("server said 500")
+
+    def done(requests: list[Request], error: str | None) -> None:
+        finished.extend((r.tag, error) for r in requests)
+        if len(finished) == count:
+            all_done.set()
+
+    batcher = DynamicBatcher([infer], knobs, done)
+    batcher.submit([Request(i, {"x": np.full((1, 3), i)}) for i in range(count)])
+    assert all_done.wait(10)
+    assert batcher.stop()
+    return sizes, finished
+
+
+def test_the_batcher_fills_batches_up_to_its_maximum_and_reports_every_request() -> None:
+    sizes, finished = _batches(ServingKnobs(1, 4, 1000.0), 8)
+    assert sizes == [4, 4]
+    assert sorted(t for t, _ in finished) == list(range(8))
+    sizes, _ = _batches(ServingKnobs(1, 1, 0.0), 3)
+    assert sizes == [1, 1, 1]
+
+
+def test_a_failed_batch_reports_its_requests_failed_and_the_batcher_goes_on() -> None:
+    sizes, finished = _batches(ServingKnobs(1, 2, 0.0), 4, fail=True)
+    assert sizes == [2, 2]
+    assert {e for _, e in finished} == {"server said 500"}
+
+
+SUITE = """
+    models = ["tiny-mlp"]
+    backends = ["fake"]
+    threads = [1]
+    scenario = {scenarios}
+    baseline = "fake/fp32"
+    [options.fake]
+    sleep_ms = 2.0
+    [serving]
+    loadgen = {loadgen}
+    short_duration_ms = 100
+    short_query_count = 16
+    search_budget_s = 1
+    latency_bound_ms = 50
+    max_batch_size = [1, 4]
+    max_queue_delay_ms = [1, 2]
+"""
+
+
+def test_the_plan_sweeps_serving_axes_for_load_scenarios_only(write_suite: Write) -> None:
+    body = SUITE.format(scenarios='["single-stream", "server"]', loadgen="false")
+    cases = plan(load_suite(write_suite(body))).cases
+    assert [(c.scenario, c.serving.label) for c in cases] == [
+        ("single-stream", "i1-mb1-d0ms"),
+        ("server", "i1-mb1-d0ms"), ("server", "i1-mb4-d1ms"), ("server", "i1-mb4-d2ms"),
+    ]  # fmt: skip
+    assert cases[0].case_id.endswith("/single-stream")  # the timing loop's id is unchanged
+    assert cases[1].case_id.endswith("/server/i1-mb1-d0ms")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('scenario = "batch"', "scenario: unknown value 'batch'"),
+        ("[serving]\nmode = 'fast'", "serving.mode: unknown value 'fast'"),
+        ("[serving]\ninstances = [0]", "serving.instances"),
+        ("[serving]\nmax_queue_delay_ms = [-1]", "serving.max_queue_delay_ms"),
+        ("[serving]\nbound = 3", r"unknown key 'bound' in \[serving\]"),
+    ],
+)
+def test_bad_serving_input_is_one_config_error(write_suite: Write, body: str, message: str) -> None:
+    path = write_suite(f'models = ["tiny-mlp"]\nbackends = ["fake"]\n{body}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_suite(path)
+
+
+def test_the_four_scenarios_run_in_short_mode_and_are_stored(
+    write_suite: Write, store: Store
+) -> None:
+    body = SUITE.format(
+        scenarios='["single-stream", "multi-stream", "offline", "server"]', loadgen="true"
+    ).replace("max_queue_delay_ms = [1, 2]", "max_queue_delay_ms = [1]")
+    run_id = Runner(store, cache_root(), InlineLauncher()).run(plan(load_suite(write_suite(body))))
+    rows = store.cases(run_id)
+    assert len(rows) == 8 and {r.status for r in rows} == {"ok"}, [r.reason for r in rows]
+    for r in rows:
+        details = json.loads(r.details or "{}")["loadgen"]
+        assert r.valid is False  # short mode is never MLPerf-compliant
+        assert any("not MLPerf-compliant" in why for why in details["reasons"])
+        assert (Path(details["log_dir"]) / "mlperf_log_detail.txt").is_file()
+        assert r.achieved_qps and r.achieved_qps > 0 and r.error_rate == 0.0
+        assert r.latency_ms_p50 is not None and r.latency_ms_p99 is not None
+        assert r.n_samples == len(store.samples(run_id, r.case_id)) > 0
+        assert r.serving in ("i1-mb1-d0ms", "i1-mb4-d1ms")
+    server = [r for r in rows if r.scenario == "server"]
+    for r in server:
+        assert r.latency_bound_ms == 50 and r.target_qps is not None
+        assert json.loads(r.details or "{}")["loadgen"]["probes"]
+    batched = next(r for r in server if r.serving == "i1-mb4-d1ms")
+    assert json.loads(batched.details or "{}")["loadgen"]["mean_batch"] >= 1
+    offline = next(r for r in rows if r.scenario == "offline")
+    assert offline.target_qps is not None and offline.goodput_rps == offline.achieved_qps
+
+
+def test_the_command_line_replaces_scenarios_and_refuses_a_bad_target(write_suite: Write) -> None:
+    path = write_suite(SUITE.format(scenarios='["single-stream"]', loadgen="false"))
+    cases = plan(load_suite(path), Selection(scenarios=("offline",))).cases
+    assert {c.scenario for c in cases} == {"offline"}
+    with pytest.raises(ConfigError, match="--target must be http://HOST:PORT, got 'localhost'"):
+        plan(load_suite(path), Selection(target="localhost"))
+    with pytest.raises(ConfigError, match="--scenario: unknown value 'batch'"):
+        plan(load_suite(path), Selection(scenarios=("batch",)))
+
+
+def test_the_report_draws_latency_against_load_from_the_server_probes() -> None:
+    from harness.report.load_chart import latency_vs_load
+    from harness.result import CaseResult
+
+    probes = [
+        {"target_qps": t, "achieved_qps": t * 0.95, "p50_ms": 5.0, "p99_ms": p99, "passed": ok}
+        for t, p99, ok in ((10.0, 20.0, True), (20.0, 40.0, True), (30.0, 90.0, False))
+    ]
+    row = CaseResult("r", "c", "m", "fp32", "onnxruntime", scenario="server",
+                     serving="i1-mb8-d5ms", latency_bound_ms=50.0,
+                     details=json.dumps({"loadgen": {"probes": probes}}))  # fmt: skip
+    svg = latency_vs_load([row], "t")
+    assert svg.count("<polyline") == 2  # p99 and p50
+    assert svg.count("<circle") == 3 and svg.count('fill="#fff"') == 1  # one over the bound
+    assert "p99 bound 50 ms" in svg and "onnxruntime i1-mb8-d5ms" in svg
+    single = CaseResult("r", "d", "m", "fp32", "onnxruntime", scenario="single-stream")
+    assert latency_vs_load([single], "t") == ""
+
+
+def test_compare_keeps_rows_apart_that_differ_only_in_their_serving_configuration() -> None:
+    from harness.compare import compare_runs
+    from harness.result import CaseResult
+
+    def row(run: str, serving: str | None) -> CaseResult:
+        return CaseResult(run, f"c-{serving}", "m", "fp32", "onnxruntime", scenario="server",
+                          serving=serving, status="failed")  # fmt: skip
+
+    base = [row("a", "i1-mb1-d0ms"), row("a", "i1-mb8-d5ms")]
+    cand = [row("b", "i1-mb1-d0ms"), row("b", "i1-mb8-d5ms")]
+    out = compare_runs(base, cand, {}, same_machine=True)
+    assert sorted(c.scenario for c in out) == ["server/i1-mb1-d0ms", "server/i1-mb8-d5ms"]
+
+
+def test_a_target_failing_mid_run_is_counted_and_the_circuit_opens(tmp_path: Path) -> None:
+    from harness.case import Case, CaseSettings
+    from harness.measure.clock import PerfCounterClock
+    from harness.scenarios.batcher import MAX_CONSECUTIVE_FAILURES
+    from harness.scenarios.config import ServingSettings
+    from harness.scenarios.measure import CALIBRATION_RUNS, run_scenario, samples_of
+
+    calls = 0
+
+    def infer(inputs: Mapping[str, np.ndarray]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > CALIBRATION_RUNS + 2:  # calibration and two served requests succeed
+            raise BackendError("HTTP 500: model crashed")
+
+    serving = ServingSettings(loadgen=True, short_duration_ms=50, short_query_count=20)
+    case = Case("tiny-mlp", "fp32", "fake", 1, None, 1, settings=CaseSettings(serving=serving))
+    load, latencies = run_scenario(
+        case, [infer], samples_of(case), PerfCounterClock(), log_root=tmp_path
+    )
+    assert len(latencies) == 2 and load.errors == load.requests - 2 >= 18
+    assert calls == CALIBRATION_RUNS + 2 + MAX_CONSECUTIVE_FAILURES  # then nothing is sent
+    assert load.reasons[0].startswith(f"{load.errors} of {load.requests} requests failed: ")
+    assert "HTTP 500: model crashed" in load.reasons[0] and "circuit open" in load.reasons[0]
+    assert not load.valid and load.error_rate == load.errors / load.requests
