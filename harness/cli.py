@@ -165,7 +165,8 @@ def _plan(args: argparse.Namespace) -> Plan:
         watts_per_core=args.watts_per_core,
         sweeps=sweeps,
     )
-    return plan(load_suite(find_suite(args.suite)), selection, usable_cpus())
+    suite = load_suite(find_suite(args.suite))
+    return plan(suite, selection, usable_cpus(), launcher(args.inline), args.cache)
 
 
 def _run_suite(planned: Plan, store: Store, args: argparse.Namespace, quiet: bool) -> str:
@@ -610,3 +611,7 @@ def entry() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -8,18 +8,20 @@ on one line, before anything runs.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from harness.backend import backend_class, backend_names
+from harness.cache import cache_root
 from harness.case import Case
 from harness.cost import Prices, prices
-from harness.errors import ConfigError, VariantNotApplicable
-from harness.models import Model, get_model
+from harness.errors import ConfigError
+from harness.launch import Launcher, ProcessLauncher
+from harness.models import get_model, is_user_model
 from harness.models.inputs import parse_binding
 from harness.suite import Suite, choice, variant_name
 from harness.suite import _model as model_spec
+from harness.worker import ModelProbe, ProbeModelTask
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,36 @@ def suite_prices(suite: Suite) -> Prices:
     return prices(path, pricing.region, dict(pricing.overrides))
 
 
-def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1) -> Plan:
+def plan(
+    suite: Suite,
+    selection: Selection | None = None,
+    auto_threads: int = 1,
+    launcher: Launcher | None = None,
+    cache: str | None = None,
+) -> Plan:
     """Expand ``suite`` (with ``selection`` applied) into cases for this machine.
 
     ``auto_threads`` replaces ``threads = "auto"``. Models without a sequence axis get one case
     per batch size; a user model's unbound dynamic axis, a model that cannot be loaded, bad
     prices or shape bindings given to models that take none are ``ConfigError``s. A static
     batch that contradicts a case's batch size is left to the case (skipped, with the reason).
+
+    User models (``onnx:``, ``hf:``, ``torch:``) are loaded and checked through ``launcher``
+    (default: a fresh worker per model, bounded by ``[measure] build_timeout_s``): their code
+    never runs in this process, and its crash, hang, exit or exception is a one-line
+    ConfigError. Zoo models are ours and are checked here. ``cache``: the artifact cache
+    (``--cache``; default ``$INFRABENCH_CACHE`` or ``~/.cache/infrabench``).
     """
     if selection is not None:
         suite = select(suite, selection)
     run_prices = suite_prices(suite)
     where = "command line" if selection is not None and selection.models else suite.path
-    models = {name: _load(where, name) for name in suite.models}
     binding_sets = suite.binding_sets()
-    takes = {name: model.accepts_bindings for name, model in models.items()}
+    probes = {
+        name: _probe(where, name, suite, binding_sets, launcher or ProcessLauncher(), cache)
+        for name in suite.models
+    }
+    takes = {name: probe.accepts_bindings for name, probe in probes.items()}
     if binding_sets != [()] and not any(takes.values()):
         raise ConfigError(
             f"{suite.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
@@ -118,17 +135,14 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     devices = {b: backend_class(b).capabilities.devices[0] for b in suite.backends}
     settings = suite.settings
     cases: list[Case] = []
-    for name, model in models.items():
-        seqs: tuple[int | None, ...] = suite.seq_lens if model.uses_sequence else (None,)
+    for name, probe in probes.items():
+        seqs: tuple[int | None, ...] = suite.seq_lens if probe.uses_sequence else (None,)
         shapes = [
             (bindings, batch, seq)
             for bindings in (binding_sets if takes[name] else [()])
             for batch in suite.batch_sizes
             for seq in seqs
         ]
-        for bindings, batch, seq in shapes if takes[name] else ():
-            with contextlib.suppress(VariantNotApplicable):
-                get_model(name, bindings).shapes(batch, seq)
         cases += [
             Case(
                 model=name,
@@ -151,10 +165,33 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     return Plan(suite, tuple(cases), run_prices)
 
 
-def _load(where: str, name: str) -> Model:
-    """The model called ``name``; ConfigError naming where it was asked for."""
+def _probe(
+    where: str,
+    name: str,
+    suite: Suite,
+    binding_sets: list[tuple[str, ...]],
+    launcher: Launcher,
+    cache: str | None,
+) -> ModelProbe:
+    """What planning needs of model ``name``; ConfigError naming where it was asked for.
+
+    A user model is probed in a worker; a zoo model here (our code)."""
     key = "--model" if where == "command line" else "models"
-    try:
-        return get_model(name)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {key}: {exc}") from None
+    task = ProbeModelTask(
+        name, tuple(binding_sets), suite.batch_sizes, suite.seq_lens, str(cache_root(cache)),
+        suite.settings.build_timeout_s,
+    )  # fmt: skip
+    if not is_user_model(name):
+        get_model(name)  # a ConfigError for an unknown name, before the task runs it
+        probe = task.run(lambda text: None)
+    else:
+        outcome = launcher.launch(task)
+        if outcome.value is None:
+            bound = (
+                " ([measure] build_timeout_s bounds it)" if outcome.error_kind == "timeout" else ""
+            )
+            raise ConfigError(f"{where}: {key}: {name}: {outcome.reason}{bound}")
+        probe = outcome.value
+    if probe.error is not None:
+        raise ConfigError(f"{where}: {key}: {probe.error}")
+    return probe
