@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NoReturn
@@ -221,9 +222,18 @@ def _cmd_ci(args: argparse.Namespace) -> int:
             f"command line: --repeat {args.repeat}: a positive count, and only with "
             "--update-baseline (it records how far repeated runs drift)"
         )
+    if path.is_dir():
+        raise ConfigError(f"{path}: --baseline names a directory; give a run file (JSON)")
     if not path.exists() and not args.update_baseline:
         raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
     baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
+    # Every output is checked before the suite runs, not found unwritable after it.
+    _writable(Path(args.report), "--report")
+    if args.update_baseline or baseline is not None:
+        _writable(path, "--baseline")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        _writable(Path(summary_file), "$GITHUB_STEP_SUMMARY")
     with Store(store_path(args.store)) as store:
         run_id = _run_suite(planned, store, args, quiet=False)
         current = runfile.export_run(store, run_id)
@@ -272,6 +282,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    _writable(Path(args.output), "-o")
     with Store(store_path(args.store), read_only=True) as store:
         run_id = store.resolve_run(args.run)
         runfile.write(runfile.export_run(store, run_id), Path(args.output))
@@ -280,6 +291,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    if args.output:
+        _writable(Path(args.output), "-o")
     with Store(store_path(args.store), read_only=True) as store:
         run_id = store.resolve_run(args.run)
         run = store.run(run_id)
@@ -292,10 +305,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         samples = write_parquet(store_path(args.store), run_id, Path(args.output))
         print(f"{run_id}: {len(results)} rows -> {args.output}, raw samples -> {samples}")
         return 0
-    title = f"run {run_id} (suite {run['suite']})"
+    title = f"run {run_id} (suite {run['suite']}){_unfinished(run)}"
     text = render(results, args.format, title, *_view(args))
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_text(Path(args.output), text)
         print(f"{run_id}: {len(results)} rows -> {args.output}")
     else:
         print(text, end="")
@@ -317,6 +330,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     if len(args.runs) > 2:
         raise ConfigError(f"report: at most 2 runs (a base and a candidate), got {len(args.runs)}")
+    _writable(Path(args.output), "-o")
     with Store(store_path(args.store), read_only=True) as store:
         runs = [runfile.export_run(store, store.resolve_run(ref)) for ref in args.runs]
     comparison = runfile.compare(runs[0], runs[1]) if len(runs) == 2 else None
@@ -358,8 +372,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         cmd = command(rec.winner.row, suites.get(rec.winner.row.run_id)) if rec.winner else None
         runs = [ReportRun(r.run, r.cases, {k: np.asarray(v) for k, v in r.samples.items()})
                 for r in exported]  # fmt: skip
-        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.html).write_text(html_report(runs, None, (rec, cmd)), encoding="utf-8")
+        _writable(Path(args.html), "--html")
+        _write_text(Path(args.html), html_report(runs, None, (rec, cmd)))
         print(f"report written: {args.html}", file=sys.stderr)
     return 0 if rec.winner is not None else 1
 
@@ -396,7 +410,7 @@ def _write_report(
     """Markdown when ``output`` ends in .md, else the self-contained HTML report."""
     if output.suffix == ".md":
         parts = [render_comparison(comparison, "markdown", "comparison")] if comparison else []
-        parts += [render(r.cases, "markdown", title=f"run {r.run_id}") for r in runs]
+        parts += [render(r.cases, "markdown", f"run {r.run_id}{_unfinished(r.run)}") for r in runs]
         text = "\n".join(parts)
     else:
         from harness.report.html import ReportRun, html_report
@@ -406,9 +420,44 @@ def _write_report(
             for r in runs
         ]
         text = html_report(report_runs, comparison)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    _writable(output, "report")
+    _write_text(output, text)
     print(f"report written: {output}")
+
+
+def _unfinished(run: dict[str, object]) -> str:
+    """The mark of a run that has no end recorded: interrupted, or still being written."""
+    return " [UNFINISHED: interrupted or still running]" if run.get("finished_at") is None else ""
+
+
+def _writable(output: Path, flag: str) -> None:
+    """Refuse, in one line and before any work, an output that cannot be written: a
+    directory, a missing or read-only folder that cannot be made, or a full file system."""
+    if output.is_dir():
+        raise ConfigError(f"{output}: {flag} names a directory; give a file name")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{output.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{output}: {flag}: cannot write here: {exc.strerror or exc}") from None
+    if output.exists() and not os.access(output, os.W_OK):
+        raise ConfigError(f"{output}: {flag}: the file is read-only")
+
+
+def _write_text(output: Path, text: str) -> None:
+    """Write ``text`` to ``output`` atomically (a temporary file beside it, then a rename):
+    a full disk or an interrupt leaves the old file or none, never half a file. HarnessError
+    (exit 1) naming the file when the write fails."""
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise HarnessError(f"{output}: not written: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fraction(text: str) -> float:
