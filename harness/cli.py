@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -28,13 +29,13 @@ from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
-from harness.plan import Plan, Selection, Sweeps, plan
+from harness.plan import Plan, Selection, Sweeps, check_threads, plan
 from harness.progress import ProgressReporter
 from harness.recommend import Constraints
 from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
 from harness.runner import Runner
 from harness.store import Store, store_path
-from harness.suite import find_suite, load_suite, suite_names
+from harness.suite import MAX_INT, find_suite, load_suite, suite_names
 
 DEFAULT_SUITE = "quick"
 
@@ -115,10 +116,10 @@ def _sizes(flag: str, text: str | None) -> tuple[int, ...]:
     if text is None:
         return ()
     parts = text.split(",")
-    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    if not all(p.strip().isdigit() and 0 < int(p) <= MAX_INT for p in parts):
         raise ConfigError(
-            f"command line: {flag} must be comma-separated positive integers (e.g. 1,8,32), "
-            f"got {text!r}"
+            f"command line: {flag} must be comma-separated positive integers (e.g. 1,8,32) "
+            f"in 1..{MAX_INT}, got {text!r}"
         )
     return tuple(int(p) for p in parts)
 
@@ -167,7 +168,9 @@ def _plan(args: argparse.Namespace) -> Plan:
         sweeps=sweeps,
     )
     suite = load_suite(find_suite(args.suite))
-    return plan(suite, selection, usable_cpus(), launcher(args.inline), args.cache)
+    planned = plan(suite, selection, usable_cpus(), launcher(args.inline), args.cache)
+    check_threads(planned, usable_cpus())
+    return planned
 
 
 def _run_suite(planned: Plan, store: Store, args: argparse.Namespace, quiet: bool) -> str:
@@ -384,7 +387,8 @@ def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
     from harness.recommend_render import render_recommendation
     from harness.recommend_run import search_suite
 
-    planned = plan(load_suite(find_suite(args.run)), None, usable_cpus())
+    planned = plan(load_suite(find_suite(args.run)), None, usable_cpus(), cache=args.cache)
+    check_threads(planned, usable_cpus())
     if args.runs != ["latest"]:
         raise ConfigError("recommend: give stored runs or --run SUITE, not both")
     first = args.first_budget or planned.suite.timing.budget_s / 9
@@ -469,8 +473,8 @@ def _fraction(text: str) -> float:
 
 def _positive(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number in (0, inf), got {text}")
     return value
 
 
@@ -512,7 +516,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--text", metavar="FILE", help="sentences for the hf: model, one per line")
     add("--prices", metavar="FILE", help="prices file replacing the shipped one")
     add("--region", help="electricity price and grid carbon region (e.g. us, eu)")
-    add("--watts-per-core", type=float, metavar="W",
+    add("--watts-per-core", type=_positive, metavar="W",
         help="CPU power for the energy estimate, replacing the CPU table")  # fmt: skip
     add("--inline", action="store_true", help="run cases in this process (debug)")
     _store_option(parser)

@@ -8,6 +8,7 @@ on one line, before anything runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -62,9 +63,10 @@ class Plan:
 def select(suite: Suite, selection: Selection) -> Suite:
     """The suite with the command line's choices replacing its own (each name validated)."""
     where = "command line"
-    if selection.watts_per_core is not None and not selection.watts_per_core > 0:
+    watts = selection.watts_per_core
+    if watts is not None and not (math.isfinite(watts) and watts > 0):
         raise ConfigError(
-            f"{where}: --watts-per-core must be positive, got {selection.watts_per_core}"
+            f"{where}: --watts-per-core must be a finite number in (0, inf), got {watts}"
         )
     changed = {k: v for k, v in asdict(selection.sweeps).items() if v}
     if "shapes" in changed and "batch_sizes" not in changed:
@@ -163,6 +165,17 @@ def plan(
             for bindings, batch, seq in shapes
         ]
     return Plan(suite, tuple(cases), run_prices)
+
+
+def check_threads(planned: Plan, usable: int) -> None:
+    """ConfigError when a case asks for more threads than the ``usable`` CPUs of this machine:
+    its row would claim (and bill) CPUs the case never had."""
+    asked = max((case.threads for case in planned.cases), default=0)
+    if asked > usable:
+        raise ConfigError(
+            f"{planned.suite.path}: threads {asked}: this machine has {usable} usable CPU(s); "
+            f'allowed: 1..{usable} or "auto"'
+        )
 
 
 def _probe(
