@@ -118,6 +118,7 @@ class Runner:
             done = {r.case_id for r in self.store.cases(run_id)}
         else:
             self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
+        self.store.release()  # readers (show, export, report) may open it between cases
         todo = [c for c in plan.cases if c.case_id not in done]
         self.reporter.run_started(run_id, todo)
         for flag in self.watch.before_run():
@@ -125,9 +126,11 @@ class Runner:
         for index, case in enumerate(todo):
             result, samples = self.cases.run_case(run_id, case, plan.prices, index, len(todo))
             self.store.add_case(result, samples)
+            self.store.release()
             self.stored += 1
             self.reporter.case_done(index, len(todo), result)
         self.store.finish_run(run_id)
+        self.store.release()
         return run_id
 
 

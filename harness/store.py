@@ -15,11 +15,13 @@ DuckDB file of another program (tables but no ``schema_info``), a ``schema_info`
 hold exactly one version in 1..SCHEMA_VERSION, or a missing table is a one-line ``StoreError``
 naming the file and what is wrong.
 
-A writable store does not hold DuckDB's file lock for a whole run: every write (one
-transaction) opens the file, writes and closes it, so ``show``, ``export`` and ``report`` can
-read while a run goes on. Opening waits for another process's lock for at most
-``$INFRABENCH_STORE_LOCK_S`` seconds (default 30), then says the store is busy. DuckDB's
-extension auto-install and auto-load are off: opening a file never reaches the network.
+A writable store does not hold DuckDB's file lock for a whole run: the runner calls
+:meth:`Store.release` after each write (one transaction per case), which closes the file until
+the next use opens it again, so ``show``, ``export`` and ``report`` can read while a run goes on
+(reopening costs DuckDB's checkpoint, tens of milliseconds per case). Opening waits for
+another process's lock for at most ``$INFRABENCH_STORE_LOCK_S`` seconds (default 30), then
+says the store is busy. DuckDB's extension auto-install and auto-load are off: opening a file
+never reaches the network.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,13 +136,6 @@ class Store:
         if not self.read_only and self._con is not None:
             self._con.close()
             self._con = None
-
-    @contextmanager
-    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        try:
-            yield self.con
-        finally:
-            self.release()
 
     def _connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + lock_wait_s()
@@ -290,17 +283,15 @@ class Store:
             "baseline_variant": baseline[1] if baseline else None,
         }
         marks = ", ".join("?" for _ in _RUN_COLUMNS)
-        with self._writing() as con:
-            self._write(
-                con, f"run {run_id}",
+        self._write(
+                self.con, f"run {run_id}",
                 [(f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({marks})",
                   [row[c] for c in _RUN_COLUMNS])],
             )  # fmt: skip
 
     def finish_run(self, run_id: str) -> None:
-        with self._writing() as con:
-            self._write(
-                con, f"the end of run {run_id}",
+        self._write(
+                self.con, f"the end of run {run_id}",
                 [("UPDATE runs SET finished_at = ? WHERE run_id = ?",
                   [datetime.now(UTC).replace(tzinfo=None), run_id])],
             )  # fmt: skip
@@ -338,29 +329,27 @@ class Store:
             ))  # fmt: skip
         p50 = f", p50 {result.latency_ms_p50:.4g} ms" if result.latency_ms_p50 is not None else ""
         what = f"case {result.case_id} ({result.status}{p50}, {len(samples_ms)} samples)"
-        with self._writing() as con:
-            self._write(con, what, steps)
+        self._write(self.con, what, steps)
 
     # -- reading ------------------------------------------------------------------------------
 
     def resolve_run(self, ref: str) -> str:
         """``latest``, a run id, or a unique prefix of one -> the run id."""
         if ref == "latest":
-            row = self.con.execute(
-                "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1"
-            ).fetchone()
+            found = self._fetch(
+                "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1", []
+            )
+            row = found[0] if found else None
             if row is None:
                 raise ConfigError(f"{self.path}: the store holds no runs yet")
             return str(row[0])
-        rows = self.con.execute(
+        rows = self._fetch(
             "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id", [ref]
-        ).fetchall()
+        )
         if len(rows) != 1:
             known = [
                 r[0]
-                for r in self.con.execute(
-                    "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 5"
-                ).fetchall()
+                for r in self._fetch("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 5", [])
             ]
             what = "no run" if not rows else f"{len(rows)} runs"
             raise ConfigError(
@@ -410,10 +399,10 @@ class Store:
         return [CaseResult.from_dict(r) for r in rows]
 
     def samples(self, run_id: str, case_id: str) -> np.ndarray:
-        rows = self.con.execute(
+        rows = self._fetch(
             "SELECT latency_ms FROM samples WHERE run_id = ? AND case_id = ? ORDER BY idx",
             [run_id, case_id],
-        ).fetchall()
+        )
         return np.array([r[0] for r in rows], dtype=np.float64)
 
     def _dicts(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -421,8 +410,13 @@ class Store:
             return self._read(sql, params)
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: damaged results store: {_first_line(exc)}") from None
-        finally:
-            self.release()
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[Any]:
+        """Rows of ``sql``; StoreError naming the file when DuckDB cannot read them."""
+        try:
+            return self.con.execute(sql, params).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: damaged results store: {_first_line(exc)}") from None
 
     def _read(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
         cursor = self.con.execute(sql, params)
