@@ -642,16 +642,22 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ConfigError as exc:
-        print(f"infrabench: error: {exc}", file=sys.stderr)
+        print(f"infrabench: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except HarnessError as exc:
-        print(f"infrabench: error: {exc}", file=sys.stderr)
+        print(f"infrabench: error: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except _Reported:
         return 130
     except KeyboardInterrupt:
         print("infrabench: interrupted; every finished case is already stored", file=sys.stderr)
         return 130
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: line breaks and other control characters (from file names or
+    arguments the user typed) shown escaped, as Python writes them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _interrupt(signum: int, frame: object) -> None:
