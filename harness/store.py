@@ -329,7 +329,11 @@ class Store:
             ))  # fmt: skip
         p50 = f", p50 {result.latency_ms_p50:.4g} ms" if result.latency_ms_p50 is not None else ""
         what = f"case {result.case_id} ({result.status}{p50}, {len(samples_ms)} samples)"
-        self._write(self.con, what, steps)
+        try:
+            con = self.con  # reopened after release: another process may hold the lock
+        except StoreError as exc:
+            raise StoreError(f"{exc}; {what} NOT stored") from None
+        self._write(con, what, steps)
 
     # -- reading ------------------------------------------------------------------------------
 
