@@ -45,19 +45,19 @@ class OpenVinoBackend:
         self._request: Any = None
 
     def check(self) -> None:
-        # Only OpenVINO's tools (ovc, benchmark_app) use openvino_telemetry; the Core API used
-        # here, including its ONNX frontend, sends nothing.
         try:
-            import openvino  # noqa: F401
+            _import_openvino()
         except ImportError as exc:
             raise BackendUnavailable(f"openvino cannot be imported: {exc}") from None
 
     def versions(self) -> dict[str, str]:
+        _import_openvino()  # telemetry declined first
         import openvino as ov
 
         return {"openvino": ov.get_version()}
 
     def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
+        _import_openvino()  # telemetry declined first
         import openvino as ov
 
         if settings.device != "cpu":
@@ -94,6 +94,7 @@ class OpenVinoBackend:
 
     @staticmethod
     def _ov_tensor(array: np.ndarray) -> Any:
+        _import_openvino()  # telemetry declined first
         import openvino as ov
 
         return ov.Tensor(array, shared_memory=True)
@@ -129,3 +130,26 @@ class OpenVinoBackend:
     def close(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def _import_openvino() -> None:
+    """Import OpenVINO with its telemetry declined. ``import openvino`` imports its converter
+    (``openvino.tools.ovc``), which starts ``openvino_telemetry``: with no consent file it
+    writes a client id and a usage counter under ``~/intel``. The converter declines telemetry
+    in CI (``disable_in_ci``, the ``CI=true`` variable), the only opt-out that needs no file in
+    the user's home: ``CI`` is set for the import only. What remains: an existing consent file
+    of the user's choosing (``opt_in_out --opt_in``) is not overridden by this."""
+    import os
+    import sys
+
+    if "openvino" in sys.modules:
+        return
+    before = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        import openvino  # noqa: F401
+    finally:
+        if before is None:
+            del os.environ["CI"]
+        else:
+            os.environ["CI"] = before

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -274,13 +275,33 @@ def native_precision_missing(precision: str, flags: tuple[str, ...] | list[str])
     )
 
 
+def _remove_orphaned_staging(folder: Path) -> None:
+    """Remove staging folders whose builder process is gone (killed with SIGKILL, or a
+    machine that lost power): their name carries the builder's process id."""
+    for path in folder.glob(".build-*-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 @contextlib.contextmanager
 def staged(final: Path, marker: str) -> Iterator[Path]:
     """A staging directory beside ``final``, moved into place (atomically) when the block ends
     without an error and removed in every case. A concurrent build of the same key that already
     put ``final/marker`` in place wins; any other failure to move is raised (``OSError``)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    _remove_orphaned_staging(final.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".build-{os.getpid()}-", dir=final.parent))
     try:
         yield staging
         try:

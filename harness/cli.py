@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NoReturn
@@ -26,7 +28,7 @@ from harness.environment import (
     usable_cpus,
 )
 from harness.errors import ConfigError, HarnessError
-from harness.launch import Launcher, ProcessLauncher
+from harness.launch import InlineLauncher, Launcher, ProcessLauncher
 from harness.launch.executors import EXECUTORS, ExecutorChoice, executor_launcher
 from harness.launch.slurm import SlurmOptions
 from harness.measure import noise
@@ -34,13 +36,13 @@ from harness.measure.energy import EnergySettings, choose_probe
 from harness.models import SOURCES, get_model, model_names
 from harness.optimize.artifacts import cache_root
 from harness.optimize.variants import DESCRIPTIONS
-from harness.plan import Plan, Selection, Sweeps, plan
+from harness.plan import Plan, Selection, Sweeps, check_threads, plan
 from harness.progress import ProgressReporter
 from harness.recommend import Constraints
 from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
 from harness.runner import Runner
 from harness.store import Store, store_path
-from harness.suite import find_suite, load_suite, suite_names
+from harness.suite import MAX_INT, find_suite, load_suite, suite_names
 
 DEFAULT_SUITE = "quick"
 
@@ -129,10 +131,10 @@ def _sizes(flag: str, text: str | None) -> tuple[int, ...]:
     if text is None:
         return ()
     parts = text.split(",")
-    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    if not all(p.strip().isdigit() and 0 < int(p) <= MAX_INT for p in parts):
         raise ConfigError(
-            f"command line: {flag} must be comma-separated positive integers (e.g. 1,8,32), "
-            f"got {text!r}"
+            f"command line: {flag} must be comma-separated positive integers (e.g. 1,8,32) "
+            f"in 1..{MAX_INT}, got {text!r}"
         )
     return tuple(int(p) for p in parts)
 
@@ -184,7 +186,11 @@ def _plan(args: argparse.Namespace) -> Plan:
         scenarios=tuple(args.scenario or ()),
         target=args.target,
     )
-    return plan(load_suite(find_suite(args.suite)), selection, usable_cpus())
+    suite = load_suite(find_suite(args.suite))
+    probe = InlineLauncher() if args.inline else ProcessLauncher()
+    planned = plan(suite, selection, usable_cpus(), probe, args.cache)
+    check_threads(planned, usable_cpus())
+    return planned
 
 
 def _run_suite(
@@ -269,9 +275,18 @@ def _cmd_ci(args: argparse.Namespace) -> int:
             f"command line: --repeat {args.repeat}: a positive count, and only with "
             "--update-baseline (it records how far repeated runs drift)"
         )
+    if path.is_dir():
+        raise ConfigError(f"{path}: --baseline names a directory; give a run file (JSON)")
     if not path.exists() and not args.update_baseline:
         raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
     baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
+    # Every output is checked before the suite runs, not found unwritable after it.
+    _writable(Path(args.report), "--report")
+    if args.update_baseline or baseline is not None:
+        _writable(path, "--baseline")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        _writable(Path(summary_file), "$GITHUB_STEP_SUMMARY")
     with Store(store_path(args.store)) as store:
         run_id = _run_suite(planned, store, args, quiet=False, chosen=chosen)
         current = runfile.export_run(store, run_id)
@@ -320,6 +335,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    _writable(Path(args.output), "-o")
     with Store(store_path(args.store), read_only=True) as store:
         run_id = store.resolve_run(args.run)
         runfile.write(runfile.export_run(store, run_id), Path(args.output))
@@ -328,6 +344,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    if args.output:
+        _writable(Path(args.output), "-o")
     with Store(store_path(args.store), read_only=True) as store:
         run_id = store.resolve_run(args.run)
         run = store.run(run_id)
@@ -340,10 +358,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         samples = write_parquet(store_path(args.store), run_id, Path(args.output))
         print(f"{run_id}: {len(results)} rows -> {args.output}, raw samples -> {samples}")
         return 0
-    title = f"run {run_id} (suite {run['suite']})"
+    title = f"run {run_id} (suite {run['suite']}){_unfinished(run)}"
     text = render(results, args.format, title, *_view(args))
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_text(Path(args.output), text)
         print(f"{run_id}: {len(results)} rows -> {args.output}")
     else:
         print(text, end="")
@@ -365,6 +383,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     if len(args.runs) > 2:
         raise ConfigError(f"report: at most 2 runs (a base and a candidate), got {len(args.runs)}")
+    _writable(Path(args.output), "-o")
     with Store(store_path(args.store), read_only=True) as store:
         runs = [runfile.export_run(store, store.resolve_run(ref)) for ref in args.runs]
     comparison = runfile.compare(runs[0], runs[1]) if len(runs) == 2 else None
@@ -406,8 +425,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         cmd = command(rec.winner.row, suites.get(rec.winner.row.run_id)) if rec.winner else None
         runs = [ReportRun(r.run, r.cases, {k: np.asarray(v) for k, v in r.samples.items()})
                 for r in exported]  # fmt: skip
-        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.html).write_text(html_report(runs, None, (rec, cmd)), encoding="utf-8")
+        _writable(Path(args.html), "--html")
+        _write_text(Path(args.html), html_report(runs, None, (rec, cmd)))
         print(f"report written: {args.html}", file=sys.stderr)
     return 0 if rec.winner is not None else 1
 
@@ -418,7 +437,8 @@ def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
     from harness.recommend_render import render_recommendation
     from harness.recommend_run import search_suite
 
-    planned = plan(load_suite(find_suite(args.run)), None, usable_cpus())
+    planned = plan(load_suite(find_suite(args.run)), None, usable_cpus(), cache=args.cache)
+    check_threads(planned, usable_cpus())
     if args.runs != ["latest"]:
         raise ConfigError("recommend: give stored runs or --run SUITE, not both")
     first = args.first_budget or planned.suite.timing.budget_s / 9
@@ -444,7 +464,7 @@ def _write_report(
     """Markdown when ``output`` ends in .md, else the self-contained HTML report."""
     if output.suffix == ".md":
         parts = [render_comparison(comparison, "markdown", "comparison")] if comparison else []
-        parts += [render(r.cases, "markdown", title=f"run {r.run_id}") for r in runs]
+        parts += [render(r.cases, "markdown", f"run {r.run_id}{_unfinished(r.run)}") for r in runs]
         text = "\n".join(parts)
     else:
         from harness.report.html import ReportRun, html_report
@@ -454,9 +474,44 @@ def _write_report(
             for r in runs
         ]
         text = html_report(report_runs, comparison)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    _writable(output, "report")
+    _write_text(output, text)
     print(f"report written: {output}")
+
+
+def _unfinished(run: dict[str, object]) -> str:
+    """The mark of a run that has no end recorded: interrupted, or still being written."""
+    return " [UNFINISHED: interrupted or still running]" if run.get("finished_at") is None else ""
+
+
+def _writable(output: Path, flag: str) -> None:
+    """Refuse, in one line and before any work, an output that cannot be written: a
+    directory, a missing or read-only folder that cannot be made, or a full file system."""
+    if output.is_dir():
+        raise ConfigError(f"{output}: {flag} names a directory; give a file name")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{output.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{output}: {flag}: cannot write here: {exc.strerror or exc}") from None
+    if output.exists() and not os.access(output, os.W_OK):
+        raise ConfigError(f"{output}: {flag}: the file is read-only")
+
+
+def _write_text(output: Path, text: str) -> None:
+    """Write ``text`` to ``output`` atomically (a temporary file beside it, then a rename):
+    a full disk or an interrupt leaves the old file or none, never half a file. HarnessError
+    (exit 1) naming the file when the write fails."""
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise HarnessError(f"{output}: not written: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fraction(text: str) -> float:
@@ -468,8 +523,8 @@ def _fraction(text: str) -> float:
 
 def _positive(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number in (0, inf), got {text}")
     return value
 
 
@@ -522,7 +577,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--text", metavar="FILE", help="sentences for the hf: model, one per line")
     add("--prices", metavar="FILE", help="prices file replacing the shipped one")
     add("--region", help="electricity price and grid carbon region (e.g. us, eu)")
-    add("--watts-per-core", type=float, metavar="W",
+    add("--watts-per-core", type=_positive, metavar="W",
         help="CPU power for the energy estimate, replacing the CPU table")  # fmt: skip
     add("--inline", action="store_true", help="run cases in this process (debug)")
     _fleet_options(parser)
@@ -685,16 +740,22 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ConfigError as exc:
-        print(f"infrabench: error: {exc}", file=sys.stderr)
+        print(f"infrabench: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except HarnessError as exc:
-        print(f"infrabench: error: {exc}", file=sys.stderr)
+        print(f"infrabench: error: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except _Reported:
         return 130
     except KeyboardInterrupt:
         print("infrabench: interrupted; every finished case is already stored", file=sys.stderr)
         return 130
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: line breaks and other control characters (from file names or
+    arguments the user typed) shown escaped, as Python writes them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -707,3 +768,7 @@ def entry() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -8,20 +8,23 @@ on one line, before anything runs.
 
 from __future__ import annotations
 
-import contextlib
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from harness.backend import backend_names, case_device
+from harness.cache import cache_root
 from harness.case import Case
 from harness.cost import Prices, prices
-from harness.errors import ConfigError, VariantNotApplicable
-from harness.models import Model, get_model
+from harness.errors import ConfigError
+from harness.launch import Launcher, ProcessLauncher
+from harness.models import get_model, is_user_model
 from harness.models.inputs import parse_binding
 from harness.scenarios.config import SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
+from harness.worker import ModelProbe, ProbeModelTask
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,10 @@ class Plan:
 def select(suite: Suite, selection: Selection) -> Suite:
     """The suite with the command line's choices replacing its own (each name validated)."""
     where = "command line"
-    if selection.watts_per_core is not None and not selection.watts_per_core > 0:
+    watts = selection.watts_per_core
+    if watts is not None and not (math.isfinite(watts) and watts > 0):
         raise ConfigError(
-            f"{where}: --watts-per-core must be positive, got {selection.watts_per_core}"
+            f"{where}: --watts-per-core must be a finite number in (0, inf), got {watts}"
         )
     changed = {k: v for k, v in asdict(selection.sweeps).items() if v}
     if "shapes" in changed and "batch_sizes" not in changed:
@@ -117,7 +121,13 @@ def suite_prices(suite: Suite) -> Prices:
     return prices(path, pricing.region, dict(pricing.overrides))
 
 
-def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1) -> Plan:
+def plan(
+    suite: Suite,
+    selection: Selection | None = None,
+    auto_threads: int = 1,
+    launcher: Launcher | None = None,
+    cache: str | None = None,
+) -> Plan:
     """Expand ``suite`` (with ``selection`` applied) into cases for this machine.
 
     ``auto_threads`` replaces ``threads = "auto"``. Each hardware class of the suite (fleet) is
@@ -125,14 +135,23 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     per batch size; a user model's unbound dynamic axis, a model that cannot be loaded, bad
     prices or shape bindings given to models that take none are ``ConfigError``s. A static
     batch that contradicts a case's batch size is left to the case (skipped, with the reason).
+
+    User models (``onnx:``, ``hf:``, ``torch:``) are loaded and checked through ``launcher``
+    (default: a fresh worker per model, bounded by ``[measure] build_timeout_s``): their code
+    never runs in this process, and its crash, hang, exit or exception is a one-line
+    ConfigError. Zoo models are ours and are checked here. ``cache``: the artifact cache
+    (``--cache``; default ``$INFRABENCH_CACHE`` or ``~/.cache/infrabench``).
     """
     if selection is not None:
         suite = select(suite, selection)
     run_prices = suite_prices(suite)
     where = "command line" if selection is not None and selection.models else suite.path
-    models = {name: _load(where, name) for name in suite.models}
     binding_sets = suite.binding_sets()
-    takes = {name: model.accepts_bindings for name, model in models.items()}
+    probes = {
+        name: _probe(where, name, suite, binding_sets, launcher or ProcessLauncher(), cache)
+        for name in suite.models
+    }
+    takes = {name: probe.accepts_bindings for name, probe in probes.items()}
     if binding_sets != [()] and not any(takes.values()):
         raise ConfigError(
             f"{suite.path}: shape bindings (--shape, --dim, --image-size) apply to ONNX "
@@ -141,17 +160,14 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     devices = {b: case_device(b, suite.options.get(b, {})) for b in suite.backends}
     settings = suite.settings
     cases: list[Case] = []
-    for name, model in models.items():
-        seqs: tuple[int | None, ...] = suite.seq_lens if model.uses_sequence else (None,)
+    for name, probe in probes.items():
+        seqs: tuple[int | None, ...] = suite.seq_lens if probe.uses_sequence else (None,)
         shapes = [
             (bindings, batch, seq)
             for bindings in (binding_sets if takes[name] else [()])
             for batch in suite.batch_sizes
             for seq in seqs
         ]
-        for bindings, batch, seq in shapes if takes[name] else ():
-            with contextlib.suppress(VariantNotApplicable):
-                get_model(name, bindings).shapes(batch, seq)
         cases += [
             Case(
                 model=name,
@@ -195,10 +211,44 @@ def _serving_axes(suite: Suite) -> list[tuple[str, ServingKnobs]]:
     return out
 
 
-def _load(where: str, name: str) -> Model:
-    """The model called ``name``; ConfigError naming where it was asked for."""
+def check_threads(planned: Plan, usable: int) -> None:
+    """ConfigError when a case asks for more threads than the ``usable`` CPUs of this machine:
+    its row would claim (and bill) CPUs the case never had."""
+    asked = max((case.threads for case in planned.cases), default=0)
+    if asked > usable:
+        raise ConfigError(
+            f"{planned.suite.path}: threads {asked}: this machine has {usable} usable CPU(s); "
+            f'allowed: 1..{usable} or "auto"'
+        )
+
+
+def _probe(
+    where: str,
+    name: str,
+    suite: Suite,
+    binding_sets: list[tuple[str, ...]],
+    launcher: Launcher,
+    cache: str | None,
+) -> ModelProbe:
+    """What planning needs of model ``name``; ConfigError naming where it was asked for.
+
+    A user model is probed in a worker; a zoo model here (our code)."""
     key = "--model" if where == "command line" else "models"
-    try:
-        return get_model(name)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {key}: {exc}") from None
+    task = ProbeModelTask(
+        name, tuple(binding_sets), suite.batch_sizes, suite.seq_lens, str(cache_root(cache)),
+        suite.settings.build_timeout_s,
+    )  # fmt: skip
+    if not is_user_model(name):
+        get_model(name)  # a ConfigError for an unknown name, before the task runs it
+        probe = task.run(lambda text: None)
+    else:
+        outcome = launcher.launch(task)
+        if outcome.value is None:
+            bound = (
+                " ([measure] build_timeout_s bounds it)" if outcome.error_kind == "timeout" else ""
+            )
+            raise ConfigError(f"{where}: {key}: {name}: {outcome.reason}{bound}")
+        probe = outcome.value
+    if probe.error is not None:
+        raise ConfigError(f"{where}: {key}: {probe.error}")
+    return probe

@@ -24,7 +24,7 @@ import pytest
 from harness.environment import fingerprint, usable_cpus
 from harness.measure.timing import TimingPolicy
 from harness.optimize.artifacts import cache_root
-from harness.plan import plan
+from harness.plan import check_threads, plan
 from harness.result import CaseResult
 from harness.runner import CaseRunner, new_run_id
 from harness.suite import parse_suite
@@ -78,6 +78,7 @@ class CaseBench:
             timing=TimingPolicy(budget_s=self.budget_s),
         )  # fmt: skip
         planned = plan(suite)
+        check_threads(planned, usable_cpus())  # a row never claims CPUs the case did not have
         (case,) = planned.cases
         result, samples = CaseRunner(cache_root()).run_case(new_run_id(), case, planned.prices)
         if result.status == "skipped":

@@ -8,6 +8,7 @@ left out and how to get it (``--wide``, ``--columns``). A row is never wrapped o
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import shutil
@@ -186,12 +187,19 @@ def markdown(
 def markdown_table(
     title: str, header: list[str], rows: list[list[str]], footnotes: list[str]
 ) -> str:
-    lines = [f"### {title}", ""] if title else []
-    lines.append("| " + " | ".join(header) + " |")
+    # Names come from users (models, run ids, reasons): raw HTML in them must stay text where
+    # the markdown is rendered (GitHub's step summary renders inline HTML).
+    lines = [f"### {_md(title)}", ""] if title else []
+    lines.append("| " + " | ".join(_md(h) for h in header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    lines += ["", *(f"> note: {line}" for line in footnotes)] if footnotes else []
+    lines += ["| " + " | ".join(_md(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["", *(f"> note: {_md(line)}" for line in footnotes)] if footnotes else []
     return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """``text`` with HTML's special characters escaped (``<b>`` shows as ``<b>``)."""
+    return html.escape(text, quote=False)
 
 
 def as_csv(results: Sequence[CaseResult]) -> str:

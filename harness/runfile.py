@@ -37,7 +37,7 @@ from harness.compare import (
     compare_runs,
     history_key,
 )
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.result import CaseResult
 from harness.store import Store
 from harness.store_schema import derive_baseline, legacy_hardware_class
@@ -117,9 +117,14 @@ def write(runfile: RunFile, path: Path) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    Path(staging).replace(path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        Path(staging).replace(path)
+    except OSError as exc:  # a full disk: no half-written or empty file stays behind
+        raise HarnessError(f"{path}: run file not written: {exc.strerror or exc}") from None
+    finally:
+        Path(staging).unlink(missing_ok=True)
 
 
 def load_json(path: Path) -> Any:

@@ -119,6 +119,7 @@ class Runner:
             done = {r.case_id for r in self.store.cases(run_id)}
         else:
             self.store.start_run(run_id, suite.name, suite.path, fingerprint(), suite.baseline)
+        self.store.release()  # readers (show, export, report) may open it between cases
         todo = [c for c in plan.cases if c.case_id not in done]
         self.reporter.run_started(run_id, todo)
         for flag in self.watch.before_run():
@@ -130,10 +131,14 @@ class Runner:
                 result, samples = self.cases.run_case(run_id, case, plan.prices, index, len(todo))
                 self._store(index, len(todo), result, samples)
         self.store.finish_run(run_id)
+        self.store.release()
         return run_id
 
     def _store(self, index: int, total: int, result: CaseResult, samples: list[float]) -> None:
+        """One row, in its own transaction; the store is then let go so that readers (show,
+        export, report) can open it while the run goes on."""
         self.store.add_case(result, samples)
+        self.store.release()
         self.stored += 1
         self.reporter.case_done(index, total, result)
 

@@ -43,6 +43,7 @@ Every error names the file, the key and what is allowed, on one line.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -184,14 +185,20 @@ def variant_name(where: str, key: str, value: Any) -> str:
         raise ConfigError(f"{where}: {key}: {exc}") from None
 
 
+# The largest count or size accepted anywhere (batch, sequence, threads, samples): a signed
+# 32-bit integer, far above any real value and safely inside the store's BIGINT columns.
+MAX_INT = 2**31 - 1
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT
+
+
 def _positive_ints(where: str, key: str, value: Any) -> tuple[int, ...]:
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
+    if not isinstance(value, list) or not value or not all(_count(v) for v in value):
         raise ConfigError(
-            f"{where}: {key} must be a non-empty list of positive integers, got {value!r}"
+            f"{where}: {key} must be a non-empty list of positive integers (1..{MAX_INT}), "
+            f"got {value!r}"
         )
     return tuple(value)
 
@@ -199,7 +206,7 @@ def _positive_ints(where: str, key: str, value: Any) -> tuple[int, ...]:
 def _threads(where: str, key: str, value: Any) -> tuple[int, ...]:
     if value == "auto":
         return (0,)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if _count(value):
         return (value,)
     try:
         return _positive_ints(where, key, value)
@@ -242,16 +249,20 @@ def hardware_class_name(where: str, key: str, value: Any) -> str:
     return value
 
 
-def _count(where: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: {key} must be a non-negative integer, got {value!r}")
+def _retries(where: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ConfigError(
+            f"{where}: {key} must be a non-negative integer (0..{MAX_INT}), got {value!r}"
+        )
     return value
 
 
 def _positive_int(where: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
-    return value
+    if not _count(value):
+        raise ConfigError(
+            f"{where}: {key} must be a positive integer (1..{MAX_INT}), got {value!r}"
+        )
+    return int(value)
 
 
 def _measure(where: str, table: Any) -> tuple[TimingPolicy, dict[str, float]]:
@@ -263,6 +274,16 @@ def _measure(where: str, table: Any) -> tuple[TimingPolicy, dict[str, float]]:
     values = _table(where, "measure", table, {**parsers, **bounds})
     timeouts = {k: values.pop(k) for k in bounds if k in values}
     policy = TimingPolicy(**values)
+    if policy.max_samples < policy.min_samples:
+        raise ConfigError(
+            f"{where}: measure.max_samples ({policy.max_samples}) must be at least "
+            f"measure.min_samples ({policy.min_samples})"
+        )
+    if policy.warmup_max_iters < policy.warmup_min_iters:
+        raise ConfigError(
+            f"{where}: measure.warmup_max_iters ({policy.warmup_max_iters}) must be at least "
+            f"measure.warmup_min_iters ({policy.warmup_min_iters})"
+        )
     if not 0 < policy.confidence < 1:
         raise ConfigError(
             f"{where}: measure.confidence must lie in (0, 1), got {policy.confidence}"
@@ -301,13 +322,22 @@ def _options(where: str, table: Any) -> dict[str, dict[str, Any]]:
 
 def _ratio(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        # NaN fails the comparison too: it is refused here
         raise ConfigError(f"{where}: {key} must be a number in (0, 1], got {value!r}")
     return float(value)
 
 
 def _positive_number(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{where}: {key} must be a positive number, got {value!r}")
+    """A finite number > 0 (TOML allows nan and inf: both refused)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not value > 0
+    ):
+        raise ConfigError(
+            f"{where}: {key} must be a positive number (finite, in (0, inf)), got {value!r}"
+        )
     return float(value)
 
 
@@ -390,7 +420,7 @@ _KEYS: dict[str, _Parser] = {
     "dims": lambda w, k, v: _dims(w, k, v),
     "shapes": lambda w, k, v: tuple(_binding(w, k, x) for x in _names(w, k, v, _string)),
     "hardware": lambda w, k, v: _names(w, k, v, hardware_class_name),
-    "retries": _count,
+    "retries": _retries,
 }
 _TABLES = ("measure", "options", "energy", "cost", "serving")
 

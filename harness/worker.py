@@ -9,6 +9,7 @@ of user code, reported with its type and the worker's traceback.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,3 +106,52 @@ class MeasureTask:
         from harness.measure.clock import PerfCounterClock
 
         return measure_case(self.case, self.artifact, self.reference, PerfCounterClock(), progress)
+
+
+@dataclass(frozen=True)
+class ModelProbe:
+    """What planning needs to know of a model, learnt in a worker (user code runs there).
+
+    error: a ConfigError's message (bad file, factory, config or shape binding), else None.
+    """
+
+    accepts_bindings: bool = False
+    uses_sequence: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeModelTask:
+    """Load model ``model`` (a user's ``onnx:``, ``hf:`` or ``torch:`` source: its factory, its
+    config parsing) and check every shape it will be asked for: each of ``binding_sets`` with
+    each of ``batch_sizes`` and ``seq_lens`` (``seq_lens`` only if it uses a sequence axis).
+    Bounded by ``timeout_s`` (the suite's ``[measure] build_timeout_s``)."""
+
+    model: str
+    binding_sets: tuple[tuple[str, ...], ...]
+    batch_sizes: tuple[int, ...]
+    seq_lens: tuple[int, ...]
+    cache: str
+    timeout_s: float = 1800.0
+    stage: str = "model check"
+
+    def env(self) -> Mapping[str, str]:
+        return {CACHE_ENV: self.cache}
+
+    def run(self, progress: Progress) -> ModelProbe:
+        from harness.errors import ConfigError
+        from harness.models import get_model
+
+        try:
+            model = get_model(self.model)
+            seqs: tuple[int | None, ...] = self.seq_lens if model.uses_sequence else (None,)
+            if model.accepts_bindings:
+                for bindings in self.binding_sets:
+                    for batch in self.batch_sizes:
+                        for seq in seqs:
+                            # a static batch's VariantNotApplicable: the case is skipped
+                            with contextlib.suppress(VariantNotApplicable):
+                                get_model(self.model, bindings).shapes(batch, seq)
+            return ModelProbe(model.accepts_bindings, model.uses_sequence)
+        except ConfigError as exc:
+            return ModelProbe(error=str(exc))

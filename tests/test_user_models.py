@@ -466,7 +466,8 @@ def test_user_model_errors_are_one_line_and_exit_2(
     }
     store = tmp_path / "store.duckdb"
     for expected, args in cases.items():
-        assert main(["run", *args, "--store", str(store)]) == 2, expected
+        # --inline: the probe runs here (the worker path is covered in test_faults.py)
+        assert main(["run", *args, "--inline", "--store", str(store)]) == 2, expected
         err = capsys.readouterr().err.strip()
         assert expected in err and len(err.splitlines()) == 1, err
     assert not store.exists()  # nothing was started

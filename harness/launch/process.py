@@ -24,9 +24,17 @@ from harness.launch.base import Outcome, Progress, Task, no_progress
 T = TypeVar("T")
 
 JOIN_S = 5.0  # how long a finished or killed worker gets to exit
+TERM_GRACE_S = 3.0  # how long a worker asked to stop gets to remove its partial files
 
 
 def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, str]) -> None:
+    # Its own process group: a timeout or an interrupt ends the worker and every process it
+    # started (a runtime's compiler, a user's subprocess) with one killpg.
+    os.setpgrp()
+    # SIGTERM (sent first on a timeout or an interrupt) unwinds, so staging folders and
+    # temporary files are removed by their ``finally`` blocks before the group is killed.
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent; it ends us
     # Thread-pool sizes must be in the environment before numpy or a runtime is imported.
     os.environ.update(env)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -42,6 +50,37 @@ def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, s
         conn.send(("outcome", outcome))
     finally:
         conn.close()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"worker ended by {signal.Signals(signum).name}")
+
+
+def end_group(proc: Any, grace_s: float = TERM_GRACE_S) -> None:
+    """End worker ``proc`` and its process group: SIGTERM (its ``finally`` blocks remove
+    partial files), then SIGKILL to whatever of the group is left after ``grace_s`` seconds."""
+    pid = proc.pid
+    if pid is None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, JOIN_S)):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            # No group (yet): the worker has not reached setpgrp, or it is gone.
+            if proc.is_alive():
+                os.kill(pid, sig)
+        proc.join(wait_s)
+        if not proc.is_alive() and not _group_alive(pid):
+            break
+    proc.join(JOIN_S)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -69,8 +108,10 @@ class ProcessLauncher:
     def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]:
         ctx = multiprocessing.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe(duplex=False)
-        with tempfile.NamedTemporaryFile(prefix="infrabench-worker-", suffix=".log") as log:
-            log_path = Path(log.name)
+        # One folder per worker, removed with everything in it when the task ends in any way
+        # (an interrupt included): worker logs never pile up in the temporary folder.
+        with tempfile.TemporaryDirectory(prefix="infrabench-worker-") as folder:
+            log_path = Path(folder) / "worker.log"
             proc = ctx.Process(
                 target=_entry,
                 args=(task, child_conn, str(log_path), dict(task.env())),
@@ -81,9 +122,8 @@ class ProcessLauncher:
             try:
                 return self._wait(task, proc, parent_conn, log_path, progress)
             finally:
-                if proc.is_alive():
-                    proc.kill()
-                proc.join(JOIN_S)
+                # Also on the way out of an interrupt: the worker's whole process group ends.
+                end_group(proc, 0.0 if proc.exitcode is not None else TERM_GRACE_S)
                 parent_conn.close()
 
     @staticmethod

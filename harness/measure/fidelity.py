@@ -171,6 +171,9 @@ def reference_outputs(
     staging = cache_file.with_suffix(f".{id(result)}.tmp.npz")
     arrays: dict[str, np.ndarray] = {f"o{i}": a for i, a in enumerate(result.values())}
     arrays["names"] = np.array(list(result))
-    np.savez(staging, allow_pickle=False, **arrays)
-    staging.replace(cache_file)
+    try:
+        np.savez(staging, allow_pickle=False, **arrays)
+        staging.replace(cache_file)
+    finally:  # a full disk or an interrupt (SIGTERM unwinds the worker) leaves no partial file
+        staging.unlink(missing_ok=True)
     return result

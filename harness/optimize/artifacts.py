@@ -174,7 +174,7 @@ def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]
     model = get_model(model_name)
     target = staging / ONNX_FILE
     if model.onnx_file is not None:
-        _copy_onnx(model.onnx_file, target)
+        copy_onnx(model.onnx_file, target)
         onnx.checker.check_model(str(target))
         facts: dict[str, Any] = {"parent": None, "chain": [], "source_file": str(model.onnx_file)}
         return model.params_m or 0.0, facts
@@ -184,7 +184,8 @@ def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]
     return count_params_m(module), {"parent": None, "chain": []}
 
 
-def _copy_onnx(source: Path, target: Path) -> None:
+def copy_onnx(source: Path, target: Path) -> None:
+    """Copy ONNX file ``source`` and the external data files it names to ``target``."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 

@@ -22,7 +22,9 @@ The recipes (:mod:`harness.optimize.recipes`) import torch: this module loads th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -142,7 +144,8 @@ def _int8_dynamic(
 ) -> Built:
     from harness.optimize import recipes
 
-    return parent.params_m, recipes.quantize_dynamic_onnx(parent.onnx_path, staging / ONNX_FILE)
+    with _own_copy(parent.onnx_path, staging) as source:
+        return parent.params_m, recipes.quantize_dynamic_onnx(source, staging / ONNX_FILE)
 
 
 def _int8_static(
@@ -150,10 +153,26 @@ def _int8_static(
 ) -> Built:
     from harness.optimize import recipes
 
-    info = recipes.quantize_static_onnx(
-        parent.model, parent.onnx_path, staging / ONNX_FILE, bindings
-    )
+    with _own_copy(parent.onnx_path, staging) as source:
+        info = recipes.quantize_static_onnx(parent.model, source, staging / ONNX_FILE, bindings)
     return parent.params_m, info
+
+
+@contextmanager
+def _own_copy(source: Path, staging: Path) -> Iterator[Path]:
+    """``source`` (a finished, shared artifact) copied with its external data into this
+    build's staging folder: ONNX Runtime's quantizers write temporary files (``*-inferred.onnx``)
+    next to their input, and no builder may write outside its own staging folder (two runs
+    sharing one cache would otherwise race on those files)."""
+    from harness.optimize.artifacts import copy_onnx
+
+    folder = staging / ".input"  # removed before the artifact is described and moved
+    folder.mkdir()
+    try:
+        copy_onnx(source, folder / source.name)
+        yield folder / source.name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 Transform = Callable[
