@@ -29,7 +29,7 @@ from harness.environment import cpu_model, isa_flags
 from harness.launch.base import Progress, no_progress
 from harness.measure.clock import Clock
 from harness.measure.energy import EnergyReading, choose_probe
-from harness.measure.fidelity import Fidelity, reference_outputs, run_batches, score_outputs
+from harness.measure.fidelity import Fidelity, Scores, reference_outputs, run_batches, score_outputs
 from harness.measure.memory import peak_rss_mb, rss_mb
 from harness.measure.timing import measure, time_once
 from harness.models import get_model
@@ -54,8 +54,10 @@ class Measurement:
     samples_ns: latency of each timed iteration (ns), in order. Times in s unless named.
     energy:     the host probe's reading over the sampling phase (None: not measured).
     simulated:  a simulated device's own energy model (then ``energy`` is None).
-    fidelity:   the score against the fp32 reference (None: the backend computes no outputs);
-                ``fidelity_per_output`` holds each output's cosine.
+    fidelity:   the score against the fp32 reference (None: not scored: the backend computes
+                no outputs, or ``fidelity_unscored`` says why); ``fidelity_per_output`` holds
+                each scored output's score; ``fidelity_unscored`` output name -> why it is not
+                scored (NaN in the reference, not reproducible).
     details:    backend facts (a compiler's target, a simulator's per-layer model).
     """
 
@@ -78,6 +80,7 @@ class Measurement:
     simulated: SimulatedEnergy | None = None
     fidelity: Fidelity | None = None
     fidelity_per_output: dict[str, float] = field(default_factory=dict)
+    fidelity_unscored: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,19 +94,18 @@ def pin_cpus(threads: int) -> str:
     return ",".join(str(c) for c in chosen)
 
 
-def fidelity_of(
-    backend: Backend, case: Case, reference: Artifact
-) -> tuple[Fidelity, dict[str, float]]:
+def fidelity_of(backend: Backend, case: Case, reference: Artifact) -> Scores:
     """Run the evaluation set through the loaded backend (untimed) and score it against the
-    fp32 reference, in batches of the case's shape; also every output's cosine."""
+    fp32 reference, batch by batch in the case's shape (see
+    :func:`harness.measure.fidelity.score_outputs`)."""
     model = get_model(case.model, case.bindings)
     batches, rows = model.batches("evaluation", case.batch_size, case.seq_len)
     digest = hashlib.sha256()
     for batch in batches:
         for name in sorted(batch):
             digest.update(name.encode() + str(batch[name].shape).encode() + batch[name].tobytes())
-    cache = Path(reference.directory) / f"reference-{digest.hexdigest()[:16]}.npz"
-    expected = reference_outputs(reference.onnx_path, batches, rows, cache)
+    cache = Path(reference.directory) / f"reference-v2-{digest.hexdigest()[:16]}.npz"
+    expected = reference_outputs(reference.onnx_path, batches, cache)
 
     def infer(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         backend.prepare(batch)
@@ -111,8 +113,10 @@ def fidelity_of(
         backend.synchronize()
         return backend.outputs()
 
-    outputs = run_batches(infer, batches, rows)
-    return score_outputs(model.task, outputs, expected, model.evaluation_labels())
+    outputs = run_batches(infer, batches)
+    return score_outputs(
+        model.task, outputs, expected.batches, model.evaluation_labels(), rows, expected.unstable
+    )
 
 
 def measure_case(
@@ -163,9 +167,11 @@ def measure_case(
         timing = measure(backend, clock, case.settings.timing, probe)
         fidelity: Fidelity | None = None
         per_output: dict[str, float] = {}
+        unscored: dict[str, str] = {}
         if backend.capabilities.computes_outputs:
             progress("fidelity")
-            fidelity, per_output = fidelity_of(backend, case, reference or artifact)
+            scores = fidelity_of(backend, case, reference or artifact)
+            fidelity, per_output, unscored = scores.fidelity, scores.per_output, scores.unscored
         device = (
             SimulatedEnergy(backend.energy_j(), backend.device_label, backend.hardware_class)
             if isinstance(backend, SimulatedDevice)
@@ -195,5 +201,6 @@ def measure_case(
         simulated=device,
         fidelity=fidelity,
         fidelity_per_output=per_output,
+        fidelity_unscored=unscored,
         details=details,
     )

@@ -80,7 +80,7 @@ def finalize(
     row.versions = json.dumps(m.versions, sort_keys=True)
     details: dict[str, Any] = {"energy": m.energy_note, **m.details}
     if len(m.fidelity_per_output) > 1:
-        details["cosine_per_output"] = m.fidelity_per_output
+        details["fidelity_per_output"] = m.fidelity_per_output
     _latency(row, stats, m, details)
     _fidelity(row, m, case.settings.fidelity_min_ratio, details)
     _energy(row, m, stats, case.batch_size, details)
@@ -121,8 +121,11 @@ def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict
 
 def _fidelity(row: CaseResult, m: Measurement, min_ratio: float, details: dict[str, Any]) -> None:
     fidelity = m.fidelity
+    if m.fidelity_unscored:
+        details["fidelity_not_scored"] = m.fidelity_unscored
     if fidelity is None:
-        details["fidelity"] = "not scored: this backend computes no model outputs"
+        why = "; ".join(m.fidelity_unscored.values()) or "this backend computes no model outputs"
+        details["fidelity"] = f"not scored: {why}"
         return
     row.fidelity_metric = fidelity.metric
     row.fidelity = fidelity.value

@@ -277,7 +277,7 @@ def test_a_detector_with_a_dynamic_image_size_sweeps_in_one_command(
         assert row.fidelity is not None and row.fidelity > 0.999 and row.fidelity_ok
         assert row.latency_ms_p50 and row.throughput_per_s and row.energy_j_per_inference
         assert row.artifact_sha256 and row.params_m and row.cost_usd_per_million
-    assert "cosine_per_output" in ran[0].details  # two outputs, each scored
+    assert "fidelity_per_output" in ran[0].details  # two outputs, each scored
     skipped = [r for r in rows if r.backend == "torch-eager"]
     assert all(r.status == "skipped" and "ONNX file" in (r.reason or "") for r in skipped)
     assert "b2-height=64-width=64" in proc.stdout  # the shape column names the bindings
