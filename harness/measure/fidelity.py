@@ -79,8 +79,8 @@ def join(per_batch: PerBatch, rows: int | None = None) -> Outputs:
 
 def _row_cosines(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Cosine of each row (axis 0) of ``outputs`` to the same row of ``reference``, in float64.
-    Identical rows and two all-zero rows agree (1.0); a zero row against a non-zero one does not (0.0); a row with
-    NaN/Inf in ``outputs`` scores 0.0."""
+    Identical rows and two all-zero rows agree (1.0); a zero row against a non-zero one does
+    not (0.0); a row with NaN/Inf in ``outputs`` scores 0.0."""
     a = outputs.reshape(len(outputs), -1).astype(np.float64)
     b = reference.reshape(len(reference), -1).astype(np.float64)
     finite = np.isfinite(a).all(axis=1)
@@ -162,10 +162,13 @@ def _batched(name: str, outputs: PerBatch, reference: PerBatch) -> bool:
     """Every batch's output has the reference's shape and the same shape beyond axis 0: the
     rows can be joined across batches."""
     shapes = {ref[name].shape[1:] for ref in reference}
-    return all(
-        ref[name].ndim >= 1 and ref[name].shape == out[name].shape
-        for ref, out in zip(reference, outputs, strict=True)
-    ) and len(shapes) == 1
+    return (
+        all(
+            ref[name].ndim >= 1 and ref[name].shape == out[name].shape
+            for ref, out in zip(reference, outputs, strict=True)
+        )
+        and len(shapes) == 1
+    )
 
 
 def _item_scores(kind: str, out: np.ndarray, ref: np.ndarray) -> np.ndarray:
