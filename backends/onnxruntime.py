@@ -100,7 +100,13 @@ class OnnxRuntimeBackend:
 
     def outputs(self) -> dict[str, np.ndarray]:
         names = [o.name for o in self._session.get_outputs()]
-        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, self._out, strict=True)}
+        # floats as float32 (fp16 outputs compare with the reference); integers and booleans
+        # keep their dtype (exact comparison; int64 ids do not round through float32)
+        arrays = (np.asarray(v) for v in self._out)
+        return {
+            n: a.astype(np.float32) if a.dtype.kind == "f" else a
+            for n, a in zip(names, arrays, strict=True)
+        }
 
     def executed_precision(self) -> str | None:
         """What the optimized graph really runs: ORT fuses QDQ into int8 kernels only where it

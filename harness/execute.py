@@ -59,6 +59,7 @@ class Measurement:
                 each scored output's score; ``fidelity_unscored`` output name -> why it is not
                 scored (NaN in the reference, not reproducible).
     details:    backend facts (a compiler's target, a simulator's per-layer model).
+    input_shapes: the shape of every array fed to the backend for the timed runs, by input.
     """
 
     samples_ns: tuple[int, ...]
@@ -82,6 +83,7 @@ class Measurement:
     fidelity_per_output: dict[str, float] = field(default_factory=dict)
     fidelity_unscored: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def pin_cpus(threads: int) -> str:
@@ -203,4 +205,5 @@ def measure_case(
         fidelity_per_output=per_output,
         fidelity_unscored=unscored,
         details=details,
+        input_shapes=dict(settings.input_shapes),
     )

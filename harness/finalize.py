@@ -45,6 +45,16 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
     )
 
 
+def fed_shape_text(case: Case, fed: dict[str, tuple[int, ...]]) -> str:
+    """The row's shape: the case's batch (and sequence) and, for a model with shape bindings,
+    every input's shape as fed to the backend (``b4-points=4x64x3-queries=16x3``), so the row
+    says what ran, whatever was asked for."""
+    if not case.bindings or not fed:
+        return case.shape
+    head = f"b{case.batch_size}" + (f"s{case.seq_len}" if case.seq_len else "")
+    return "-".join((head, *(f"{n}={'x'.join(map(str, s))}" for n, s in fed.items())))
+
+
 def unmeasured(
     run_id: str, case: Case, artifact: Artifact | None, outcome: Outcome[Any]
 ) -> CaseResult:
@@ -71,6 +81,7 @@ def finalize(
     on the machine while the case ran (other busy processes...); the row's ``noise`` joins
     them with the flags its own samples raise (wide spread, an interval that did not settle)."""
     row = identity(run_id, case, artifact)
+    row.shape = fed_shape_text(case, m.input_shapes)
     samples = samples_to_ms(list(m.samples_ns))
     stats = LatencyStats.from_samples(samples, case.batch_size, case.settings.timing.confidence)
     row.load_s, row.compile_s = m.load_s, m.compile_s

@@ -52,3 +52,31 @@ def test_an_external_location_outside_the_model_folder_is_refused(
         get_model(f"onnx:{graph}")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "cache").exists()
+
+
+# --- what ran is what the row says ---------------------------------------------------------
+
+
+def test_a_named_axis_0_that_is_not_the_batch_is_bound_not_batched(tmp_path: Path) -> None:
+    graph = f"onnx:{real_models.nonbatch_axis0(tmp_path)}"
+    bound = get_model(graph, ("n_queries=16", "n_points=64"))
+    assert bound.shapes(4, None) == {"points": (4, 64, 3), "queries": (16, 3)}
+    arrays = bound.example_inputs(4, None)
+    assert {n: a.shape for n, a in arrays.items()} == {"points": (4, 64, 3), "queries": (16, 3)}
+    whole = get_model(graph, ("queries=16x3", "n_points=64"))
+    assert whole.shapes(4, None)["queries"] == (16, 3)  # not 4x3
+    for batches in (bound.batches("evaluation", 4, None)[0],):
+        assert {b["queries"].shape for b in batches} == {(16, 3)}
+    with pytest.raises(ConfigError, match="--dim n_queries="):
+        get_model(graph, ("n_points=64",)).shapes(4, None)
+
+
+def test_the_row_shape_is_built_from_the_fed_arrays() -> None:
+    from harness.case import Case
+    from harness.finalize import fed_shape_text
+
+    case = Case("onnx:pq.onnx", "fp32", "onnxruntime", 4, None, 1, bindings=("queries=16x3",))
+    fed = {"points": (4, 64, 3), "queries": (16, 3)}
+    assert fed_shape_text(case, fed) == "b4-points=4x64x3-queries=16x3"
+    zoo = Case("minilm-l6", "fp32", "onnxruntime", 8, 128, 1)
+    assert fed_shape_text(zoo, {"input_ids": (8, 128)}) == zoo.shape == "b8s128"
