@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,9 @@ class Measurement:
                 scored (NaN in the reference, not reproducible).
     details:    backend facts (a compiler's target, a simulator's per-layer model).
     input_shapes: the shape of every array fed to the backend for the timed runs, by input.
+    min_samples, budget_s: what the timing policy asked for (a short run is said to be one).
+    incomplete: why an untimed pass after sampling did not finish (one line), else None; the
+                samples are kept either way.
     """
 
     samples_ns: tuple[int, ...]
@@ -84,6 +88,9 @@ class Measurement:
     fidelity_unscored: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    min_samples: int = 0
+    budget_s: float = 0.0
+    incomplete: str | None = None
 
 
 def pin_cpus(threads: int) -> str:
@@ -96,12 +103,16 @@ def pin_cpus(threads: int) -> str:
     return ",".join(str(c) for c in chosen)
 
 
-def fidelity_of(backend: Backend, case: Case, reference: Artifact) -> Scores:
+def fidelity_of(
+    backend: Backend, case: Case, reference: Artifact, max_batches: int | None = None
+) -> Scores:
     """Run the evaluation set through the loaded backend (untimed) and score it against the
     fp32 reference, batch by batch in the case's shape (see
     :func:`harness.measure.fidelity.score_outputs`)."""
     model = get_model(case.model, case.bindings)
     batches, rows = model.batches("evaluation", case.batch_size, case.seq_len)
+    if max_batches is not None and max_batches < len(batches):
+        batches, rows = batches[:max_batches], None  # filler rows are in the last batch only
     digest = hashlib.sha256()
     for batch in batches:
         for name in sorted(batch):
@@ -127,12 +138,15 @@ def measure_case(
     reference: Artifact | None,
     clock: Clock,
     progress: Progress = no_progress,
+    keep: Callable[[Measurement], None] = lambda measurement: None,
 ) -> Measurement:
     """Measure ``case`` in this process. ``reference`` is the model's fp32 artifact (default:
     ``artifact`` itself), the fidelity reference.
 
     Raises ``BackendUnavailable`` (skip) when the runtime cannot run here or refuses the
-    precision, ``BackendError`` (fail) when it fails; the caller classifies.
+    precision, ``BackendError`` (fail) when it fails; the caller classifies. ``keep`` receives
+    the timed measurement as soon as sampling ends; errors of the untimed passes after it are
+    recorded in the result's ``incomplete``, never raised.
     """
     backend = backend_class(case.backend)()
     backend.check()
@@ -156,6 +170,11 @@ def measure_case(
         if simulated
         else choose_probe(case.settings.energy, case.device, cpu_model())
     )
+    policy = case.settings.timing
+    # budget_s bounds the whole measurement: warm-up, sampling and the untimed passes each
+    # get at most that long (the samples are kept whatever happens after them).
+    policy = replace(policy, warmup_max_s=min(policy.warmup_max_s, policy.budget_s))
+    untimed_errors: list[str] = []
     try:
         progress("loading")
         before = rss_mb()
@@ -164,46 +183,93 @@ def measure_case(
         load_s = (clock.now_ns() - start) / 1e9
         model_mem_mb = max(rss_mb() - before, 0.0)
         backend.prepare(inputs)
+        progress("first inference")
         first_ns = time_once(backend, clock)
         progress("warm-up and sampling")
-        timing = measure(backend, clock, case.settings.timing, probe)
-        fidelity: Fidelity | None = None
-        per_output: dict[str, float] = {}
-        unscored: dict[str, str] = {}
-        if backend.capabilities.computes_outputs:
-            progress("fidelity")
-            scores = fidelity_of(backend, case, reference or artifact)
-            fidelity, per_output, unscored = scores.fidelity, scores.per_output, scores.unscored
+        timing = measure(backend, clock, policy, probe)
         device = (
             SimulatedEnergy(backend.energy_j(), backend.device_label, backend.hardware_class)
             if isinstance(backend, SimulatedDevice)
             else None
         )
-        details = backend.report() if isinstance(backend, ReportsDetails) else {}
-        executed, versions = backend.executed_precision(), backend.versions()
+        timed = Measurement(
+            samples_ns=tuple(timing.samples_ns),
+            warmup_iters=timing.warmup_iters,
+            warmup_s=timing.warmup_s,
+            warmup_steady=timing.steady,
+            stop_reason=timing.stop_reason,
+            rel_ci_width=timing.rel_ci_width,
+            load_s=load_s,
+            compile_s=compile_s,
+            first_inference_ms=first_ns / 1e6,
+            model_mem_mb=model_mem_mb,
+            peak_rss_mb=peak_rss_mb(),
+            affinity=affinity,
+            executed_precision=None,
+            versions=backend.versions(),
+            energy_note=energy_note,
+            energy=timing.energy,
+            simulated=device,
+            input_shapes=dict(settings.input_shapes),
+            min_samples=policy.min_samples,
+            budget_s=policy.budget_s,
+        )
+        keep(timed)  # from here on, nothing can lose the samples
+        result = _untimed(backend, case, reference or artifact, timed, progress, untimed_errors)
     finally:
         backend.close()
-    return Measurement(
-        samples_ns=tuple(timing.samples_ns),
-        warmup_iters=timing.warmup_iters,
-        warmup_s=timing.warmup_s,
-        warmup_steady=timing.steady,
-        stop_reason=timing.stop_reason,
-        rel_ci_width=timing.rel_ci_width,
-        load_s=load_s,
-        compile_s=compile_s,
-        first_inference_ms=first_ns / 1e6,
-        model_mem_mb=model_mem_mb,
-        peak_rss_mb=peak_rss_mb(),
-        affinity=affinity,
+    if untimed_errors:
+        return replace(result, incomplete="; ".join(untimed_errors))
+    return result
+
+
+def _untimed(
+    backend: Backend,
+    case: Case,
+    reference: Artifact,
+    timed: Measurement,
+    progress: Progress,
+    errors: list[str],
+) -> Measurement:
+    """The untimed passes after sampling (fidelity, backend facts, executed precision), each
+    on its own: an error in one is added to ``errors`` (one line) and the others still run.
+    The fidelity pass scores at most as many evaluation batches as fit in ``budget_s`` at the
+    measured median latency (candidate, reference and its self-check: 3 runs per batch)."""
+    fidelity: Fidelity | None = None
+    per_output: dict[str, float] = {}
+    unscored: dict[str, str] = {}
+    if backend.capabilities.computes_outputs:
+        progress("scoring fidelity (untimed)")
+        median_s = float(np.median(timed.samples_ns)) / 1e9 if timed.samples_ns else 0.0
+        fit = int(timed.budget_s / (3 * median_s)) if median_s > 0 else None
+        try:
+            scores = fidelity_of(backend, case, reference, max(fit, 1) if fit is not None else None)
+            fidelity, per_output, unscored = scores.fidelity, scores.per_output, scores.unscored
+        except Exception as exc:
+            errors.append(f"fidelity not scored: {_error_line(exc)}")
+    details: dict[str, Any] = {}
+    try:
+        details = backend.report() if isinstance(backend, ReportsDetails) else {}
+    except Exception as exc:
+        errors.append(f"backend details: {_error_line(exc)}")
+    executed = None
+    progress("checking the executed precision (untimed)")
+    try:
+        executed = backend.executed_precision()
+    except Exception as exc:
+        errors.append(f"executed precision: {_error_line(exc)}")
+    return replace(
+        timed,
         executed_precision=executed,
-        versions=versions,
-        energy_note=energy_note,
-        energy=timing.energy,
-        simulated=device,
         fidelity=fidelity,
         fidelity_per_output=per_output,
         fidelity_unscored=unscored,
         details=details,
-        input_shapes=dict(settings.input_shapes),
     )
+
+
+def _error_line(exc: BaseException) -> str:
+    """``Type: the informative line`` of an exception whose message may span many lines."""
+    from harness.errors import informative_line
+
+    return f"{type(exc).__name__}: {informative_line(str(exc))}"

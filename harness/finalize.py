@@ -107,8 +107,28 @@ def finalize(
         list(machine_flags),
         noise.case_flags(row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci),
     )
+    short = _short_run(m, stats.n)
+    if short:
+        details["budget"] = short
+    if m.incomplete:
+        details["untimed"] = f"did not finish: {m.incomplete}; the samples above are kept"
+    row.reason = (
+        "; ".join(part for part in (short, m.incomplete and f"untimed: {m.incomplete}") if part)
+        or None
+    )
     row.details = json.dumps(details)
     return row, samples.tolist()
+
+
+def _short_run(m: Measurement, n: int) -> str | None:
+    """Why the row has fewer samples than asked for: the model is too slow for the budget."""
+    if m.stop_reason != "budget" or not m.min_samples or n >= m.min_samples:
+        return None
+    per = m.budget_s / n if n else float("inf")
+    return (
+        f"too slow for this budget: {n} of {m.min_samples} samples in budget_s = "
+        f"{m.budget_s:g} s (about {per:.2g} s each); raise budget_s for more"
+    )
 
 
 def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -178,7 +179,10 @@ class CaseRunner:
         machine = self.watch.stop(token)
         if measured.value is None:
             return unmeasured(run_id, case, artifact.value, measured), []
-        return finalize(run_id, case, artifact.value, measured.value, prices, machine)
+        value = measured.value
+        if measured.partial:  # the worker died after sampling: its samples were kept
+            value = replace(value, incomplete=measured.partial)
+        return finalize(run_id, case, artifact.value, value, prices, machine)
 
     def _artifact(self, case: Case, variant: str, progress: Any, stage: str) -> Outcome[Artifact]:
         """The artifact, built once per run; only a variant whose output depends on the case's
@@ -206,4 +210,7 @@ def measure_here(
     outcome = InlineLauncher().launch(task)
     if outcome.value is None:
         return unmeasured(run_id, case, artifact, outcome), []
-    return finalize(run_id, case, artifact, outcome.value, prices or default_prices())
+    value = outcome.value
+    if outcome.partial:
+        value = replace(value, incomplete=outcome.partial)
+    return finalize(run_id, case, artifact, value, prices or default_prices())

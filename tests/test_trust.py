@@ -4,16 +4,27 @@ here (tests/real_models.py)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 import pytest
 from onnx import numpy_helper
 
-from harness.errors import ConfigError
+from harness.case import Case, CaseSettings
+from harness.cost import prices as default_prices
+from harness.errors import ConfigError, informative_line
+from harness.execute import Measurement
+from harness.finalize import finalize
+from harness.measure.timing import TimingPolicy
+from harness.optimize.artifacts import Artifact
+from harness.runner import measure_here
 from harness.models import get_model
 from harness.optimize.artifacts import build
 from tests import real_models
+
+ARTIFACT = Artifact("m", "fp32", "k", "/nonexistent", "0" * 64, 1.0, 0.1)
 
 
 def test_external_data_in_a_sub_folder_is_copied_and_hashed(tmp_path: Path) -> None:
@@ -80,3 +91,69 @@ def test_the_row_shape_is_built_from_the_fed_arrays() -> None:
     assert fed_shape_text(case, fed) == "b4-points=4x64x3-queries=16x3"
     zoo = Case("minilm-l6", "fp32", "onnxruntime", 8, 128, 1)
     assert fed_shape_text(zoo, {"input_ids": (8, 128)}) == zoo.shape == "b8s128"
+
+
+# --- untimed work never destroys timed work --------------------------------------------------
+
+FAST = TimingPolicy(warmup_max_s=0.05, min_samples=5, budget_s=0.1)
+
+
+@pytest.fixture
+def _keep_affinity() -> Iterator[None]:
+    allowed = os.sched_getaffinity(0)  # inline cases pin this process's CPUs
+    yield
+    os.sched_setaffinity(0, allowed)
+
+
+@pytest.mark.usefixtures("_keep_affinity")
+def test_an_error_in_the_fidelity_pass_is_recorded_next_to_the_kept_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.execute
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("all the input array dimensions except for the concatenation axis")
+
+    monkeypatch.setattr(harness.execute, "fidelity_of", broken)
+    graph = real_models.external(tmp_path, 0, "w.bin")
+    artifact = build(f"onnx:{graph}", "fp32", tmp_path / "cache")
+    case = Case(f"onnx:{graph}", "fp32", "onnxruntime", 2, None, 1,
+                settings=CaseSettings(timing=FAST))  # fmt: skip
+    row, samples = measure_here("r", case, artifact)
+    assert row.status == "ok" and row.n_samples == len(samples) >= 5
+    assert row.latency_ms_p50 is not None and row.fidelity is None
+    assert row.reason == "untimed: fidelity not scored: ValueError: all the input array " \
+        "dimensions except for the concatenation axis"  # fmt: skip
+
+
+def _measurement(n: int, stop: str, **kw: object) -> Measurement:
+    return Measurement(
+        samples_ns=(900_000_000,) * n, warmup_iters=1, warmup_s=0.9, warmup_steady=False,
+        stop_reason=stop, rel_ci_width=None, load_s=0.1, compile_s=None, first_inference_ms=900.0,
+        model_mem_mb=1.0, peak_rss_mb=1.0, affinity="0", executed_precision=None, versions={},
+        energy_note="", min_samples=30, budget_s=3.0, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_a_model_slower_than_its_budget_gets_its_samples_and_says_so() -> None:
+    case = Case("onnx:slow.onnx", "fp32", "onnxruntime", 1, None, 1)
+    row, samples = finalize("r", case, ARTIFACT, _measurement(4, "budget"), default_prices())
+    assert row.status == "ok" and len(samples) == 4 and row.latency_ms_p50 == 900.0
+    assert row.reason is not None and row.reason.startswith("too slow for this budget: 4 of 30")
+    timed_out = _measurement(4, "budget", incomplete="worker: timed out after 30 s")
+    row, _ = finalize("r", case, ARTIFACT, timed_out, default_prices())
+    assert "untimed: worker: timed out after 30 s" in (row.reason or "")
+    assert "hung" not in (row.reason or "")
+    enough, _ = finalize("r", case, ARTIFACT, _measurement(30, "budget"), default_prices())
+    assert enough.reason is None
+
+
+def test_a_runtime_error_reason_is_its_informative_line() -> None:
+    text = ("Exception from src/inference/src/cpp/core.cpp:121:\n"
+            "Check 'false' failed at src/frontends/onnx/frontend/src/frontend.cpp:124:\n"
+            "FrontEnd API failed with GeneralFailure:\n"
+            "Errors during ONNX translation: unsupported op NonMaxSuppressionX\n")  # fmt: skip
+    assert informative_line(text) == (
+        "Errors during ONNX translation: unsupported op NonMaxSuppressionX"
+    )
+    assert informative_line("plain message") == "plain message"
