@@ -18,10 +18,9 @@ from harness.errors import ConfigError, informative_line
 from harness.execute import Measurement
 from harness.finalize import finalize
 from harness.measure.timing import TimingPolicy
-from harness.optimize.artifacts import Artifact
-from harness.runner import measure_here
 from harness.models import get_model
-from harness.optimize.artifacts import build
+from harness.optimize.artifacts import Artifact, build
+from harness.runner import measure_here
 from tests import real_models
 
 ARTIFACT = Artifact("m", "fp32", "k", "/nonexistent", "0" * 64, 1.0, 0.1)
