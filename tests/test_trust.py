@@ -4,7 +4,9 @@ here (tests/real_models.py)."""
 
 from __future__ import annotations
 
+import json
 import os
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +158,57 @@ def test_a_runtime_error_reason_is_its_informative_line() -> None:
         "Errors during ONNX translation: unsupported op NonMaxSuppressionX"
     )
     assert informative_line("plain message") == "plain message"
+
+
+# --- the regression gate checks coverage -----------------------------------------------------
+
+GATE = """
+    name = "gate"
+    models = ["tiny-mlp"]
+    backends = ["fake"]
+    batch_sizes = {batches}
+    threads = [1]
+    [measure]
+    budget_s = 0.1
+    warmup_max_s = 0.05
+    min_samples = 10
+    [options.fake]
+    latency_ms = 2.0
+    {extra}
+"""
+
+
+@pytest.mark.usefixtures("_keep_affinity")
+def test_the_gate_fails_on_a_baseline_case_the_candidate_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main as cli_main
+
+    def main(argv: list[str]) -> int:
+        allowed = os.sched_getaffinity(0)  # inline cases pin this process: the fingerprint
+        try:  # of the next run must see the same machine
+            return cli_main(argv)
+        finally:
+            os.sched_setaffinity(0, allowed)
+
+    def suite(name: str, batches: str, extra: str = "") -> str:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(textwrap.dedent(GATE.format(batches=batches, extra=extra)))
+        return str(path)
+
+    baseline = tmp_path / "gate.json"
+    common = ["--baseline", str(baseline), "--store", str(tmp_path / "s.duckdb"),
+              "--report", str(tmp_path / "r.html"), "--min-effect", "0.5", "--inline"]  # fmt: skip
+    assert main(["ci", suite("both", "[1, 2]"), *common, "--update-baseline"]) == 0
+    capsys.readouterr()
+    assert main(["ci", suite("one", "[1]"), *common]) == 1
+    out = capsys.readouterr().out
+    assert "not covered: tiny-mlp/fp32/fake/b2/single-stream: missing in the candidate" in out
+    assert json.loads(baseline.read_text())["history"] == {}  # a failing run teaches nothing
+    allowed = ["--allow-missing", "tiny-mlp/fp32/fake/b2/t1/single-stream"]
+    assert main(["ci", suite("one", "[1]"), *common, *allowed]) == 0
+    assert main(["ci", suite("other", "[4]"), *common]) == 2
+    assert "no case in common" in capsys.readouterr().err
+    skipped = suite("skip", "[1, 2]", 'fail = "unavailable"')
+    assert main(["ci", skipped, *common]) == 1
+    assert "status ok -> skipped" in capsys.readouterr().out
