@@ -6,7 +6,6 @@ Exit codes: 0 ok; 1 cases failed (or, later, a regression); 2 bad input, printed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from harness import __version__, runfile
+from harness import __version__, runfile, strict_json
 from harness.backend import availability, backend_class, backend_names
 from harness.compare import (
     DEFAULT_ALPHA,
@@ -72,7 +71,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
     if args.json:
         usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
         check = {**asdict(readings), "flags": flags, "advice": advice}
-        print(json.dumps({**fp, "backends": usable, "energy": energy, "noise": check}, indent=2))
+        data = {**fp, "backends": usable, "energy": energy, "noise": check}
+        print(strict_json.dumps(data, indent=2))
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from harness import strict_json
 from harness.case import Case
 from harness.cost import Prices, cost_columns, hardware_class
 from harness.execute import Measurement
@@ -88,7 +89,7 @@ def finalize(
     row.first_inference_ms = m.first_inference_ms
     row.model_mem_mb, row.peak_rss_mb = m.model_mem_mb, m.peak_rss_mb
     row.affinity, row.executed_precision = m.affinity, m.executed_precision
-    row.versions = json.dumps(m.versions, sort_keys=True)
+    row.versions = strict_json.dumps(m.versions, sort_keys=True)
     details: dict[str, Any] = {"energy": m.energy_note, **m.details}
     if len(m.fidelity_per_output) > 1:
         details["fidelity_per_output"] = m.fidelity_per_output
@@ -116,7 +117,7 @@ def finalize(
         "; ".join(part for part in (short, m.incomplete and f"untimed: {m.incomplete}") if part)
         or None
     )
-    row.details = json.dumps(details)
+    row.details = strict_json.dumps(details)
     return row, samples.tolist()
 
 

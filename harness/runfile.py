@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import strict_json
 from harness.compare import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
@@ -114,7 +115,7 @@ def write(runfile: RunFile, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
+        fh.write(strict_json.dumps(data))
     Path(staging).replace(path)
 
 

@@ -13,10 +13,12 @@ the next write migrates the original. A store of a newer version is refused with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,12 +190,32 @@ class Store:
             [datetime.now(UTC).replace(tzinfo=None), run_id],
         )
 
+    _in_transaction = False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything stored inside (a run and its cases: an import) is stored together or not
+        at all; ``add_case`` joins it instead of committing on its own."""
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self._in_transaction = False
+
     def add_case(self, result: CaseResult, samples_ms: list[float]) -> None:
-        """Store one case's row and its raw samples (ms) in one transaction. The row's
-        ``speedup_vs_baseline`` is not stored: ``cases`` computes it."""
+        """Store one case's row and its raw samples (ms) in one transaction (or in the open
+        :meth:`transaction`). The row's ``speedup_vs_baseline`` is not stored: ``cases``
+        computes it."""
         data = {**result.to_dict(), _STORED_SPEEDUP: None}  # computed on read, never stored
         marks = ", ".join("?" for _ in COLUMNS)
-        self.con.execute("BEGIN TRANSACTION")
+        joined = self._in_transaction
+        if not joined:
+            self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(
                 f"INSERT INTO cases ({', '.join(COLUMNS)}) VALUES ({marks})",
@@ -205,9 +227,11 @@ class Store:
                     "FROM (SELECT unnest(range(1, ? + 1)) AS i) g",
                     [result.run_id, result.case_id, samples_ms, len(samples_ms)],
                 )
-            self.con.execute("COMMIT")
+            if not joined:
+                self.con.execute("COMMIT")
         except duckdb.Error:
-            self.con.execute("ROLLBACK")
+            if not joined:
+                self.con.execute("ROLLBACK")
             raise
 
     # -- reading ------------------------------------------------------------------------------

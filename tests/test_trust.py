@@ -23,6 +23,7 @@ from harness.measure.timing import TimingPolicy
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact, build
 from harness.runner import measure_here
+from harness.store import Store
 from tests import real_models
 
 ARTIFACT = Artifact("m", "fp32", "k", "/nonexistent", "0" * 64, 1.0, 0.1)
@@ -212,3 +213,88 @@ def test_the_gate_fails_on_a_baseline_case_the_candidate_lost(
     skipped = suite("skip", "[1, 2]", 'fail = "unavailable"')
     assert main(["ci", skipped, *common]) == 1
     assert "status ok -> skipped" in capsys.readouterr().out
+
+
+# --- files read back are validated, all or nothing; JSON out is strict -----------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+def _runs(path: Path) -> list:
+    if not path.exists():
+        return []
+    with Store(path, read_only=True) as store:
+        return store.runs()
+
+
+def test_an_older_writers_file_is_imported_and_a_duplicate_is_refused_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    store = tmp_path / "s.duckdb"
+    older = DATA / "pytest-benchmark-older-fingerprint.json"
+    assert main(["import", str(older), "--store", str(store)]) == 0
+    with Store(store, read_only=True) as s:
+        (run,) = s.runs()
+        (row,) = s.cases(run["run_id"])
+        assert row.latency_ms_p50 == 0.004327 and len(s.samples(run["run_id"], row.case_id)) == 339
+        assert run["physical_cores"] is None and len(run["fingerprint_sha256"]) == 64
+    duplicate = DATA / "pytest-benchmark-duplicate-case.json"
+    assert main(["import", str(duplicate), "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(duplicate) in err and "appears twice" in err
+    assert len(_runs(store)) == 1  # nothing of the refused file
+
+
+def _damaged(tmp_path: Path, how: str) -> Path:
+    data = json.loads((DATA / "pytest-benchmark-older-fingerprint.json").read_text())
+    info = data["benchmarks"][0]["extra_info"]
+    if how == "partial-samples":
+        info["samples_ms"] = info["samples_ms"][:10]
+    elif how == "nan-sample":
+        info["samples_ms"][3] = float("nan")
+    elif how == "bad-type":
+        info["latency_ms_p50"] = "fast"
+    elif how == "bad-status":
+        info["status"] = "great"
+    elif how == "no-fingerprint-cpu":
+        del data["machine_info"]["infrabench"]["cpu_model"]
+    elif how == "foreign":
+        data = {"benchmarks": [{"name": "test_x", "stats": {}}], "machine_info": {}}
+    path = tmp_path / f"{how}.json"
+    text = json.dumps(data)
+    path.write_text(text[: len(text) // 2] if how == "truncated" else text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [("truncated", "not a readable JSON file"), ("partial-samples", "10 samples for n_samples"),
+     ("nan-sample", "samples_ms is not a list of finite numbers"),
+     ("bad-type", "latency_ms_p50 = 'fast' is not a valid value"),
+     ("bad-status", "status 'great'"), ("no-fingerprint-cpu", "cpu_model is missing"),
+     ("foreign", "no infrabench cases")],
+)  # fmt: skip
+def test_a_damaged_file_is_one_line_exit_2_and_nothing_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str, says: str
+) -> None:
+    from harness.cli import main
+
+    path, store = _damaged(tmp_path, how), tmp_path / "s.duckdb"
+    assert main(["import", str(path), "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and says in err
+    assert _runs(store) == []
+
+
+def test_json_out_is_strict_json() -> None:
+    from harness import strict_json
+    from harness.render import render
+    from harness.result import CaseResult
+
+    row = CaseResult("r", "c", "m", "fp32", "onnxruntime", fidelity=float("nan"), cv=float("inf"))
+    text = render([row], "json", "t")
+    parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+    assert parsed[0]["fidelity"] is None and parsed[0]["cv"] is None
+    assert strict_json.dumps({"a": [1.0, float("-inf")]}) == '{"a": [1.0, null]}'
