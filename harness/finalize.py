@@ -18,7 +18,7 @@ from harness.cost import Prices, cost_columns, hardware_class
 from harness.execute import Measurement
 from harness.launch.base import Outcome
 from harness.measure import noise
-from harness.measure.stats import LatencyStats, samples_to_ms
+from harness.measure.stats import LatencyStats, min_samples_for, samples_to_ms
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
@@ -90,10 +90,12 @@ def finalize(
     row.model_mem_mb, row.peak_rss_mb = m.model_mem_mb, m.peak_rss_mb
     row.affinity, row.executed_precision = m.affinity, m.executed_precision
     row.versions = strict_json.dumps(m.versions, sort_keys=True)
-    details: dict[str, Any] = {"energy": m.energy_note, **m.details}
+    details: dict[str, Any] = {
+        "energy": m.energy_note, **m.details, "confidence": case.settings.timing.confidence,
+    }  # fmt: skip
     if len(m.fidelity_per_output) > 1:
         details["fidelity_per_output"] = m.fidelity_per_output
-    _latency(row, stats, m, details)
+    _latency(row, stats, m, details, case.settings.timing.confidence)
     _fidelity(row, m, case.settings.fidelity_min_ratio, details)
     _energy(row, m, stats, case.batch_size, details)
     costs = cost_columns(
@@ -132,7 +134,13 @@ def _short_run(m: Measurement, n: int) -> str | None:
     )
 
 
-def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict[str, Any]) -> None:
+def _latency(
+    row: CaseResult,
+    stats: LatencyStats,
+    m: Measurement,
+    details: dict[str, Any],
+    confidence: float,
+) -> None:
     """Statistics and how sampling went (``None`` stays ``None``)."""
     for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
         setattr(row, f"latency_ms_{name}", q.value)
@@ -148,7 +156,10 @@ def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict
     row.stop_reason = m.stop_reason
     row.p50_rel_ci_width = m.rel_ci_width
     if stats.p99.value is None:
-        details["p99"] = f"insufficient samples ({stats.n})"
+        details["p99"] = (
+            f"insufficient samples ({stats.n} < {min_samples_for(0.99, confidence)} for a "
+            f"{confidence:.0%} interval)"
+        )
 
 
 def _fidelity(row: CaseResult, m: Measurement, min_ratio: float, details: dict[str, Any]) -> None:

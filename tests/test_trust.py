@@ -14,14 +14,17 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from backends.fake import FakeBackend, FakeClock
 from harness.case import Case, CaseSettings
 from harness.cost import prices as default_prices
 from harness.errors import ConfigError, informative_line
 from harness.execute import Measurement
 from harness.finalize import finalize
-from harness.measure.timing import TimingPolicy
+from harness.measure.energy import EnergyReading
+from harness.measure.timing import TimingPolicy, measure
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact, build
+from harness.result import CaseResult
 from harness.runner import measure_here
 from harness.store import Store
 from tests import real_models
@@ -291,10 +294,74 @@ def test_a_damaged_file_is_one_line_exit_2_and_nothing_is_stored(
 def test_json_out_is_strict_json() -> None:
     from harness import strict_json
     from harness.render import render
-    from harness.result import CaseResult
 
     row = CaseResult("r", "c", "m", "fp32", "onnxruntime", fidelity=float("nan"), cv=float("inf"))
     text = render([row], "json", "t")
     parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
     assert parsed[0]["fidelity"] is None and parsed[0]["cv"] is None
     assert strict_json.dumps({"a": [1.0, float("-inf")]}) == '{"a": [1.0, null]}'
+
+
+# --- every label matches what was computed ---------------------------------------------------
+
+
+def test_the_energy_window_covers_only_the_timed_iterations(
+    fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.measure.timing as timing
+
+    work = {"runs": 0, "checks": 0}
+    real_width = timing.p50_relative_ci_width
+
+    def counted_width(*args: object) -> float | None:
+        work["checks"] += 1
+        return real_width(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timing, "p50_relative_ci_width", counted_width)
+
+    class Counting:
+        """1 J per backend run and 1000 J per interval check while the probe runs."""
+
+        source = "measured"
+
+        def describe(self) -> str:
+            return "counting"
+
+        def start(self) -> None:
+            self.at = work["runs"] + 1000 * work["checks"]
+
+        def stop(self) -> EnergyReading:
+            joules = work["runs"] + 1000 * work["checks"] - self.at
+            return EnergyReading(joules, 1.0, "measured", "counting")
+
+    def duration(i: int) -> int:
+        work["runs"] += 1
+        return 1_000_000 + (i % 7) * 100_000  # spread: several interval checks
+
+    backend = FakeBackend(clock=fake_clock, durations=duration)
+    policy = TimingPolicy(warmup_max_iters=5, min_samples=20, max_samples=200, budget_s=100)
+    result = measure(backend, fake_clock, policy, Counting())  # type: ignore[arg-type]
+    assert work["checks"] > 2 and result.energy is not None
+    assert result.energy.joules == len(result.samples_ns)  # no check, no warm-up run
+
+
+def test_interval_labels_follow_the_configured_confidence() -> None:
+    from harness.columns import display_rows, notes
+    from harness.measure.stats import min_samples_for
+
+    rows = [
+        CaseResult("r", "c", "m", "fp32", "onnxruntime", latency_ms_p50=1.0, n_samples=100,
+                   latency_ms_p50_ci_low=0.9, latency_ms_p50_ci_high=1.1,
+                   details=json.dumps({"confidence": 0.9}))
+    ]  # fmt: skip
+    headers, cells = display_rows(rows, ("p50_ci", "p99"))
+    assert headers[0] == "p50 90% CI" and cells[0][1] == f"n<{min_samples_for(0.99, 0.9)}"
+    assert min_samples_for(0.99, 0.9) != min_samples_for(0.99, 0.95)
+    assert any("with a 90% interval" in line for line in notes(rows))
+    case = Case("tiny-mlp", "fp32", "onnxruntime", 1, None, 1,
+                settings=CaseSettings(timing=TimingPolicy(confidence=0.9)))  # fmt: skip
+    row, _ = finalize("r", case, ARTIFACT, _measurement(30, "budget"), default_prices())
+    details = json.loads(row.details or "{}")
+    assert details["confidence"] == 0.9
+    assert details["p99"] == f"insufficient samples (30 < {min_samples_for(0.99, 0.9)} for a " \
+        "90% interval)"  # fmt: skip
