@@ -25,7 +25,7 @@ from harness.runner import new_run_id
 from harness.store import Store
 
 _CASE_KEYS = ("case_id", "model", "variant", "backend")  # run_id is this import's
-_FINGERPRINT_KEYS = {"cpu_model": str, "isa_flags": list, "logical_cpus": int,
+_FINGERPRINT_KEYS: dict[str, Any] = {"cpu_model": str, "isa_flags": list, "logical_cpus": int,
                      "memory_gb": (int, float), "os": str, "python": str,
                      "versions": dict}  # fmt: skip
 _STATUSES = ("ok", "skipped", "failed")

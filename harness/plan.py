@@ -118,11 +118,17 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     devices = {b: backend_class(b).capabilities.devices[0] for b in suite.backends}
     settings = suite.settings
     cases: list[Case] = []
+    several = sum(takes.values()) > 1  # one model: its resolver names a binding it cannot use
+    own = {
+        name: _own_bindings(model, binding_sets) if several else binding_sets
+        for name, model in models.items()
+    }
+    _check_bindings_used(suite, binding_sets, models, own)
     for name, model in models.items():
         seqs: tuple[int | None, ...] = suite.seq_lens if model.uses_sequence else (None,)
         shapes = [
             (bindings, batch, seq)
-            for bindings in (binding_sets if takes[name] else [()])
+            for bindings in (own[name] if takes[name] else [()])
             for batch in suite.batch_sizes
             for seq in seqs
         ]
@@ -149,6 +155,40 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
             for bindings, batch, seq in shapes
         ]
     return Plan(suite, tuple(cases), run_prices)
+
+
+def _own_bindings(model: Model, sets: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The binding sets as they apply to ``model``: in a suite of several user models, a
+    binding names one model's axis or input and the others leave it out (each set once)."""
+    names = getattr(model, "binding_names", None)
+    if names is None:
+        return sets
+    known = names()
+    out: list[tuple[str, ...]] = []
+    for bindings in sets:
+        kept = tuple(b for b in bindings if b.split("=", 1)[0] in known)
+        if kept not in out:
+            out.append(kept)
+    return out
+
+
+def _check_bindings_used(
+    suite: Suite,
+    sets: list[tuple[str, ...]],
+    models: dict[str, Model],
+    own: dict[str, list[tuple[str, ...]]],
+) -> None:
+    """ConfigError for a binding that no model of a several-model suite can use (a single
+    model's resolver says so in its own words)."""
+    if len([m for m in models.values() if m.accepts_bindings]) < 2:
+        return
+    used = {b for bindings in own.values() for s in bindings for b in s}
+    unused = sorted({b for s in sets for b in s} - used)
+    if unused:
+        raise ConfigError(
+            f"{suite.path}: shape binding {', '.join(unused)} names no input or dynamic axis of "
+            f"any model of the suite"
+        )
 
 
 def _load(where: str, name: str) -> Model:

@@ -365,3 +365,65 @@ def test_interval_labels_follow_the_configured_confidence() -> None:
     assert details["confidence"] == 0.9
     assert details["p99"] == f"insufficient samples (30 < {min_samples_for(0.99, 0.9)} for a " \
         "90% interval)"  # fmt: skip
+
+
+# --- done when: one suite of awkward real models, one ok row per backend ----------------------
+
+
+@pytest.mark.slow
+def test_a_suite_of_awkward_models_stores_one_honest_ok_row_per_backend(tmp_path: Path) -> None:
+    """A data-dependent output, a non-batch leading axis, external weights in a sub-folder,
+    integer/boolean outputs and a NaN output, on onnxruntime and openvino: exit 0, every row
+    ok with figures, fidelity scored where it can be and 'not scored: why' where it cannot."""
+    import subprocess
+    import sys
+
+    models = tmp_path / "models"
+    models.mkdir()
+    real_models.dynamic_output(models)
+    real_models.nonbatch_axis0(models)
+    real_models.external(models, 0, "weights/w.bin")
+    real_models.fp16_multi(models)
+    real_models.nan_out(models)
+    suite = tmp_path / "awkward.toml"
+    suite.write_text(
+        textwrap.dedent("""
+        name = "awkward"
+        models = ["onnx:models/dynout.onnx", "onnx:models/pq.onnx", "onnx:models/ext.onnx",
+                  "onnx:models/fp16multi.onnx", "onnx:models/nan.onnx", "onnx:models/zero.onnx"]
+        variants = ["fp32"]
+        backends = ["onnxruntime", "openvino"]
+        batch_sizes = [2]
+        threads = [1]
+        shapes = ["n_queries=16", "n_points=8"]
+        [measure]
+        budget_s = 0.2
+        warmup_max_s = 0.1
+        min_samples = 10
+        timeout_s = 300
+    """)
+    )
+    store = tmp_path / "s.duckdb"
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
+         "run", str(suite), "--store", str(store), "--json"],
+        capture_output=True, text=True, timeout=900, check=False, env=dict(os.environ),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)  # strict JSON
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
+    by = {(Path(r["model"].split(":", 1)[1]).name, r["backend"]): r for r in rows}
+    for (name, _backend), row in by.items():
+        assert row["latency_ms_p50"] > 0 and row["n_samples"] >= 10
+        details = json.loads(row["details"])
+        if name == "nan.onnx":
+            assert row["fidelity"] is None
+            assert details["fidelity"] == "not scored: the reference output 'y' has NaN"
+        else:
+            assert row["fidelity_ok"] is True and row["fidelity"] >= 0.99, (name, details)
+    assert by[("pq.onnx", "openvino")]["shape"] == "b2-points=2x8x3-queries=16x3"
+    assert json.loads(by[("fp16multi.onnx", "onnxruntime")]["details"])[
+        "fidelity_per_output"] == {"y": 1.0, "cls": 1.0, "flag": 1.0}  # fmt: skip
+    assert by[("ext.onnx", "onnxruntime")]["artifact_mb"] * 2**20 == pytest.approx(
+        (models / "ext.onnx").stat().st_size + (models / "weights" / "w.bin").stat().st_size
+    )

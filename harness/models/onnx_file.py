@@ -136,6 +136,17 @@ class OnnxFileModel(BaseModel):
         self.task = "generic"
         self.description = f"ONNX file ({len(specs)} inputs, {len(outputs)} outputs)"
 
+    def binding_names(self) -> set[str]:
+        """What a binding may name for this model: its inputs, their named dynamic axes and,
+        for an image input with two dynamic axes, ``height`` and ``width``."""
+        names = {s.name for s in self.specs} | {
+            d for s in self.specs for d in s.dims if isinstance(d, str)
+        }
+        if any(s.is_image and sum(not isinstance(d, int) for d in s.dims[1:]) == 2
+               for s in self.specs):  # fmt: skip
+            names |= {"height", "width"}
+        return names
+
     def bind(self, bindings: tuple[str, ...]) -> Self:
         bound = copy.copy(self)  # the graph facts are shared
         bound.bindings = tuple(bindings)
