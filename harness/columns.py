@@ -117,7 +117,12 @@ _SOURCE_TAGS = {"measured": "meas", "estimated": "est", "simulated": "sim"}
 
 def _fidelity(r: CaseResult) -> str:
     if r.fidelity_ratio is None:
-        return "-"
+        try:
+            said = json.loads(r.details or "{}").get("fidelity", "")
+        except (ValueError, AttributeError):
+            said = ""
+        # an output the reference cannot score (NaN, not reproducible): say so, not "-"
+        return "not scored" if r.status == "ok" and "reference" in str(said) else "-"
     return f"{r.fidelity_ratio:.1%}" + (" FAIL" if r.fidelity_ok is False else "")
 
 

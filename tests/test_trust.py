@@ -427,3 +427,13 @@ def test_a_suite_of_awkward_models_stores_one_honest_ok_row_per_backend(tmp_path
     assert by[("ext.onnx", "onnxruntime")]["artifact_mb"] * 2**20 == pytest.approx(
         (models / "ext.onnx").stat().st_size + (models / "weights" / "w.bin").stat().st_size
     )
+
+
+def test_an_unscored_fidelity_reads_not_scored_in_the_table() -> None:
+    from harness.columns import display_rows
+
+    why = {"fidelity": "not scored: the reference output 'y' has NaN"}
+    row = CaseResult("r", "c", "m", "fp32", "onnxruntime", details=json.dumps(why))
+    assert display_rows([row], ("fidelity",))[1] == [["not scored"]]
+    plain = CaseResult("r", "c", "m", "fp32", "fake", details="{}")
+    assert display_rows([plain], ("fidelity",))[1] == [["-"]]
