@@ -150,7 +150,7 @@ def _not_comparable(base: CaseResult, cand: CaseResult, same_machine: bool) -> s
     if base.versions != cand.versions:
         return f"runtime versions differ ({base.versions} -> {cand.versions})"
     if base.artifact_sha256 != cand.artifact_sha256:
-        return "artifact differs (another export, recipe or tool version)"
+        return "artifact differs (another graph, weights, export, recipe or tool version)"
     return ""
 
 

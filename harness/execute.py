@@ -111,7 +111,8 @@ def fidelity_of(
     :func:`harness.measure.fidelity.score_outputs`)."""
     model = get_model(case.model, case.bindings)
     batches, rows = model.batches("evaluation", case.batch_size, case.seq_len)
-    if max_batches is not None and max_batches < len(batches):
+    total = len(batches)
+    if max_batches is not None and max_batches < total:
         batches, rows = batches[:max_batches], None  # filler rows are in the last batch only
     digest = hashlib.sha256()
     for batch in batches:
@@ -127,9 +128,13 @@ def fidelity_of(
         return backend.outputs()
 
     outputs = run_batches(infer, batches)
-    return score_outputs(
+    scores = score_outputs(
         model.task, outputs, expected.batches, model.evaluation_labels(), rows, expected.unstable
     )
+    if len(batches) < total:
+        note = f"on {len(batches)} of {total} evaluation batches (the rest do not fit budget_s)"
+        scores = replace(scores, coverage=note)
+    return scores
 
 
 def measure_case(
@@ -238,6 +243,7 @@ def _untimed(
     fidelity: Fidelity | None = None
     per_output: dict[str, float] = {}
     unscored: dict[str, str] = {}
+    extra: dict[str, Any] = {}
     if backend.capabilities.computes_outputs:
         progress("scoring fidelity (untimed)")
         median_s = float(np.median(timed.samples_ns)) / 1e9 if timed.samples_ns else 0.0
@@ -245,6 +251,8 @@ def _untimed(
         try:
             scores = fidelity_of(backend, case, reference, max(fit, 1) if fit is not None else None)
             fidelity, per_output, unscored = scores.fidelity, scores.per_output, scores.unscored
+            if scores.coverage:
+                extra["fidelity_batches"] = scores.coverage
         except Exception as exc:
             errors.append(f"fidelity not scored: {_error_line(exc)}")
     details: dict[str, Any] = {}
@@ -264,7 +272,7 @@ def _untimed(
         fidelity=fidelity,
         fidelity_per_output=per_output,
         fidelity_unscored=unscored,
-        details=details,
+        details={**details, **extra},
     )
 
 

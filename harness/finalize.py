@@ -127,7 +127,7 @@ def _short_run(m: Measurement, n: int) -> str | None:
     """Why the row has fewer samples than asked for: the model is too slow for the budget."""
     if m.stop_reason != "budget" or not m.min_samples or n >= m.min_samples:
         return None
-    per = m.budget_s / n if n else float("inf")
+    per = sum(m.samples_ns) / n / 1e9 if n else float("inf")
     return (
         f"too slow for this budget: {n} of {m.min_samples} samples in budget_s = "
         f"{m.budget_s:g} s (about {per:.2g} s each); raise budget_s for more"

@@ -437,3 +437,21 @@ def test_an_unscored_fidelity_reads_not_scored_in_the_table() -> None:
     assert display_rows([row], ("fidelity",))[1] == [["not scored"]]
     plain = CaseResult("r", "c", "m", "fp32", "fake", details="{}")
     assert display_rows([plain], ("fidelity",))[1] == [["-"]]
+
+
+def test_the_fidelity_pass_scores_only_the_batches_its_bound_allows(tmp_path: Path) -> None:
+    from harness.backend import BackendSettings, backend_class
+    from harness.execute import fidelity_of
+
+    graph = real_models.external(tmp_path, 0, "w.bin")
+    artifact = build(f"onnx:{graph}", "fp32", tmp_path / "cache")
+    case = Case(f"onnx:{graph}", "fp32", "onnxruntime", 2, None, 1)
+    backend = backend_class("onnxruntime")()
+    backend.load(artifact, BackendSettings(threads=1, input_names=("x",), output_names=("y",)))
+    try:
+        bounded = fidelity_of(backend, case, artifact, max_batches=1)
+        whole = fidelity_of(backend, case, artifact)
+    finally:
+        backend.close()
+    assert bounded.coverage == "on 1 of 8 evaluation batches (the rest do not fit budget_s)"
+    assert whole.coverage == "" and whole.fidelity is not None and whole.fidelity.value == 1.0

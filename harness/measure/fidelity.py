@@ -200,11 +200,13 @@ class Scores:
 
     fidelity:   the overall score (None: no output could be scored, ``unscored`` says why);
     per_output: each scored output's mean item score (cosine, or share of equal elements);
-    unscored:   output name -> why it is not scored."""
+    unscored:   output name -> why it is not scored;
+    coverage:   empty, or which part of the evaluation set was scored and why."""
 
     fidelity: Fidelity | None
     per_output: dict[str, float]
     unscored: dict[str, str]
+    coverage: str = ""  # set when only part of the evaluation set was scored, and why
 
     @property
     def note(self) -> str:
