@@ -455,3 +455,10 @@ def test_the_fidelity_pass_scores_only_the_batches_its_bound_allows(tmp_path: Pa
         backend.close()
     assert bounded.coverage == "on 1 of 8 evaluation batches (the rest do not fit budget_s)"
     assert whole.coverage == "" and whole.fidelity is not None and whole.fidelity.value == 1.0
+
+
+def test_a_zoo_artifact_keeps_its_sha256(tmp_path: Path) -> None:
+    from harness.digest import file_sha256, onnx_digest
+
+    artifact = build("tiny-mlp", "fp32", tmp_path / "cache")  # no external data
+    assert artifact.sha256 == file_sha256(artifact.onnx_path) == onnx_digest(artifact.onnx_path)[0]
