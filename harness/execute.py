@@ -37,6 +37,11 @@ from harness.models import get_model
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 
+# The fidelity pass may take max(budget_s, this) seconds: a model whose evaluation set fits in it
+# is scored on the whole set on any machine (the figure does not depend on the machine's speed);
+# a slower one on the batches that fit.
+FIDELITY_FLOOR_S = 10.0
+
 
 @dataclass(frozen=True)
 class SimulatedEnergy:
@@ -238,8 +243,9 @@ def _untimed(
 ) -> Measurement:
     """The untimed passes after sampling (fidelity, backend facts, executed precision), each
     on its own: an error in one is added to ``errors`` (one line) and the others still run.
-    The fidelity pass scores at most as many evaluation batches as fit in ``budget_s`` at the
-    measured median latency (candidate, reference and its self-check: 3 runs per batch)."""
+    The fidelity pass scores at most as many evaluation batches as fit in
+    max(``budget_s``, :data:`FIDELITY_FLOOR_S`) at the measured median latency (candidate,
+    reference and its self-check: 3 runs per batch)."""
     fidelity: Fidelity | None = None
     per_output: dict[str, float] = {}
     unscored: dict[str, str] = {}
@@ -247,7 +253,8 @@ def _untimed(
     if backend.capabilities.computes_outputs:
         progress("scoring fidelity (untimed)")
         median_s = float(np.median(timed.samples_ns)) / 1e9 if timed.samples_ns else 0.0
-        fit = int(timed.budget_s / (3 * median_s)) if median_s > 0 else None
+        bound_s = max(timed.budget_s, FIDELITY_FLOOR_S)
+        fit = int(bound_s / (3 * median_s)) if median_s > 0 else None
         try:
             scores = fidelity_of(backend, case, reference, max(fit, 1) if fit is not None else None)
             fidelity, per_output, unscored = scores.fidelity, scores.per_output, scores.unscored

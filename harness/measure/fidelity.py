@@ -262,7 +262,7 @@ def score_outputs(
     if kinds[first] == "float" and _batched(first, renamed, reference):
         joined = join([{first: b[first]} for b in renamed], rows)[first]
         joined_ref = join([{first: b[first]} for b in reference], rows)[first]
-        if joined_ref.ndim >= 2 and len(joined_ref) > 1:
+        if joined_ref.ndim >= 2 and (task == "classifier" or len(joined_ref) > 1):
             task_score = score(task, joined, joined_ref, labels)
             if task_score.metric != "cosine":
                 fidelity = task_score
