@@ -462,3 +462,17 @@ def test_a_zoo_artifact_keeps_its_sha256(tmp_path: Path) -> None:
 
     artifact = build("tiny-mlp", "fp32", tmp_path / "cache")  # no external data
     assert artifact.sha256 == file_sha256(artifact.onnx_path) == onnx_digest(artifact.onnx_path)[0]
+
+
+def test_compare_of_runs_with_no_case_in_common_is_an_error() -> None:
+    from harness.compare import check_common, compare_runs, uncovered
+
+    base = [CaseResult("a", "c1", "m", "fp32", "onnxruntime", shape="b1", status="ok")]
+    other = [CaseResult("b", "c2", "m", "fp32", "openvino", shape="b1", status="ok")]
+    rows = compare_runs(base, other, {}, True)
+    with pytest.raises(ConfigError, match="no case in common"):
+        check_common(rows, "run a", "run b")
+    assert uncovered(rows, base) == [
+        "m/fp32/onnxruntime/b1/single-stream: missing in the candidate"
+    ]
+    assert uncovered(rows, base, ("m/fp32/onnxruntime/*",)) == []
