@@ -476,3 +476,12 @@ def test_compare_of_runs_with_no_case_in_common_is_an_error() -> None:
         "m/fp32/onnxruntime/b1/single-stream: missing in the candidate"
     ]
     assert uncovered(rows, base, ("m/fp32/onnxruntime/*",)) == []
+
+
+def test_exporter_placeholder_names_on_axis_0_stay_batched() -> None:
+    from harness.models.inputs import TensorSpec, resolve_shapes
+
+    ids = TensorSpec("input_ids", "int64", ("unk__0", "unk__1"), vocab=100)
+    mask = TensorSpec("attention_mask", "int64", ("unk__2", "unk__3"))
+    shapes = resolve_shapes([ids, mask], 4, 16, ["unk__1=16", "unk__3=16"], "m")
+    assert shapes == {"input_ids": (4, 16), "attention_mask": (4, 16)}

@@ -7,8 +7,9 @@ A binding is text, as written on the command line or in a suite:
     images=1x3x640x640       the whole shape of one input (its batch axis follows the case)
 
 Batch and sequence axes are bound by the case's batch size and sequence length. The batch axis
-is axis 0 of the inputs whose axis 0 is unnamed or carries the batch's name (a name with
-"batch" in it, ``N`` or ``B``; else the first input's axis-0 name): an input whose axis 0 has
+is axis 0 of the inputs whose axis 0 is unnamed (or has an exporter's placeholder name such
+as ``unk__3``) or carries the batch's name (a name with "batch" in it, ``N`` or ``B``; else
+the first input's axis-0 name): an input whose axis 0 has
 another name (a shared query set ``[n_queries, 3]``) is not batched, and that axis is bound like
 any other named axis (``--dim n_queries=16`` or ``--shape queries=16x3``).
 """
@@ -113,7 +114,11 @@ def resolve_shapes(
                 example = "x".join(
                     str(d)
                     if isinstance(d, int)
-                    else str(batch if d in batch_names or (i == 0 and d is None) else guess)
+                    else str(
+                        batch
+                        if d in batch_names or (i == 0 and (d is None or _anonymous(d)))
+                        else guess
+                    )
                     for i, d in enumerate(spec.dims)
                 )
                 hint = f" or --dim {dim}={guess}" if isinstance(dim, str) else ""
@@ -139,6 +144,13 @@ def resolve_shapes(
 
 
 _BATCH_NAME = re.compile(r"batch|^[nb]$", re.I)
+# Names exporters give an axis nobody named (tf2onnx "unk__12", torch.export "s0"): an axis 0
+# with such a name is batched like an unnamed one.
+_ANONYMOUS = re.compile(r"^(unk__\d+|s\d+|\d+|\?)$")
+
+
+def _anonymous(dim: Dim) -> bool:
+    return isinstance(dim, str) and bool(_ANONYMOUS.match(dim))
 
 
 def batch_axis_names(specs: Sequence[TensorSpec]) -> set[Dim]:
@@ -169,7 +181,7 @@ def _axis_size(
                 f"--shape {spec.name}: axis {axis} is static {dim} in the model, not {given[axis]}"
             )
         return dim
-    if dim in batch_names or (axis == 0 and dim is None):
+    if dim in batch_names or (axis == 0 and (dim is None or _anonymous(dim))):
         return batch
     if given is not None:
         return given[axis]
