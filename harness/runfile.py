@@ -16,6 +16,7 @@ naming both versions. Versions:
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -175,6 +176,13 @@ def _check(data: dict[str, Any], version: int) -> str | None:
             for v in table.values()
         ):
             return f"'{key}' must be an object of lists of numbers"
+        if not all(math.isfinite(x) for v in table.values() for x in v):
+            return f"'{key}' holds a non-finite number (NaN or Infinity)"
+    seen: set[str] = set()
+    for case in cases:
+        if case["case_id"] in seen:
+            return f"case {case['case_id']} appears twice"
+        seen.add(case["case_id"])
     return None
 
 

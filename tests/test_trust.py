@@ -485,3 +485,22 @@ def test_exporter_placeholder_names_on_axis_0_stay_batched() -> None:
     mask = TensorSpec("attention_mask", "int64", ("unk__2", "unk__3"))
     shapes = resolve_shapes([ids, mask], 4, 16, ["unk__1=16", "unk__3=16"], "m")
     assert shapes == {"input_ids": (4, 16), "attention_mask": (4, 16)}
+
+
+def test_a_baseline_with_a_duplicate_case_or_nan_samples_is_refused(tmp_path: Path) -> None:
+    from harness import runfile
+
+    case = {"case_id": "c", "model": "m", "variant": "fp32", "backend": "onnxruntime",
+            "run_id": "r", "status": "ok"}  # fmt: skip
+    data = {"format": runfile.FORMAT, "version": runfile.VERSION, "history": {},
+            "run": {"run_id": "r", "fingerprint_sha256": "f"}, "cases": [case, case],
+            "samples": {"c": [1.0, 2.0]}}  # fmt: skip
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="case c appears twice"):
+        runfile.read(path)
+    data["cases"] = [case]
+    data["samples"] = {"c": [1.0, float("nan")]}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="non-finite"):
+        runfile.read(path)
