@@ -126,7 +126,13 @@ class OnnxRuntimeBackend:
     def outputs(self) -> dict[str, np.ndarray]:
         names = [o.name for o in self._session.get_outputs()]
         out = self._binding.copy_outputs_to_cpu() if self._binding is not None else self._out
-        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, out, strict=True)}
+        # floats as float32 (fp16 outputs compare with the reference); integers and booleans
+        # keep their dtype (exact comparison; int64 ids do not round through float32)
+        arrays = (np.asarray(v) for v in out)
+        return {
+            n: a.astype(np.float32) if a.dtype.kind == "f" else a
+            for n, a in zip(names, arrays, strict=True)
+        }
 
     def report(self) -> dict[str, Any]:
         bound = self._binding is not None

@@ -107,10 +107,11 @@ class OpenVinoBackend:
         return None  # infer() is synchronous
 
     def outputs(self) -> dict[str, np.ndarray]:
-        return {
-            port.get_any_name(): np.array(self._request.get_tensor(port).data, dtype=np.float32)
+        arrays = {
+            port.get_any_name(): np.array(self._request.get_tensor(port).data)
             for port in self._compiled.outputs
-        }
+        }  # floats as float32; integers and booleans keep their dtype (exact comparison)
+        return {n: a.astype(np.float32) if a.dtype.kind == "f" else a for n, a in arrays.items()}
 
     def executed_precision(self) -> str | None:
         """The runtime precision most compute layers (FC, MatMul, Conv) really executed in; when

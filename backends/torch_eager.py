@@ -85,7 +85,8 @@ class TorchEagerBackend:
     def outputs(self) -> dict[str, np.ndarray]:
         outs = self._out if isinstance(self._out, tuple | list) else (self._out,)
         return {
-            name: out.float().numpy() for name, out in zip(self._output_names, outs, strict=False)
+            name: (out.float() if out.is_floating_point() else out).numpy()
+            for name, out in zip(self._output_names, outs, strict=False)
         }
 
     def executed_precision(self) -> str | None:

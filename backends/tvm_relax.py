@@ -221,10 +221,11 @@ class TvmBackend:
         values = self._out if isinstance(self._out, list | tuple) else [self._out]
         if len(values) == 1 and not hasattr(values[0], "numpy"):
             values = list(values[0])  # a tuple of tensors
-        return {
-            name: np.asarray(value.numpy(), dtype=np.float32)
+        arrays = {
+            name: np.asarray(value.numpy())
             for name, value in zip(self._output_names, values, strict=False)
-        }
+        }  # floats as float32; integers and booleans keep their dtype (exact comparison)
+        return {n: a.astype(np.float32) if a.dtype.kind == "f" else a for n, a in arrays.items()}
 
     def executed_precision(self) -> str | None:
         return "fp32"

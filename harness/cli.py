@@ -6,7 +6,6 @@ Exit codes: 0 ok; 1 cases failed (or, later, a regression); 2 bad input, printed
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -18,9 +17,16 @@ from typing import NoReturn
 
 import numpy as np
 
-from harness import __version__, runfile
+from harness import __version__, runfile, strict_json
 from harness.backend import availability, backend_class, backend_names
-from harness.compare import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, CaseComparison
+from harness.compare import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_EFFECT,
+    CaseComparison,
+    allowed_case,
+    check_common,
+    uncovered,
+)
 from harness.environment import (
     describe_gpu,
     fingerprint,
@@ -75,8 +81,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
         usable = {n: {"usable": r is None, "reason": r} for n, r in backends.items()}
         check = {**asdict(readings), "flags": flags, "advice": advice}
         extra = {"onnxruntime_providers": onnxruntime_providers()}
-        print(json.dumps({**fp, "backends": usable, "energy": energy, "noise": check, **extra},
-                         indent=2))  # fmt: skip
+        data = {**fp, "backends": usable, "energy": energy, "noise": check, **extra}
+        print(strict_json.dumps(data, indent=2))
         return 0
     for key in ("cpu_model", "physical_cores", "logical_cpus", "usable_cpus", "memory_gb",
                 "machine", "os", "python", "git_sha"):  # fmt: skip
@@ -290,18 +296,30 @@ def _cmd_ci(args: argparse.Namespace) -> int:
     with Store(store_path(args.store)) as store:
         run_id = _run_suite(planned, store, args, quiet=False, chosen=chosen)
         current = runfile.export_run(store, run_id)
-    failed = any(c.status == "failed" for c in current.cases)
+    allow = tuple(args.allow_missing or ())
+    failed = any(c.status == "failed" and not allowed_case(c, allow) for c in current.cases)
     regression = False
+    missing: list[str] = []
     if baseline is not None:
         rows = runfile.compare(baseline, current, args.alpha, args.min_effect)
+        check_common(rows, f"baseline {path}", f"run {run_id}")
         regression = any(r.regression for r in rows)
+        missing = uncovered(rows, baseline.cases, allow)
         _write_report(Path(args.report), [baseline, current], rows)
         title = f"{suite.name}: {run_id} vs baseline {baseline.run_id}"
+        coverage = "".join(f"\nnot covered: {line}" for line in missing) + (
+            f"\n{len(missing)} baseline case(s) not covered: the gate fails" if missing else ""
+        )
         print(render_comparison(rows, "table", title, terminal_width()), end="")
+        if coverage:
+            print(coverage.lstrip("\n"))
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(render_comparison(rows, "markdown", title))
+                if missing:
+                    fh.write("\n**Baseline cases not covered (the gate fails):**\n\n")
+                    fh.write("".join(f"- {line}\n" for line in missing) + "\n")
                 fh.write(render(current.cases, "markdown", title=f"run {run_id}"))
     else:
         print(render(current.cases, "table", title=f"run {run_id} (suite {suite.name})"), end="")
@@ -315,14 +333,18 @@ def _cmd_ci(args: argparse.Namespace) -> int:
             new = runfile.with_history(new, again)
         runfile.write(new, path)
         print(f"baseline written: {path} (+{args.repeat - 1} runs of history)")
-    elif baseline is not None and not regression and not failed:
-        # A passing run on the same machine teaches the gate how much runs drift.
+    elif (
+        baseline is not None
+        and not (regression or failed or missing)
+        and all(c.status == "ok" for c in current.cases)
+    ):
+        # A complete, passing run on the same machine teaches the gate how much runs drift.
         updated = runfile.with_history(baseline, current)
         if updated is not baseline:
             runfile.write(updated, path)
             runs = max((len(v) for v in updated.history.values()), default=0)
             print(f"baseline history: {runs} earlier runs per case ({path})")
-    return 1 if regression or failed else 0
+    return 1 if regression or failed or missing else 0
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -373,6 +395,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         base = runfile.export_run(store, store.resolve_run(args.base))
         cand = runfile.export_run(store, store.resolve_run(args.candidate))
     rows = runfile.compare(base, cand, args.alpha, args.min_effect)
+    check_common(rows, f"run {base.run_id}", f"run {cand.run_id}")
     title = (
         f"{cand.run_id} vs {base.run_id} (alpha {args.alpha:g}, min effect {args.min_effect:.0%})"
     )
@@ -665,6 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(ci)
     ci.add_argument("--baseline", required=True, metavar="FILE", help="baseline run file (JSON)")
     ci.add_argument("--update-baseline", action="store_true", help="store this run as baseline")
+    ci.add_argument("--allow-missing", action="append", metavar="CASE_ID",
+                    help="a baseline case (model/variant/backend/shape/scenario or a case id; "
+                         "wildcards allowed) the run may miss, skip or fail without failing "
+                         "the gate")  # fmt: skip
     ci.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="with --update-baseline: N runs; 2..N seed the drift history")  # fmt: skip
     ci.add_argument("--report", default="results/ci-report.html", metavar="FILE",

@@ -7,6 +7,7 @@ default terminal view shows ``DEFAULT_COLUMNS`` (about 100 characters for the sh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,8 @@ def _status(r: CaseResult) -> str:
 
 
 def _p50(r: CaseResult) -> str:
-    """Median and the larger side of its 95% interval, relative: ``12.35 ±0.8%``."""
+    """Median and the larger side of its interval (at the row's confidence), relative:
+    ``12.35 ±0.8%``."""
     if r.latency_ms_p50 is None:
         return "-"
     p50, low, high = r.latency_ms_p50, r.latency_ms_p50_ci_low, r.latency_ms_p50_ci_high
@@ -83,11 +85,30 @@ def _p50_interval(r: CaseResult) -> str:
     return f"[{_sig(r.latency_ms_p50_ci_low)}, {_sig(r.latency_ms_p50_ci_high)}]"
 
 
+DEFAULT_CONFIDENCE = 0.95  # rows stored before the confidence was recorded used this
+
+
+def row_confidence(r: CaseResult) -> float:
+    """The confidence level of the row's intervals (``details["confidence"]``, recorded from
+    the suite's ``[measure] confidence``; 0.95 for rows that predate it)."""
+    try:
+        value = json.loads(r.details or "{}").get("confidence", DEFAULT_CONFIDENCE)
+        return float(value) if 0 < float(value) < 1 else DEFAULT_CONFIDENCE
+    except (ValueError, TypeError, AttributeError):
+        return DEFAULT_CONFIDENCE
+
+
+def common_confidence(results: Sequence[CaseResult]) -> float | None:
+    """The one confidence level of every row, or None when they differ."""
+    levels = {row_confidence(r) for r in results} or {DEFAULT_CONFIDENCE}
+    return levels.pop() if len(levels) == 1 else None
+
+
 def _p99(r: CaseResult) -> str:
     if r.status != "ok":
         return "-"
     if r.latency_ms_p99 is None:
-        return f"n<{min_samples_for(0.99, 0.95)}"
+        return f"n<{min_samples_for(0.99, row_confidence(r))}"
     return _sig(r.latency_ms_p99)
 
 
@@ -96,7 +117,12 @@ _SOURCE_TAGS = {"measured": "meas", "estimated": "est", "simulated": "sim"}
 
 def _fidelity(r: CaseResult) -> str:
     if r.fidelity_ratio is None:
-        return "-"
+        try:
+            said = json.loads(r.details or "{}").get("fidelity", "")
+        except (ValueError, AttributeError):
+            said = ""
+        # an output the reference cannot score (NaN, not reproducible): say so, not "-"
+        return "not scored" if r.status == "ok" and "reference" in str(said) else "-"
     return f"{r.fidelity_ratio:.1%}" + (" FAIL" if r.fidelity_ok is False else "")
 
 
@@ -225,7 +251,10 @@ def display_rows(
 ) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the human-readable view for the column ``keys``."""
     chosen = resolve(results, keys)
-    return [c.header for c in chosen], [[c.cell(r) for c in chosen] for r in results]
+    level = common_confidence(results)
+    label = f"{level:.0%}" if level is not None else "mixed-level"
+    headers = [c.header.replace("95%", label) for c in chosen]  # the suite's confidence
+    return headers, [[c.cell(r) for c in chosen] for r in results]
 
 
 def notes(results: Sequence[CaseResult]) -> list[str]:
@@ -237,10 +266,11 @@ def notes(results: Sequence[CaseResult]) -> list[str]:
             "FAIL = the variant keeps less than the suite's share (default 99%) of the fp32 "
             "metric: faster, but not an acceptable substitute"
         )
-    if any(r.status == "ok" and r.latency_ms_p99 is None for r in results):
+    short = [r for r in results if r.status == "ok" and r.latency_ms_p99 is None]
+    for level in sorted({row_confidence(r) for r in short}):
         lines.append(
-            f"p99 n<{min_samples_for(0.99, 0.95)} = too few samples for a p99 with a 95% "
-            "interval; no number is invented"
+            f"p99 n<{min_samples_for(0.99, level)} = too few samples for a p99 with a "
+            f"{level:.0%} interval; no number is invented"
         )
     if "estimated" in sources:
         lines.append("est = estimated energy (worker CPU-seconds x watts per core), not measured")

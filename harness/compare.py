@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from harness.errors import ConfigError
 from harness.result import CaseResult
 from harness.store_schema import fleet_class as case_fleet_class
 
@@ -184,7 +185,7 @@ def _not_comparable(base: CaseResult, cand: CaseResult, same_machine: bool) -> s
     if base.versions != cand.versions:
         return f"runtime versions differ ({base.versions} -> {cand.versions})"
     if base.artifact_sha256 != cand.artifact_sha256:
-        return "artifact differs (another export, recipe or tool version)"
+        return "artifact differs (another graph, weights, export, recipe or tool version)"
     return ""
 
 
@@ -266,3 +267,52 @@ def history_key(r: CaseResult) -> str:
     """A case's key in a baseline's history (its identity without the run)."""
     cls = fleet_class(r)
     return "/".join(str(part) for part in _key(r)) + f"/t{r.threads}" + (f"@{cls}" if cls else "")
+
+
+def comparison_key(row: CaseComparison) -> str:
+    """A compared case's name for ``--allow-missing``: ``model/variant/backend/shape/scenario``."""
+    return "/".join(str(p) for p in (row.model, row.variant, row.backend, row.shape, row.scenario))
+
+
+def _allowed(key: str, allow: tuple[str, ...]) -> bool:
+    """``key`` matches one of ``allow``: a comparison key or a case id (its ``/tN`` threads part
+    is ignored), each possibly with shell wildcards."""
+    import fnmatch
+    import re
+
+    return any(
+        fnmatch.fnmatchcase(key, re.sub(r"/t\d+(?=/[^/]*$)", "", pattern)) for pattern in allow
+    )
+
+
+def allowed_case(row: CaseResult, allow: tuple[str, ...]) -> bool:
+    """A stored row matches one of the ``--allow-missing`` patterns."""
+    return _allowed("/".join(str(p) for p in _key(row)), allow)
+
+
+def uncovered(
+    rows: list[CaseComparison], base: list[CaseResult], allow: tuple[str, ...] = ()
+) -> list[str]:
+    """The baseline's measured (``ok``) cases the candidate does not cover: missing, skipped,
+    failed or not comparable there, as ``key: why`` lines; cases matching ``allow`` excepted.
+    A regression gate fails on any of them: a case that stopped running is not a pass."""
+    measured = {_key(r) for r in base if r.status == "ok"}
+    out = []
+    for row in rows:
+        key = (row.model, row.variant, row.backend, row.shape, row.scenario)
+        if key not in measured or _allowed(comparison_key(row), allow):
+            continue
+        if row.verdict == "only in base":
+            out.append(f"{comparison_key(row)}: missing in the candidate")
+        elif row.verdict == "not comparable":
+            out.append(f"{comparison_key(row)}: {row.reason or 'not comparable'}")
+    return out
+
+
+def check_common(rows: list[CaseComparison], base_name: str, candidate_name: str) -> None:
+    """ConfigError (exit 2) when the two runs have no case in common: nothing was compared."""
+    if not any(r.verdict not in ("only in base", "only in candidate") for r in rows):
+        raise ConfigError(
+            f"{candidate_name} and {base_name} have no case in common; compare runs of the "
+            "same suite"
+        )

@@ -50,3 +50,25 @@ class WorkerError(HarnessError):
 
 class StoreError(HarnessError):
     """The results store cannot be opened or read."""
+
+
+_LOCATION_ONLY = (
+    r"^(exception from |check .* failed at |file \"|traceback |at |in )"
+    r"|\.(cpp|cc|cxx|c|h|hpp|py|cu)[:(]\d+\)?:?\s*$"
+)
+
+
+def informative_line(text: str, limit: int = 300) -> str:
+    """The line of a (possibly multi-line) runtime error message that says what went wrong:
+    the first line that is not just a source location (``Exception from src/x.cpp:121:``,
+    ``Check 'false' failed at ...``, a traceback frame) nor a heading ending in ``:``; cut to
+    ``limit`` characters. ``no message`` for an empty text."""
+    import re
+
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    meaningful = [line for line in lines if not re.search(_LOCATION_ONLY, line, re.I)]
+    chosen = next((line for line in meaningful if not line.endswith(":")), None)
+    line = chosen or (meaningful or lines)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -12,12 +12,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from harness import strict_json
 from harness.case import Case
 from harness.cost import Prices, cost_columns, hardware_class
 from harness.execute import Measurement
 from harness.launch.base import Outcome
 from harness.measure import noise
-from harness.measure.stats import LatencyStats, samples_to_ms
+from harness.measure.stats import LatencyStats, min_samples_for, samples_to_ms
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
@@ -50,6 +51,16 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
     )
 
 
+def fed_shape_text(case: Case, fed: dict[str, tuple[int, ...]]) -> str:
+    """The row's shape: the case's batch (and sequence) and, for a model with shape bindings,
+    every input's shape as fed to the backend (``b4-points=4x64x3-queries=16x3``), so the row
+    says what ran, whatever was asked for."""
+    if not case.bindings or not fed:
+        return case.shape
+    head = f"b{case.batch_size}" + (f"s{case.seq_len}" if case.seq_len else "")
+    return "-".join((head, *(f"{n}={'x'.join(map(str, s))}" for n, s in fed.items())))
+
+
 def unmeasured(
     run_id: str, case: Case, artifact: Artifact | None, outcome: Outcome[Any]
 ) -> CaseResult:
@@ -76,6 +87,7 @@ def finalize(
     on the machine while the case ran (other busy processes...); the row's ``noise`` joins
     them with the flags its own samples raise (wide spread, an interval that did not settle)."""
     row = identity(run_id, case, artifact)
+    row.shape = fed_shape_text(case, m.input_shapes)
     samples = samples_to_ms(list(m.samples_ns))
     stats = LatencyStats.from_samples(samples, case.batch_size, case.settings.timing.confidence)
     row.load_s, row.compile_s = m.load_s, m.compile_s
@@ -83,11 +95,13 @@ def finalize(
     row.model_mem_mb, row.peak_rss_mb = m.model_mem_mb, m.peak_rss_mb
     row.device_mem_mb = m.device_mem_mb
     row.affinity, row.executed_precision = m.affinity, m.executed_precision
-    row.versions = json.dumps(m.versions, sort_keys=True)
-    details: dict[str, Any] = {"energy": m.energy_note, **m.details}
+    row.versions = strict_json.dumps(m.versions, sort_keys=True)
+    details: dict[str, Any] = {
+        "energy": m.energy_note, **m.details, "confidence": case.settings.timing.confidence,
+    }  # fmt: skip
     if len(m.fidelity_per_output) > 1:
-        details["cosine_per_output"] = m.fidelity_per_output
-    _latency(row, stats, m, details)
+        details["fidelity_per_output"] = m.fidelity_per_output
+    _latency(row, stats, m, details, case.settings.timing.confidence)
     if m.load is not None:
         _load(row, m.load, details)
     _fidelity(row, m, case.settings.fidelity_min_ratio, details)
@@ -106,11 +120,37 @@ def finalize(
         list(machine_flags),
         noise.case_flags(row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci),
     )
-    row.details = json.dumps(details)
+    short = _short_run(m, stats.n)
+    if short:
+        details["budget"] = short
+    if m.incomplete:
+        details["untimed"] = f"did not finish: {m.incomplete}; the samples above are kept"
+    row.reason = (
+        "; ".join(part for part in (short, m.incomplete and f"untimed: {m.incomplete}") if part)
+        or None
+    )
+    row.details = strict_json.dumps(details)
     return row, samples.tolist()
 
 
-def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict[str, Any]) -> None:
+def _short_run(m: Measurement, n: int) -> str | None:
+    """Why the row has fewer samples than asked for: the model is too slow for the budget."""
+    if m.stop_reason != "budget" or not m.min_samples or n >= m.min_samples:
+        return None
+    per = sum(m.samples_ns) / n / 1e9 if n else float("inf")
+    return (
+        f"too slow for this budget: {n} of {m.min_samples} samples in budget_s = "
+        f"{m.budget_s:g} s (about {per:.2g} s each); raise budget_s for more"
+    )
+
+
+def _latency(
+    row: CaseResult,
+    stats: LatencyStats,
+    m: Measurement,
+    details: dict[str, Any],
+    confidence: float,
+) -> None:
     """Statistics and how sampling went (``None`` stays ``None``)."""
     for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
         setattr(row, f"latency_ms_{name}", q.value)
@@ -126,13 +166,19 @@ def _latency(row: CaseResult, stats: LatencyStats, m: Measurement, details: dict
     row.stop_reason = m.stop_reason
     row.p50_rel_ci_width = m.rel_ci_width
     if stats.p99.value is None:
-        details["p99"] = f"insufficient samples ({stats.n})"
+        details["p99"] = (
+            f"insufficient samples ({stats.n} < {min_samples_for(0.99, confidence)} for a "
+            f"{confidence:.0%} interval)"
+        )
 
 
 def _fidelity(row: CaseResult, m: Measurement, min_ratio: float, details: dict[str, Any]) -> None:
     fidelity = m.fidelity
+    if m.fidelity_unscored:
+        details["fidelity_not_scored"] = m.fidelity_unscored
     if fidelity is None:
-        details["fidelity"] = "not scored: this backend computes no model outputs"
+        why = "; ".join(m.fidelity_unscored.values()) or "this backend computes no model outputs"
+        details["fidelity"] = f"not scored: {why}"
         return
     row.fidelity_metric = fidelity.metric
     row.fidelity = fidelity.value

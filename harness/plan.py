@@ -147,10 +147,12 @@ def plan(
     run_prices = suite_prices(suite)
     where = "command line" if selection is not None and selection.models else suite.path
     binding_sets = suite.binding_sets()
+    several = sum(name.startswith("onnx:") for name in suite.models) > 1  # take bindings
     probes = {
-        name: _probe(where, name, suite, binding_sets, launcher or ProcessLauncher(), cache)
+        name: _probe(where, name, suite, binding_sets, launcher or ProcessLauncher(), cache,
+                     several)
         for name in suite.models
-    }
+    }  # fmt: skip
     takes = {name: probe.accepts_bindings for name, probe in probes.items()}
     if binding_sets != [()] and not any(takes.values()):
         raise ConfigError(
@@ -160,11 +162,13 @@ def plan(
     devices = {b: case_device(b, suite.options.get(b, {})) for b in suite.backends}
     settings = suite.settings
     cases: list[Case] = []
+    own = {name: list(probe.binding_sets) or binding_sets for name, probe in probes.items()}
+    _check_bindings_used(suite, binding_sets, takes, own)
     for name, probe in probes.items():
         seqs: tuple[int | None, ...] = suite.seq_lens if probe.uses_sequence else (None,)
         shapes = [
             (bindings, batch, seq)
-            for bindings in (binding_sets if takes[name] else [()])
+            for bindings in (own[name] if takes[name] else [()])
             for batch in suite.batch_sizes
             for seq in seqs
         ]
@@ -229,14 +233,16 @@ def _probe(
     binding_sets: list[tuple[str, ...]],
     launcher: Launcher,
     cache: str | None,
+    own_only: bool = False,
 ) -> ModelProbe:
     """What planning needs of model ``name``; ConfigError naming where it was asked for.
 
     A user model is probed in a worker; a zoo model here (our code)."""
+
     key = "--model" if where == "command line" else "models"
     task = ProbeModelTask(
         name, tuple(binding_sets), suite.batch_sizes, suite.seq_lens, str(cache_root(cache)),
-        suite.settings.build_timeout_s,
+        suite.settings.build_timeout_s, own_only=own_only,
     )  # fmt: skip
     if not is_user_model(name):
         get_model(name)  # a ConfigError for an unknown name, before the task runs it
@@ -252,3 +258,22 @@ def _probe(
     if probe.error is not None:
         raise ConfigError(f"{where}: {key}: {probe.error}")
     return probe
+
+
+def _check_bindings_used(
+    suite: Suite,
+    sets: list[tuple[str, ...]],
+    takes: dict[str, bool],
+    own: dict[str, list[tuple[str, ...]]],
+) -> None:
+    """ConfigError for a binding that no model of a several-model suite can use (a single
+    model's resolver says so in its own words)."""
+    if sum(takes.values()) < 2:
+        return
+    used = {b for name, sets_ in own.items() if takes[name] for s in sets_ for b in s}
+    unused = sorted({b for s in sets for b in s} - used)
+    if unused:
+        raise ConfigError(
+            f"{suite.path}: shape binding {', '.join(unused)} names no input or dynamic axis of "
+            f"any model of the suite"
+        )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from harness import strict_json
 from harness.recommend import Recommendation, Verdict, command, row_hardware_class, suite_snippet
 from harness.render import markdown_table, text_table
 from harness.roofline import Prediction
@@ -67,7 +68,7 @@ def render_recommendation(
     if fmt == "json":
         data = json.loads(text)
         data["predicted"] = [{**asdict(p), "error": p.error} for p in predictions]
-        return json.dumps(data, indent=2) + "\n"
+        return strict_json.dumps(data, indent=2) + "\n"
     return text + render_predictions(predictions, fmt)
 
 
@@ -79,7 +80,7 @@ def _recommendation(rec: Recommendation, fmt: str, suites: Mapping[str, str]) ->
         cmd = command(winner.row, suites.get(winner.row.run_id))
         snippet = suite_snippet(winner.row, rec.constraints.min_fidelity)
     if fmt == "json":
-        return json.dumps(_as_dict(rec, cmd, snippet), indent=2, default=str) + "\n"
+        return strict_json.dumps(_as_dict(rec, cmd, snippet), indent=2, default=str) + "\n"
     header = _header(rec)
     rows = [_cells(rec, v) for v in rec.verdicts]
     notes = [

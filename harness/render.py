@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from harness import strict_json
 from harness.columns import (
     DEFAULT_COLUMNS,
     DROP_ORDER,
@@ -213,7 +213,7 @@ def as_csv(results: Sequence[CaseResult]) -> str:
 
 def as_json(results: Sequence[CaseResult]) -> str:
     rows: list[dict[str, Any]] = [r.to_dict() for r in results]
-    return json.dumps(rows, indent=2, default=str) + "\n"
+    return strict_json.dumps(rows, indent=2, default=str) + "\n"
 
 
 def terminal_width() -> int | None:
@@ -282,7 +282,7 @@ def render_comparison(
     """A comparison as a table (fitted to ``width`` as ``table`` is; ``None``: no limit),
     markdown or JSON."""
     if fmt == "json":
-        return json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
+        return strict_json.dumps([r.to_dict() for r in rows], indent=2) + "\n"
     header, cells = comparison_rows(rows)
     noisy = [f"noisy {c.model}/{c.variant}/{c.backend} {c.shape or ''}: {c.noise}"
              for c in rows if c.noise]  # fmt: skip

@@ -20,6 +20,7 @@ naming both versions. Versions:
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import strict_json
 from harness.compare import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
@@ -119,7 +121,7 @@ def write(runfile: RunFile, path: Path) -> None:
     fd, staging = tempfile.mkstemp(prefix=".run-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
+            fh.write(strict_json.dumps(data))
         Path(staging).replace(path)
     except OSError as exc:  # a full disk: no half-written or empty file stays behind
         raise HarnessError(f"{path}: run file not written: {exc.strerror or exc}") from None
@@ -200,6 +202,13 @@ def _check(data: dict[str, Any], version: int) -> str | None:
             for v in table.values()
         ):
             return f"'{key}' must be an object of lists of numbers"
+        if not all(math.isfinite(x) for v in table.values() for x in v):
+            return f"'{key}' holds a non-finite number (NaN or Infinity)"
+    seen: set[str] = set()
+    for case in cases:
+        if case["case_id"] in seen:
+            return f"case {case['case_id']} appears twice"
+        seen.add(case["case_id"])
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -211,9 +212,10 @@ class CaseRunner:
             result = unmeasured(run_id, task.case, task.artifact, measured)
             result.node = measured.node
             return result, []
-        result, samples = finalize(
-            run_id, task.case, task.artifact, measured.value, prices, machine_flags
-        )
+        value = measured.value
+        if measured.partial:  # the worker died after sampling: its samples were kept
+            value = replace(value, incomplete=measured.partial)
+        result, samples = finalize(run_id, task.case, task.artifact, value, prices, machine_flags)
         result.node = measured.node
         return result, samples
 
@@ -265,4 +267,7 @@ def measure_here(
     outcome = InlineLauncher().launch(task)
     if outcome.value is None:
         return unmeasured(run_id, case, artifact, outcome), []
-    return finalize(run_id, case, artifact, outcome.value, prices or default_prices())
+    value = outcome.value
+    if outcome.partial:
+        value = replace(value, incomplete=outcome.partial)
+    return finalize(run_id, case, artifact, value, prices or default_prices())

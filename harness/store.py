@@ -33,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -299,7 +300,12 @@ class Store:
     def _write(self, con: duckdb.DuckDBPyConnection, what: str, steps: list[Any]) -> None:
         """Run ``steps`` (sql, params) in one transaction. A failure (a full disk, a damaged
         file) is a StoreError naming ``what`` was not stored and DuckDB's own reason, even
-        when the ROLLBACK fails too (the transaction is then rolled back by closing)."""
+        when the ROLLBACK fails too (the transaction is then rolled back by closing). Inside
+        an open :meth:`transaction` the steps join it: it commits or rolls back as a whole."""
+        if self._in_transaction:
+            for sql, params in steps:
+                con.execute(sql, params)
+            return
         try:
             con.execute("BEGIN TRANSACTION")
             for sql, params in steps:
@@ -312,9 +318,27 @@ class Store:
             self.close()
             raise StoreError(f"{self.path}: {what} NOT stored: {_first_line(exc)}") from None
 
+    _in_transaction = False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything stored inside (a run and its cases: an import) is stored together or not
+        at all; ``add_case`` joins it instead of committing on its own."""
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        finally:
+            self._in_transaction = False
+
     def add_case(self, result: CaseResult, samples_ms: list[float]) -> None:
-        """Store one case's row and its raw samples (ms) in one transaction. The row's
-        ``speedup_vs_baseline`` is not stored: ``cases`` computes it."""
+        """Store one case's row and its raw samples (ms) in one transaction (or in the open
+        :meth:`transaction`). The row's ``speedup_vs_baseline`` is not stored: ``cases``
+        computes it."""
         data = {**result.to_dict(), _STORED_SPEEDUP: None}  # computed on read, never stored
         marks = ", ".join("?" for _ in COLUMNS)
         steps: list[Any] = [

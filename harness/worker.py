@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.case import Case
-from harness.errors import BackendError, BackendUnavailable, HarnessError, VariantNotApplicable
-from harness.launch.base import Outcome, Progress, Task
+from harness.errors import (
+    BackendError,
+    BackendUnavailable,
+    HarnessError,
+    VariantNotApplicable,
+    informative_line,
+)
+from harness.launch.base import Keep, KeepsPartial, Outcome, Progress, Task
 from harness.optimize.artifacts import CACHE_ENV
 
 if TYPE_CHECKING:
@@ -32,28 +38,55 @@ _SKIPS = (BackendUnavailable, VariantNotApplicable)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else "no message"
-    return first if len(first) <= limit else first[: limit - 3] + "..."
+    """The informative line of a message (a runtime's multi-line error names a source file
+    and line first: those lines are skipped)."""
+    return informative_line(text, limit)
 
 
-def run_task(task: Task[T], progress: Progress) -> Outcome[T]:
+def run_task(task: Task[T], progress: Progress, keep: Keep[T] | None = None) -> Outcome[T]:
     """Run ``task`` here and classify how it ended. Raises only what is not an ``Exception``
-    (``KeyboardInterrupt``, ``SystemExit``): a worker process reports those itself."""
+    (``KeyboardInterrupt``, ``SystemExit``): a worker process reports those itself.
+
+    A :class:`KeepsPartial` task's kept value is passed to ``keep`` (the process launcher sends
+    it to the parent) and, if the task then raises, becomes an ``ok`` outcome with ``partial``
+    set to the failure's one-line reason."""
+    kept: list[T] = []
+
+    def keeping(value: T) -> None:
+        kept[:] = [value]
+        if keep is not None:
+            keep(value)
+
     try:
+        if isinstance(task, KeepsPartial):
+            return Outcome.ok(task.run_keeping(progress, keeping))
         return Outcome.ok(task.run(progress))
     except _SKIPS as exc:
-        return Outcome("skipped", None, _one_line(str(exc)), type(exc).__name__, "", task.stage)
+        outcome: Outcome[T] = Outcome(
+            "skipped", None, _one_line(str(exc)), type(exc).__name__, "", task.stage
+        )
     except BackendError as exc:
-        return Outcome("failed", None, _one_line(str(exc)), type(exc).__name__, "", task.stage)
+        outcome = Outcome("failed", None, _one_line(str(exc)), type(exc).__name__, "", task.stage)
     except Exception as exc:  # any other failure of the task becomes its reason
-        return failed(task, exc)
+        outcome = failed(task, exc)
+    if kept and outcome.status == "failed":
+        return salvaged(kept[0], outcome)
+    return outcome
+
+
+def salvaged(value: T, outcome: Outcome[Any]) -> Outcome[T]:
+    """The ``ok`` outcome of a task that kept ``value`` and then ended as ``outcome``."""
+    return Outcome(
+        "ok", value, outcome.reason, outcome.error_kind, outcome.detail, outcome.stage,
+        partial=outcome.reason,
+    )  # fmt: skip
 
 
 def failed(task: Task[Any], exc: BaseException) -> Outcome[Any]:
     """A failure of the harness or of user code: its type, message and traceback."""
     kind = type(exc).__name__
     trace = "" if isinstance(exc, HarnessError) else traceback.format_exc(limit=8)
-    reason = _one_line(f"{task.stage}: {kind}: {exc}")
+    reason = _one_line(f"{task.stage}: {kind}: {_one_line(str(exc))}")
     return Outcome("failed", None, reason, kind, trace, task.stage)
 
 
@@ -102,10 +135,17 @@ class MeasureTask:
         return {**thread_env(self.case.threads), CACHE_ENV: self.cache}
 
     def run(self, progress: Progress) -> Measurement:
+        return self.run_keeping(progress, lambda value: None)
+
+    def run_keeping(self, progress: Progress, keep: Keep[Measurement]) -> Measurement:
+        """Measure; ``keep`` receives the timed measurement as soon as sampling ends, before
+        the untimed passes (fidelity, executed precision), so they cannot lose it."""
         from harness.execute import measure_case
         from harness.measure.clock import PerfCounterClock
 
-        return measure_case(self.case, self.artifact, self.reference, PerfCounterClock(), progress)
+        return measure_case(
+            self.case, self.artifact, self.reference, PerfCounterClock(), progress, keep
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +158,7 @@ class ModelProbe:
     accepts_bindings: bool = False
     uses_sequence: bool = False
     error: str | None = None
+    binding_sets: tuple[tuple[str, ...], ...] = ()  # the sets as they apply to this model
 
 
 @dataclass(frozen=True)
@@ -125,6 +166,8 @@ class ProbeModelTask:
     """Load model ``model`` (a user's ``onnx:``, ``hf:`` or ``torch:`` source: its factory, its
     config parsing) and check every shape it will be asked for: each of ``binding_sets`` with
     each of ``batch_sizes`` and ``seq_lens`` (``seq_lens`` only if it uses a sequence axis).
+    ``own_only``: the suite has several models that take bindings, and a binding names one
+    model's axis or input: each model keeps only the bindings it knows (each set once).
     Bounded by ``timeout_s`` (the suite's ``[measure] build_timeout_s``)."""
 
     model: str
@@ -134,6 +177,7 @@ class ProbeModelTask:
     cache: str
     timeout_s: float = 1800.0
     stage: str = "model check"
+    own_only: bool = False
 
     def env(self) -> Mapping[str, str]:
         return {CACHE_ENV: self.cache}
@@ -145,13 +189,21 @@ class ProbeModelTask:
         try:
             model = get_model(self.model)
             seqs: tuple[int | None, ...] = self.seq_lens if model.uses_sequence else (None,)
-            if model.accepts_bindings:
+            own = list(self.binding_sets)
+            if model.accepts_bindings and self.own_only:
+                known = model.binding_names()
+                own = []
                 for bindings in self.binding_sets:
+                    kept = tuple(b for b in bindings if b.split("=", 1)[0] in known)
+                    if kept not in own:
+                        own.append(kept)
+            if model.accepts_bindings:
+                for bindings in own:
                     for batch in self.batch_sizes:
                         for seq in seqs:
                             # a static batch's VariantNotApplicable: the case is skipped
                             with contextlib.suppress(VariantNotApplicable):
                                 get_model(self.model, bindings).shapes(batch, seq)
-            return ModelProbe(model.accepts_bindings, model.uses_sequence)
+            return ModelProbe(model.accepts_bindings, model.uses_sequence, None, tuple(own))
         except ConfigError as exc:
             return ModelProbe(error=str(exc))

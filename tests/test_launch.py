@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -72,7 +72,7 @@ def test_a_crash_is_reported_with_the_signal_and_output() -> None:
 
 def test_a_hang_is_killed_at_the_timeout_and_names_the_stage() -> None:
     outcome, _ = _launch(Job("hang", timeout_s=1.5, stage="artifact build"))
-    assert outcome.reason == "artifact build: timed out after 1.5 s"
+    assert outcome.reason == "artifact build: timed out after 1.5 s (last step: started)"
     assert (outcome.error_kind, outcome.stage) == ("timeout", "artifact build")
 
 
@@ -100,3 +100,23 @@ def test_skip_and_fail_are_decided_from_the_exception_type(
     outcome = launcher.launch(Job(what))
     assert (outcome.status, outcome.reason, outcome.value) == (status, reason, None)
     assert ("Traceback" in outcome.detail) is traceback
+
+
+@dataclass(frozen=True)
+class KeepingJob(Job):
+    """Keeps a partial result, then does ``what``."""
+
+    def run_keeping(self, progress: Progress, keep: Callable[[object], None]) -> object:
+        keep({"kept": True})
+        return self.run(progress)
+
+
+@pytest.mark.parametrize("what", ["hang", "crash", "bug"])
+def test_a_kept_result_survives_a_later_hang_crash_or_error(what: str) -> None:
+    outcome, _ = _launch(KeepingJob(what, timeout_s=3.0))
+    assert (outcome.status, outcome.value) == ("ok", {"kept": True})
+    expected = {"hang": "timed out after 3 s", "crash": "killed by signal SIGABRT",
+                "bug": "ZeroDivisionError"}[what]  # fmt: skip
+    assert outcome.partial is not None and expected in outcome.partial
+    inline = InlineLauncher().launch(KeepingJob("bug"))
+    assert inline.value == {"kept": True} and "ZeroDivisionError" in (inline.partial or "")

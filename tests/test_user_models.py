@@ -270,17 +270,17 @@ def test_a_detector_with_a_dynamic_image_size_sweeps_in_one_command(
     assert len(rows) == 2 * 2 * 3  # image sizes x batches x backends
     ran = [r for r in rows if r.backend != "torch-eager"]
     assert all(r.status == "ok" for r in ran), [r.reason for r in ran]
-    assert {r.shape for r in ran} == {
-        f"b{b}-height={s}-width={s}" for b in (1, 2) for s in (32, 64)
+    assert {r.shape for r in ran} == {  # the arrays fed, not the request
+        f"b{b}-images={b}x3x{s}x{s}" for b in (1, 2) for s in (32, 64)
     }
     for row in ran:
         assert row.fidelity is not None and row.fidelity > 0.999 and row.fidelity_ok
         assert row.latency_ms_p50 and row.throughput_per_s and row.energy_j_per_inference
         assert row.artifact_sha256 and row.params_m and row.cost_usd_per_million
-    assert "cosine_per_output" in ran[0].details  # two outputs, each scored
+    assert "fidelity_per_output" in ran[0].details  # two outputs, each scored
     skipped = [r for r in rows if r.backend == "torch-eager"]
     assert all(r.status == "skipped" and "ONNX file" in (r.reason or "") for r in skipped)
-    assert "b2-height=64-width=64" in proc.stdout  # the shape column names the bindings
+    assert "b2-images=2x3x64x64" in proc.stdout  # the shape column names the fed shapes
 
 
 @pytest.mark.slow

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 Progress = Callable[[str], None]
+Keep = Callable[[T], None]  # sends a task's result-so-far to the parent: kept if the task dies
 Status = Literal["ok", "skipped", "failed"]
 
 
@@ -39,6 +40,15 @@ class Task(Protocol[T_co]):
         ...
 
 
+@runtime_checkable
+class KeepsPartial(Protocol):
+    """A task that can hand over a usable result before it ends (a measurement's samples before
+    its untimed passes): ``keep(value)`` sends it; if the task then fails, times out or its
+    worker crashes, the outcome is ``ok`` with the kept value and ``partial`` saying why."""
+
+    def run_keeping(self, progress: Progress, keep: Keep[Any]) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
     """What came of a task.
@@ -51,6 +61,8 @@ class Outcome(Generic[T]):
     detail:     the worker's traceback or the tail of what it printed.
     stage:      the stage of the task that did not end ok ("worker", "artifact build").
     node:       the fleet node the task ran on; None for this machine.
+    partial:    for an ``ok`` outcome whose value is what the task kept before it ended early
+                (:class:`KeepsPartial`): why it ended (one line); None when it finished.
     """
 
     status: Status
@@ -60,6 +72,7 @@ class Outcome(Generic[T]):
     detail: str = ""
     stage: str | None = None
     node: str | None = None
+    partial: str | None = None
 
     @classmethod
     def ok(cls, value: T) -> Outcome[T]:

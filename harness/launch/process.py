@@ -43,7 +43,9 @@ def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, s
     from harness.worker import failed, run_task
 
     try:
-        outcome = run_task(task, lambda text: conn.send(("progress", text)))
+        outcome = run_task(
+            task, lambda text: conn.send(("progress", text)), lambda v: conn.send(("kept", v))
+        )
     except BaseException as exc:  # SystemExit from user code, an interrupt: still this case's
         outcome = failed(task, exc)
     try:
@@ -134,32 +136,43 @@ class ProcessLauncher:
         log_path: Path,
         progress: Progress,
     ) -> Outcome[T]:
+        from harness.worker import salvaged
+
         deadline = time.monotonic() + task.timeout_s
+        kept: list[T] = []
+        phase = ""
         while True:
             left = deadline - time.monotonic()
             if not wait([conn, proc.sentinel], timeout=max(left, 0)):
-                return Outcome(
+                where = f" (last step: {phase})" if phase else ""
+                timed_out: Outcome[T] = Outcome(
                     "failed",
-                    reason=f"{task.stage}: timed out after {task.timeout_s:g} s",
+                    reason=f"{task.stage}: timed out after {task.timeout_s:g} s{where}",
                     error_kind="timeout",
                     detail=_tail(log_path),
                     stage=task.stage,
                 )
+                return salvaged(kept[0], timed_out) if kept else timed_out
             try:
                 message = conn.recv() if conn.poll() else None
             except EOFError:
                 message = None
             if message is None:
                 proc.join(JOIN_S)
-                return Outcome(
+                crashed: Outcome[T] = Outcome(
                     "failed",
                     reason=f"{task.stage}: worker {_describe_exit(proc.exitcode)}",
                     error_kind="crashed",
                     detail=_tail(log_path),
                     stage=task.stage,
                 )
+                return salvaged(kept[0], crashed) if kept else crashed
             if message[0] == "progress":
+                phase = message[1]
                 progress(message[1])
+                continue
+            if message[0] == "kept":
+                kept[:] = [message[1]]
                 continue
             outcome: Outcome[T] = message[1]
             if outcome.status == "failed" and not outcome.detail:

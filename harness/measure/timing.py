@@ -8,7 +8,7 @@ instead of the harness's clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -87,24 +87,59 @@ def warm_up(backend: Backend, clock: Clock, policy: TimingPolicy, result: Timing
     p50_relative_ci_width(np.asarray(durations, dtype=np.float64), policy.confidence)
 
 
-def sample(backend: Backend, clock: Clock, policy: TimingPolicy, result: TimingResult) -> None:
+def sample(
+    backend: Backend,
+    clock: Clock,
+    policy: TimingPolicy,
+    result: TimingResult,
+    probe: EnergyProbe | None = None,
+) -> None:
     """Collect samples until the p50 interval is narrow enough, the budget ends, or the cap.
+    ``probe`` (started here, stopped at the end) reads energy over the timed iterations only;
+    the reading is ``result.energy``.
 
     The interval is re-checked at geometrically spaced counts so the check costs O(n log n)
     overall, and always outside the timed region.
     """
     start = clock.now_ns()
+    readings: list[EnergyReading] = []
+    if probe is not None:
+        probe.start()
+    try:
+        _sample_loop(backend, clock, policy, result, probe, start, readings)
+    finally:
+        if probe is not None:
+            readings.append(probe.stop())
+            result.energy = combined(readings)
+    result.rel_ci_width = p50_relative_ci_width(
+        np.asarray(result.samples_ns, dtype=np.float64) / NS_PER_MS, policy.confidence
+    )
+
+
+def _sample_loop(
+    backend: Backend,
+    clock: Clock,
+    policy: TimingPolicy,
+    result: TimingResult,
+    probe: EnergyProbe | None,
+    start: int,
+    readings: list[EnergyReading],
+) -> None:
     samples = result.samples_ns
     next_check = policy.min_samples
     while True:
         samples.append(time_once(backend, clock))
         n = len(samples)
         if n >= next_check:
+            if probe is not None:  # the energy window covers only the timed iterations
+                readings.append(probe.stop())
             next_check = max(n + 10, int(n * 1.1))
             width = p50_relative_ci_width(
                 np.asarray(samples, dtype=np.float64) / NS_PER_MS, policy.confidence
             )
             result.rel_ci_width = width
+            if probe is not None:
+                probe.start()
             if width is not None and width <= policy.target_rel_ci:
                 result.stop_reason = "ci"
                 return
@@ -114,21 +149,26 @@ def sample(backend: Backend, clock: Clock, policy: TimingPolicy, result: TimingR
         if clock.now_ns() - start >= policy.budget_s * 1e9:
             result.stop_reason = "budget"
             break
-    result.rel_ci_width = p50_relative_ci_width(
-        np.asarray(samples, dtype=np.float64) / NS_PER_MS, policy.confidence
-    )
 
 
 def measure(
     backend: Backend, clock: Clock, policy: TimingPolicy, probe: EnergyProbe | None = None
 ) -> TimingResult:
-    """Warm up, then sample with the energy probe (if any) running around the sampling phase.
-    The first inference (cold start) is timed by the caller."""
+    """Warm up, then sample with the energy probe (if any) running over the timed iterations
+    only (it is paused around the interval checks). The first inference (cold start) is timed
+    by the caller."""
     result = TimingResult()
     warm_up(backend, clock, policy, result)
-    if probe is not None:
-        probe.start()
-    sample(backend, clock, policy, result)
-    if probe is not None:
-        result.energy = probe.stop()
+    sample(backend, clock, policy, result, probe)
     return result
+
+
+def combined(readings: list[EnergyReading]) -> EnergyReading | None:
+    """Several readings of one probe as one: joules and seconds added."""
+    if not readings:
+        return None
+    return replace(
+        readings[0],
+        joules=sum(r.joules for r in readings),
+        seconds=sum(r.seconds for r in readings),
+    )

@@ -46,6 +46,11 @@ class Model(Protocol):
     onnx_file: Path | None
     params_m: float | None
 
+    def binding_names(self) -> set[str]:
+        """What a shape binding may name for this model: inputs and named dynamic axes (an
+        ONNX file's); empty for a model that takes no bindings."""
+        ...
+
     def bind(self, bindings: tuple[str, ...]) -> Self:
         """This model bound to one case's shape bindings (``name=640``, ``x=1x3x64x64``); a
         model that does not accept bindings returns itself."""

@@ -17,6 +17,10 @@ class BaseModel(ABC):
     onnx_file: Path | None = None
     params_m: float | None = None
 
+    def binding_names(self) -> set[str]:
+        """What a shape binding may name for this model (inputs, named axes); none here."""
+        return set()
+
     def bind(self, bindings: tuple[str, ...]) -> Self:
         """This model bound to one case's shape bindings; a model that takes none ignores them."""
         return self

@@ -6,7 +6,12 @@ A binding is text, as written on the command line or in a suite:
     height=640               a named axis (an ONNX ``dim_param``, or height / width of an image)
     images=1x3x640x640       the whole shape of one input (its batch axis follows the case)
 
-Batch and sequence axes are bound by the case's batch size and sequence length.
+Batch and sequence axes are bound by the case's batch size and sequence length. The batch axis
+is axis 0 of the inputs whose axis 0 is unnamed (or has an exporter's placeholder name such
+as ``unk__3``) or carries the batch's name (a name with "batch" in it, ``N`` or ``B``; else
+the first input's axis-0 name): an input whose axis 0 has
+another name (a shared query set ``[n_queries, 3]``) is not batched, and that axis is bound like
+any other named axis (``--dim n_queries=16`` or ``--shape queries=16x3``).
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def resolve_shapes(
         else:
             raise ConfigError(f"{model}: shape binding {text!r}: no input named {key!r}; "
                               f"inputs: {', '.join(sorted(names))}")  # fmt: skip
-    batch_names: set[Dim] = {s.dims[0] for s in specs if s.dims and isinstance(s.dims[0], str)}
+    batch_names = batch_axis_names(specs)
     used: set[str] = set()
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in specs:
@@ -107,7 +112,13 @@ def resolve_shapes(
                 label = f" ({dim!r})" if dim else ""
                 guess = 224 if spec.is_image else 128 if spec.is_tokens else 16
                 example = "x".join(
-                    str(d) if isinstance(d, int) else str(batch if i == 0 else guess)
+                    str(d)
+                    if isinstance(d, int)
+                    else str(
+                        batch
+                        if d in batch_names or (i == 0 and (d is None or _anonymous(d)))
+                        else guess
+                    )
                     for i, d in enumerate(spec.dims)
                 )
                 hint = f" or --dim {dim}={guess}" if isinstance(dim, str) else ""
@@ -132,6 +143,27 @@ def resolve_shapes(
     return shapes
 
 
+_BATCH_NAME = re.compile(r"batch|^[nb]$", re.I)
+# Names exporters give an axis nobody named (tf2onnx "unk__12", torch.export "s0"): an axis 0
+# with such a name is batched like an unnamed one.
+_ANONYMOUS = re.compile(r"^(unk__\d+|s\d+|\d+|\?)$")
+
+
+def _anonymous(dim: Dim) -> bool:
+    return isinstance(dim, str) and bool(_ANONYMOUS.match(dim))
+
+
+def batch_axis_names(specs: Sequence[TensorSpec]) -> set[Dim]:
+    """The names of the batch axis: the axis-0 names that look like a batch (contain "batch",
+    or are ``N`` / ``B``), else the first input's axis-0 name. Unnamed axes are not names."""
+    axis0 = [s.dims[0] for s in specs if s.dims and isinstance(s.dims[0], str)]
+    batchy: set[Dim] = {d for d in axis0 if isinstance(d, str) and _BATCH_NAME.search(d)}
+    if batchy:
+        return batchy
+    first = specs[0].dims[0] if specs and specs[0].dims else None
+    return {first} if isinstance(first, str) else set()
+
+
 def _axis_size(
     spec: TensorSpec,
     axis: int,
@@ -149,7 +181,7 @@ def _axis_size(
                 f"--shape {spec.name}: axis {axis} is static {dim} in the model, not {given[axis]}"
             )
         return dim
-    if axis == 0 or dim in batch_names:
+    if dim in batch_names or (axis == 0 and (dim is None or _anonymous(dim))):
         return batch
     if given is not None:
         return given[axis]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from harness.digest import file_sha256
+from harness.digest import external_locations, file_sha256, onnx_digest
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.models.base import BaseModel
 from harness.models.inputs import TensorSpec, check_dtype, generate, resolve_shapes
@@ -70,6 +70,27 @@ def _graph_info(path: Path, mtime: float) -> tuple[tuple[TensorSpec, ...], tuple
     return tuple(specs), tuple(o.name for o in graph.output), params
 
 
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime ns, size) of the graph and each external data file: a change to any of
+    them (new weights under the same graph) misses :func:`_model_digest`'s cache."""
+    files = [(".", path)]
+    files += [(loc, path.parent / loc) for loc in external_locations(path)]
+    stamp = []
+    for name, file in files:
+        stat = file.stat() if file.is_file() else None
+        stamp.append((name, stat.st_mtime_ns if stat else -1, stat.st_size if stat else -1))
+    return tuple(stamp)
+
+
+@functools.cache
+def _model_digest(path: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 of the graph and its external data files (see :func:`onnx_digest`); without
+    external data, the graph file's own sha256 (cache keys of earlier runs stay valid).
+    ``stamp`` (:func:`_stamp`) is part of the cache key only."""
+    del stamp
+    return onnx_digest(path)[0]
+
+
 def _vocabularies(graph: Any, initializers: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """Integer inputs used as Gather indices into an initializer (an embedding table), possibly
     through a Cast: their ids must stay below the table's first dimension."""
@@ -99,6 +120,9 @@ class OnnxFileModel(BaseModel):
         if inputs_file is not None and not inputs_file.is_file():
             raise ConfigError(f"onnx:{path}: inputs file {inputs_file} not found")
         specs, outputs, self.params_m = _graph_info(path, path.stat().st_mtime)
+        for location in external_locations(path):  # unsafe locations raise ConfigError here
+            if not (path.parent / location).is_file():
+                raise ConfigError(f"onnx:{path}: external data file {location} not found")
         self.samples = samples = _read_samples(inputs_file, specs) if inputs_file else {}
         for spec_ in specs:
             if spec_.name not in samples:
@@ -111,6 +135,17 @@ class OnnxFileModel(BaseModel):
         )
         self.task = "generic"
         self.description = f"ONNX file ({len(specs)} inputs, {len(outputs)} outputs)"
+
+    def binding_names(self) -> set[str]:
+        """What a binding may name for this model: its inputs, their named dynamic axes and,
+        for an image input with two dynamic axes, ``height`` and ``width``."""
+        names = {s.name for s in self.specs} | {
+            d for s in self.specs for d in s.dims if isinstance(d, str)
+        }
+        if any(s.is_image and sum(not isinstance(d, int) for d in s.dims[1:]) == 2
+               for s in self.specs):  # fmt: skip
+            names |= {"height", "width"}
+        return names
 
     def bind(self, bindings: tuple[str, ...]) -> Self:
         bound = copy.copy(self)  # the graph facts are shared
@@ -137,7 +172,7 @@ class OnnxFileModel(BaseModel):
         return [f"{k}={v}" for k, v in named.items() if k in used]
 
     def source_fingerprint(self) -> str:
-        parts = [file_sha256(self.path)]
+        parts = [_model_digest(self.path, _stamp(self.path))]
         if self.inputs_file is not None:
             parts.append(file_sha256(self.inputs_file))
         return "onnx:" + ":".join(parts)

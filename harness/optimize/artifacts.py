@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from harness.backend import staged
 from harness.cache import CACHE_ENV as CACHE_ENV  # re-exported: callers find the cache here
 from harness.cache import cache_root as cache_root
-from harness.digest import file_sha256
+from harness.digest import external_locations, onnx_digest
 from harness.environment import package_version
+from harness.errors import ConfigError
 from harness.models import get_model, is_user_model
 from harness.optimize.export import ONNX_FILE, OPSET, count_params_m, export_onnx
 from harness.optimize.steps import Parent, Step, parse_step, replay
@@ -129,15 +130,16 @@ def _load_meta(directory: Path) -> Artifact | None:
 def _store(
     staging: Path, final: Path, model: str, variant: str, params_m: float, lineage: dict[str, Any]
 ) -> Artifact:
-    """Describe ``staging/model.onnx`` (to be moved to ``final``) and write its meta.json."""
-    onnx_path = staging / ONNX_FILE
+    """Describe ``staging/model.onnx`` (to be moved to ``final``) and write its meta.json.
+    The sha256 and size cover the graph and every external data file it reads."""
+    sha256, size = onnx_digest(staging / ONNX_FILE)
     artifact = Artifact(
         model=model,
         variant=variant,
         key=final.name,
         directory=str(final),
-        sha256=file_sha256(onnx_path),
-        size_mb=onnx_path.stat().st_size / 2**20,
+        sha256=sha256,
+        size_mb=size / 2**20,
         params_m=params_m,
         lineage=lineage,
     )
@@ -185,17 +187,17 @@ def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]
 
 
 def copy_onnx(source: Path, target: Path) -> None:
-    """Copy ONNX file ``source`` and the external data files it names to ``target``."""
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
+    """Copy an ONNX graph and every external data file it reads, keeping their layout
+    (sub-folders included). Unsafe locations (absolute, ``../``) are refused (ConfigError)
+    before anything is copied."""
+    locations = external_locations(source)
+    missing = [loc for loc in locations if not (source.parent / loc).is_file()]
+    if missing:
+        raise ConfigError(f"{source}: external data file {missing[0]} not found")
     shutil.copyfile(source, target)
-    model = onnx.load(str(source), load_external_data=False)
-    for tensor in model.graph.initializer:
-        if uses_external_data(tensor):
-            location = ExternalDataInfo(tensor).location
-            if not (target.parent / location).exists():
-                shutil.copyfile(source.parent / location, target.parent / location)
+    for location in locations:
+        (target.parent / location).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source.parent / location, target.parent / location)
 
 
 def _no_progress(text: str) -> None:

@@ -208,7 +208,7 @@ def quantize_static_onnx(
     seq = 128 if model.uses_sequence else None
     calibration, _ = model.batches("calibration", 1, seq)
     selection, rows = model.batches("training", 16, seq)
-    expected = onnx_outputs(source, selection, rows)
+    expected = onnx_outputs(source, selection)
     candidates = {
         "nncf": lambda out: _nncf_qdq(source, out, calibration, model.task),
         "onnxruntime-minmax": lambda out: _ort_minmax_qdq(source, out, calibration),
@@ -225,8 +225,9 @@ def quantize_static_onnx(
                 errors[name] = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             # Scored against the parent's own predictions: for a classifier, top-1 agreement.
-            got = onnx_outputs(out, selection, rows)
-            scores[name] = score_outputs(model.task, got, expected, None)[0].value
+            got = onnx_outputs(out, selection)
+            scored = score_outputs(model.task, got, expected, None, rows).fidelity
+            scores[name] = scored.value if scored is not None else float("-inf")
         if not scores:
             raise RuntimeError(f"no int8-static recipe worked: {errors}")
         best = max(scores, key=lambda n: scores[n])
