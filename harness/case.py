@@ -40,7 +40,8 @@ class CaseSettings:
 @dataclass(frozen=True)
 class Case:
     """One measurement. ``bindings`` are a user model's shape bindings, e.g. ("height=640",);
-    ``device`` is the backend's first declared device."""
+    ``device`` is the backend's first declared device. A decoder case has ``gen_len`` (tokens
+    generated per row, EOS ignored) and its ``seq_len`` is the prompt length."""
 
     model: str
     variant: str
@@ -53,9 +54,12 @@ class Case:
     options: Mapping[str, Any] = field(default_factory=dict)
     bindings: tuple[str, ...] = ()
     settings: CaseSettings = field(default_factory=CaseSettings)
+    gen_len: int | None = None
 
     @property
     def shape(self) -> str:
+        if self.gen_len is not None:
+            return f"b{self.batch_size}p{self.seq_len}g{self.gen_len}"
         text = f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
         return "-".join((text, *self.bindings))
 

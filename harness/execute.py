@@ -26,6 +26,7 @@ from harness.backend import (
 )
 from harness.case import Case
 from harness.environment import cpu_model, isa_flags
+from harness.generate.stats import GenerativeRaw
 from harness.launch.base import Progress, no_progress
 from harness.measure.clock import Clock
 from harness.measure.energy import EnergyReading, choose_probe
@@ -57,6 +58,8 @@ class Measurement:
     fidelity:   the score against the fp32 reference (None: the backend computes no outputs);
                 ``fidelity_per_output`` holds each output's cosine.
     details:    backend facts (a compiler's target, a simulator's per-layer model).
+    generative: a decoder case's per-token timestamps and fidelity (then ``samples_ns`` are
+                each generation's end-to-end time).
     """
 
     samples_ns: tuple[int, ...]
@@ -79,6 +82,7 @@ class Measurement:
     fidelity: Fidelity | None = None
     fidelity_per_output: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    generative: GenerativeRaw | None = None
 
 
 def pin_cpus(threads: int) -> str:
@@ -128,10 +132,14 @@ def measure_case(
     Raises ``BackendUnavailable`` (skip) when the runtime cannot run here or refuses the
     precision, ``BackendError`` (fail) when it fails; the caller classifies.
     """
+    model = get_model(case.model, case.bindings)
+    if getattr(model, "generative", False):
+        from harness.generate.execute import measure_generation
+
+        return measure_generation(case, artifact, reference, clock, progress)
     backend = backend_class(case.backend)()
     backend.check()
     affinity = pin_cpus(case.threads)
-    model = get_model(case.model, case.bindings)
     inputs = model.example_inputs(case.batch_size, case.seq_len)
     settings = BackendSettings(
         threads=case.threads,

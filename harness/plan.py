@@ -18,6 +18,7 @@ from harness.cost import Prices, prices
 from harness.errors import ConfigError, VariantNotApplicable
 from harness.models import Model, get_model
 from harness.models.inputs import parse_binding
+from harness.optimize.variants import parse_variant
 from harness.suite import Suite, choice, variant_name
 from harness.suite import _model as model_spec
 
@@ -119,14 +120,21 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
     settings = suite.settings
     cases: list[Case] = []
     for name, model in models.items():
+        generative = getattr(model, "generative", False)
+        _check_generative(suite, name, generative)
         seqs: tuple[int | None, ...] = suite.seq_lens if model.uses_sequence else (None,)
+        gens: tuple[int | None, ...] = (None,)
+        if generative:
+            seqs, gens = suite.prompt_lens, suite.gen_lens
+            _check_lengths(suite, model, seqs, gens)
         shapes = [
-            (bindings, batch, seq)
+            (bindings, batch, seq, gen)
             for bindings in (binding_sets if takes[name] else [()])
             for batch in suite.batch_sizes
             for seq in seqs
+            for gen in gens
         ]
-        for bindings, batch, seq in shapes if takes[name] else ():
+        for bindings, batch, seq, _ in shapes if takes[name] else ():
             with contextlib.suppress(VariantNotApplicable):
                 get_model(name, bindings).shapes(batch, seq)  # type: ignore[attr-defined]
         cases += [
@@ -142,11 +150,12 @@ def plan(suite: Suite, selection: Selection | None = None, auto_threads: int = 1
                 bindings=bindings,
                 device=devices[backend],
                 settings=settings,
+                gen_len=gen,
             )
             for variant in suite.variants
             for backend in suite.backends
             for threads in suite.threads
-            for bindings, batch, seq in shapes
+            for bindings, batch, seq, gen in shapes
         ]
     return Plan(suite, tuple(cases), run_prices)
 
@@ -158,3 +167,41 @@ def _load(where: str, name: str) -> Model:
         return get_model(name)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {key}: {exc}") from None
+
+
+def _check_generative(suite: Suite, name: str, generative: bool) -> None:
+    """ConfigError for a decoder on a backend that cannot generate, a decoder with an encoder
+    variant step, or a decoder-only step on an encoder."""
+    for variant in suite.variants:
+        parsed = parse_variant(variant)
+        if generative and any(s.kind in ("torch", "onnx") for s in parsed.steps):
+            raise ConfigError(
+                f"{suite.path}: variant {variant!r} does not apply to the decoder {name!r}; "
+                "allowed: fp32, int8-weight, int4-weight, bf16, kv-int8 (and their + chains)"
+            )
+        if not generative and parsed.generative_only:
+            raise ConfigError(
+                f"{suite.path}: variant {variant!r} applies to decoders only; {name!r} is not one"
+            )
+    if generative:
+        cannot = [b for b in suite.backends if not backend_class(b).capabilities.generates]
+        if cannot:
+            able = [b for b in backend_names() if backend_class(b).capabilities.generates]
+            raise ConfigError(
+                f"{suite.path}: backend {', '.join(cannot)} cannot generate text ({name!r} is "
+                f"a decoder); allowed: {', '.join(able)}"
+            )
+
+
+def _check_lengths(
+    suite: Suite, model: Model, prompts: tuple[int | None, ...], gens: tuple[int | None, ...]
+) -> None:
+    """ConfigError when a prompt plus its generation exceeds the model's context."""
+    limit = getattr(model, "max_positions", None)
+    for prompt in prompts:
+        for gen in gens:
+            if limit and (prompt or 0) + (gen or 0) > limit:
+                raise ConfigError(
+                    f"{suite.path}: prompt_len {prompt} + gen_len {gen} exceeds "
+                    f"{model.name}'s context of {limit} tokens"
+                )

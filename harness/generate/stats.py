@@ -124,3 +124,29 @@ def kv_cache_bytes(
     if min(layers, kv_heads, head_dim, tokens, batch_size) < 1 or bytes_per_value <= 0:
         raise ValueError("KV-cache dimensions must be positive")
     return int(2 * layers * kv_heads * head_dim * tokens * batch_size * bytes_per_value)
+
+
+@dataclass(frozen=True)
+class GenerativeRaw:
+    """What a worker measured for one decoder case, raw (no statistic).
+
+    runs:             the timed generations, in order (a different prompt each).
+    cold_ttft_ms:     TTFT of the first generation after load (untimed warm-up), ms.
+    kv_cache_bytes:   the full KV cache (prompt_len + gen_len tokens, batch) computed from the
+                      model's config at the cache's element size.
+    kv_cache_bytes_engine: as the engine reports it, where it does.
+    next_token_agreement, perplexity_ratio: teacher-forced on the held-out split against fp32
+                      (None where the engine returns no logits).
+    matching_greedy_len: greedy tokens equal to fp32's continuation of the same prompt (mean
+                      over the prompts compared).
+    """
+
+    runs: tuple[TokenTimes, ...]
+    prompt_len: int
+    gen_len: int
+    cold_ttft_ms: float
+    kv_cache_bytes: int | None
+    kv_cache_bytes_engine: int | None = None
+    next_token_agreement: float | None = None
+    perplexity_ratio: float | None = None
+    matching_greedy_len: float | None = None

@@ -76,6 +76,10 @@ class Artifact:
 
 def base_recipe(model_name: str) -> dict[str, Any]:
     """Everything that determines the fp32 export's bytes; its hash is the cache key."""
+    if getattr(get_model(model_name), "generative", False):
+        return {"format": ARTIFACT_FORMAT, "model": model_name, "variant": "fp32",
+                "source": get_model(model_name).source_fingerprint(), "exporter": "hf-dir",
+                "transformers": package_version("transformers")}  # fmt: skip
     return {
         "format": ARTIFACT_FORMAT,
         "model": model_name,
@@ -159,8 +163,11 @@ def export_onnx(module: torch.nn.Module, model_name: str, path: Path) -> None:
 def _store(
     staging: Path, final: Path, model: str, variant: str, params_m: float, lineage: dict[str, Any]
 ) -> Artifact:
-    """Describe ``staging/model.onnx`` (to be moved to ``final``) and write its meta.json."""
+    """Describe ``staging/model.onnx`` (a decoder's ``model.safetensors``), to be moved to
+    ``final``, and write its meta.json."""
     onnx_path = staging / "model.onnx"
+    if not onnx_path.exists() and (staging / "model.safetensors").exists():
+        onnx_path = staging / "model.safetensors"
     artifact = Artifact(
         model=model,
         variant=variant,
@@ -206,6 +213,8 @@ def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]
     import onnx
 
     model = get_model(model_name)
+    if getattr(model, "generative", False):  # a decoder's artifact is its fp32 HF directory
+        return model.save_fp32(staging), {"parent": None, "chain": [], "format": "hf-dir"}  # type: ignore[attr-defined]
     source = getattr(model, "onnx_file", None)
     if source is not None:
         _copy_onnx(Path(source), staging / "model.onnx")

@@ -4,11 +4,15 @@ A variant is ``fp32`` or a ``+``-joined chain of steps, applied left to right::
 
     torch steps    pruned-unstructured-<pct>, pruned-structured-<pct>, distilled-<n>l
     ONNX steps     int8-dynamic, int8-static          (at most one)
-    runtime steps  fp16, bf16                          (at most one, last)
+    weight steps   int8-weight, int4-weight            (decoders; at most one)
+    runtime steps  fp16, bf16, kv-int8                 (at most one, last)
 
 Torch steps change the module (and so the exported graph); ONNX steps rewrite the exported file;
 runtime steps leave the file alone and ask the backend to execute in that precision, which it
-does only where the hardware supports it natively.
+does only where the hardware supports it natively. Weight steps (generative decoders only) also
+leave the fp32 directory alone: each engine compresses the weights in its own format when it
+loads them (NNCF ``compress_weights`` for OpenVINO, ``MatMulNBits`` for onnxruntime-genai),
+cached under the engine's own cache directory; ``kv-int8`` asks for an int8 KV cache.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any, Literal
 
 from harness.errors import ConfigError
 
-StepKind = Literal["torch", "onnx", "runtime"]
-_ORDER = {"torch": 0, "onnx": 1, "runtime": 2}
+StepKind = Literal["torch", "onnx", "weights", "runtime"]
+_ORDER = {"torch": 0, "onnx": 1, "weights": 2, "runtime": 3}
+GENERATIVE_STEPS = ("int8-weight", "int4-weight", "kv-int8")
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,24 @@ class Variant:
         return runtime[-1] if runtime else "fp32"
 
     @property
+    def weight_bits(self) -> int | None:
+        """8 or 4 for a weight-only step, else None (weights as the artifact holds them)."""
+        bits = [s.params["bits"] for s in self.steps if s.kind == "weights"]
+        return bits[-1] if bits else None
+
+    @property
+    def kv_cache_int8(self) -> bool:
+        return any(s.name == "kv-int8" for s in self.steps)
+
+    @property
+    def generative_only(self) -> bool:
+        """Whether a step applies only to decoders."""
+        return any(s.name in GENERATIVE_STEPS for s in self.steps)
+
+    @property
     def artifact_name(self) -> str:
         """The variant whose file the backend loads: runtime steps do not change the file."""
-        kept = [s.name for s in self.steps if s.kind != "runtime"]
+        kept = [s.name for s in self.steps if s.kind not in ("runtime", "weights")]
         return "+".join(kept) if kept else "fp32"
 
     @property
@@ -66,6 +86,11 @@ DESCRIPTIONS = {
     "bf16": "executed in bfloat16 where the backend and CPU support it natively (else skipped)",
     "int8-dynamic": "int8 weights, activations quantized at run time (ORT / PyTorch dynamic)",
     "int8-static": "int8 QDQ graph calibrated on the calibration split (NNCF or ORT min-max)",
+    "int8-weight": "weight-only int8 (per channel), activations fp32: decoders, in each "
+    "engine's format (NNCF compress_weights, MatMulNBits, PyTorch int8 weight-only)",
+    "int4-weight": "weight-only int4 (group size 64, symmetric), activations fp32: decoders, "
+    "in each engine's format (NNCF compress_weights, MatMulNBits)",
+    "kv-int8": "the KV cache held in int8 where the engine has it (else skipped)",
     "pruned-unstructured-<pct>": "magnitude pruning of Linear weights to <pct>% zeros",
     "pruned-structured-<pct>": "remove <pct>% of attention heads and FFN neurons by importance, "
     "then distil against the unpruned model",
@@ -77,6 +102,11 @@ DESCRIPTIONS = {
 def _step(name: str) -> Step:
     if name in ("fp16", "bf16"):
         return Step(name, "runtime", DESCRIPTIONS[name], precision=name)
+    if name in ("int8-weight", "int4-weight"):
+        bits = int(name[3])
+        return Step(name, "weights", DESCRIPTIONS[name], {"bits": bits}, precision=f"int{bits}")
+    if name == "kv-int8":
+        return Step(name, "runtime", DESCRIPTIONS[name])
     if name in ("int8-dynamic", "int8-static"):
         return Step(name, "onnx", DESCRIPTIONS[name], precision="int8")
     if match := re.fullmatch(r"pruned-(unstructured|structured)-(\d{1,2})", name):
@@ -105,9 +135,10 @@ def parse_variant(name: str) -> Variant:
     if kinds != sorted(kinds):
         raise ConfigError(
             f"variant {name!r}: steps must go torch steps (pruned-*, distilled-*), then one "
-            "quantization (int8-*), then one runtime precision (fp16, bf16)"
+            "quantization (int8-dynamic/static or int8/int4-weight), then one runtime step "
+            "(fp16, bf16, kv-int8)"
         )
-    for kind in ("onnx", "runtime"):
+    for kind in ("onnx", "weights", "runtime"):
         if sum(s.kind == kind for s in steps) > 1:
             raise ConfigError(f"variant {name!r}: at most one {kind} step may be composed")
     if len({s.name for s in steps}) != len(steps):
