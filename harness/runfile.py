@@ -11,6 +11,9 @@ naming both versions. Versions:
 3. cases carry ``hardware_class`` and ``noise``; ``run`` carries the suite's speedup baseline
    (``baseline_backend``, ``baseline_variant``). Readers need to know a v2 file has none of
    these (null, not "unknown key"), hence the bump.
+4. cases carry the decoder columns (``prompt_len``, ``gen_len``, ``ttft_ms_*``, ``tpot_ms_*``,
+   ``itl_ms_p99``, ``e2e_ms_p50``, token rates, ``kv_cache_mb``, per-output-token cost and
+   carbon; store schema v3); a v3 file's rows get them as null.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ from harness.compare import (
 from harness.errors import ConfigError
 from harness.result import CaseResult
 from harness.store import Store
-from harness.store_schema import derive_baseline, legacy_hardware_class
+from harness.store_schema import ADDED_COLUMNS, derive_baseline, legacy_hardware_class
 
 FORMAT = "infrabench-run"
-VERSION = 3  # what ``write`` writes and the newest ``read`` reads
+VERSION = 4  # what ``write`` writes and the newest ``read`` reads
 HISTORY_MAX = 10  # earlier medians kept per case
 
 
@@ -147,8 +150,18 @@ def update_to_3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "version": 3, "run": run, "cases": cases}
 
 
+def update_to_4(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 rows measured no decoder: the decoder columns are null."""
+    for case in data["cases"]:
+        for column in ADDED_COLUMNS[3]["cases"]:
+            case.setdefault(column, None)
+    return {**data, "version": 4}
+
+
 # UPDATES[n] turns a version n - 1 file into version n.
-UPDATES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: update_to_2, 3: update_to_3}
+UPDATES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    2: update_to_2, 3: update_to_3, 4: update_to_4,
+}  # fmt: skip
 
 _CASE_KEYS = ("run_id", "case_id", "model", "variant", "backend")
 

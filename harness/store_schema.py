@@ -11,6 +11,11 @@ A new field needs a new version here (its DDL and a migration from the previous 
   = none) and the suite's speedup baseline in ``runs`` (``baseline_backend``,
   ``baseline_variant``; null = the run recorded none).
 
+* v3 = v2 plus the decoder columns (null for encoders): ``prompt_len``, ``gen_len``, TTFT and
+  TPOT p50/p90/p99 with their intervals (``ttft_ms_*``, ``tpot_ms_*``), ``itl_ms_p99``,
+  ``e2e_ms_p50``, ``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``kv_cache_mb`` and cost
+  and carbon per million output tokens.
+
 ``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
 nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
 (``Store.cases``). It is read back as stored only for a run without a recorded baseline, which
@@ -24,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1_RUNS = """CREATE TABLE runs(
     run_id VARCHAR PRIMARY KEY, suite VARCHAR, suite_path VARCHAR, started_at TIMESTAMP,
@@ -51,6 +56,17 @@ _V1_CASES = """CREATE TABLE cases(
     affinity VARCHAR, versions VARCHAR, details VARCHAR{extra},
     PRIMARY KEY(run_id, case_id))"""
 
+_V3_CASES_EXTRA = """, hardware_class VARCHAR, noise VARCHAR,
+    prompt_len BIGINT, gen_len BIGINT, ttft_ms_p50 DOUBLE, ttft_ms_p90 DOUBLE,
+    ttft_ms_p99 DOUBLE, ttft_ms_p50_ci_low DOUBLE, ttft_ms_p50_ci_high DOUBLE,
+    ttft_ms_p90_ci_low DOUBLE,
+    ttft_ms_p90_ci_high DOUBLE, ttft_ms_p99_ci_low DOUBLE, ttft_ms_p99_ci_high DOUBLE,
+    tpot_ms_p50 DOUBLE, tpot_ms_p90 DOUBLE, tpot_ms_p99 DOUBLE, tpot_ms_p50_ci_low DOUBLE,
+    tpot_ms_p50_ci_high DOUBLE, tpot_ms_p90_ci_low DOUBLE, tpot_ms_p90_ci_high DOUBLE,
+    tpot_ms_p99_ci_low DOUBLE, tpot_ms_p99_ci_high DOUBLE, itl_ms_p99 DOUBLE, e2e_ms_p50 DOUBLE,
+    prefill_tokens_per_s DOUBLE, decode_tokens_per_s DOUBLE, kv_cache_mb DOUBLE,
+    cost_usd_per_million_output_tokens DOUBLE, gco2_per_million_output_tokens DOUBLE"""
+
 _SAMPLES = "CREATE TABLE samples(run_id VARCHAR, case_id VARCHAR, idx INTEGER, latency_ms DOUBLE)"
 _SCHEMA_INFO = 'CREATE TABLE schema_info("version" INTEGER NOT NULL)'
 
@@ -68,12 +84,51 @@ DDL: dict[int, tuple[str, ...]] = {
         _V1_CASES.format(extra=", hardware_class VARCHAR, noise VARCHAR"),
         _SAMPLES,
     ),
+    3: (
+        _SCHEMA_INFO,
+        _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
+        _V1_CASES.format(extra=_V3_CASES_EXTRA),
+        _SAMPLES,
+    ),
 }
 
 # The columns of ``runs`` and ``cases`` that each version adds (for readers and tests).
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"cases": ("hardware_class", "noise"), "runs": ("baseline_backend", "baseline_variant")},
+    3: {
+        "cases": (
+            "prompt_len",
+            "gen_len",
+            "ttft_ms_p50",
+            "ttft_ms_p90",
+            "ttft_ms_p99",
+            "ttft_ms_p50_ci_low",
+            "ttft_ms_p50_ci_high",
+            "ttft_ms_p90_ci_low",
+            "ttft_ms_p90_ci_high",
+            "ttft_ms_p99_ci_low",
+            "ttft_ms_p99_ci_high",
+            "tpot_ms_p50",
+            "tpot_ms_p90",
+            "tpot_ms_p99",
+            "tpot_ms_p50_ci_low",
+            "tpot_ms_p50_ci_high",
+            "tpot_ms_p90_ci_low",
+            "tpot_ms_p90_ci_high",
+            "tpot_ms_p99_ci_low",
+            "tpot_ms_p99_ci_high",
+            "itl_ms_p99",
+            "e2e_ms_p50",
+            "prefill_tokens_per_s",
+            "decode_tokens_per_s",
+            "kv_cache_mb",
+            "cost_usd_per_million_output_tokens",
+            "gco2_per_million_output_tokens",
+        ),
+        "runs": (),
+    },
 }
+_V3_INTEGER = ("prompt_len", "gen_len")
 
 # Only a case with these keys equal to the baseline's is compared with it (as in v1).
 SPEEDUP_KEY = ("model", "shape", "threads", "scenario")
@@ -168,5 +223,12 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
             )
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    """Decoder columns, null in every existing row (no v2 row measured a decoder)."""
+    for column in ADDED_COLUMNS[3]["cases"]:
+        kind = "BIGINT" if column in _V3_INTEGER else "DOUBLE"
+        con.execute(f"ALTER TABLE cases ADD COLUMN {column} {kind}")
+
+
 # MIGRATIONS[n] upgrades a store at schema version n to n + 1 (inside one transaction).
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}

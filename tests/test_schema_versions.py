@@ -24,7 +24,9 @@ from harness.store import SCHEMA_VERSION, Store
 from harness.store_schema import ADDED_COLUMNS, DDL, MIGRATIONS, create, derive_baseline
 
 DATA = Path(__file__).parent / "data"
-V1_CASE_COLUMNS = [c for c in COLUMNS if c not in ADDED_COLUMNS[2]["cases"]]
+V1_CASE_COLUMNS = [
+    c for c in COLUMNS if not any(c in added["cases"] for added in ADDED_COLUMNS.values())
+]
 
 
 def _dump(con: duckdb.DuckDBPyConnection) -> str:
@@ -105,7 +107,7 @@ def test_a_golden_v1_store_migrates_in_place_with_its_rows_unchanged(golden_stor
     speedups = dict(_raw(golden_store, "SELECT run_id || case_id, speedup_vs_baseline FROM cases"))
 
     with Store(golden_store) as store:
-        assert store.version() == SCHEMA_VERSION == 2
+        assert store.version() == SCHEMA_VERSION == 3
         read_back = {
             r.run_id + r.case_id: r.speedup_vs_baseline
             for run in ("golden-base", "golden-cand")
@@ -117,7 +119,7 @@ def test_a_golden_v1_store_migrates_in_place_with_its_rows_unchanged(golden_stor
         base = store.cases("golden-base")
         assert all(r.hardware_class == "cpu-vcpu" and r.noise is None for r in base)
 
-    assert _raw(golden_store, "SELECT version FROM schema_info") == [(2,)]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(SCHEMA_VERSION,)]
     assert _raw(golden_store, cases_sql) == cases
     assert [r[:-2] for r in _raw(golden_store, runs_sql)] == runs
     assert _raw(golden_store, samples_sql) == samples
@@ -171,15 +173,16 @@ def test_the_update_chain_covers_every_version() -> None:
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_newer_store_is_refused_in_one_line(golden_store: Path, read_only: bool) -> None:
     con = duckdb.connect(str(golden_store))
-    con.execute("UPDATE schema_info SET version = 3")
+    newer = SCHEMA_VERSION + 1
+    con.execute(f"UPDATE schema_info SET version = {newer}")
     con.close()
     with pytest.raises(StoreError) as err:
         Store(golden_store, read_only=read_only)
     assert str(err.value) == (
-        f"{golden_store}: store has schema version 3; this infrabench reads up to 2: "
-        "upgrade infrabench"
+        f"{golden_store}: store has schema version {newer}; this infrabench reads up to "
+        f"{SCHEMA_VERSION}: upgrade infrabench"
     )
-    assert _raw(golden_store, "SELECT version FROM schema_info") == [(3,)]
+    assert _raw(golden_store, "SELECT version FROM schema_info") == [(newer,)]
 
 
 def test_a_newer_run_file_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 
 MIN_GENERATIONS = 3
+WARMUP_GENERATIONS = 2  # untimed; the first is the cold start (the row's first_inference_ms)
 FIDELITY_ROWS = 4  # held-out windows scored teacher-forced
 FIDELITY_LEN = 128  # tokens per window
 GREEDY_PROMPTS = 2  # prompts whose greedy continuation is compared with fp32's
@@ -142,7 +143,7 @@ def measure_generation(
     )  # fmt: skip
     policy = case.settings.timing
     probe, energy_note = choose_probe(case.settings.energy, case.device, cpu_model())
-    count = max(policy.min_samples, MIN_GENERATIONS) + 1
+    count = max(policy.min_samples, MIN_GENERATIONS) + WARMUP_GENERATIONS
     batches = prompts(model_dir, "training", case.seq_len, case.batch_size, count)
     try:
         progress("loading")
@@ -153,12 +154,14 @@ def measure_generation(
         model_mem_mb = max(rss_mb() - before, 0.0)
         progress("warm-up")
         cold, _ = timed_generation(backend, batches[0], case.gen_len, clock)
+        for prompt in batches[1:WARMUP_GENERATIONS]:
+            timed_generation(backend, prompt, case.gen_len, clock)
         progress("sampling")
         runs: list[TokenTimes] = []
         if probe is not None:
             probe.start()
         began = clock.now_ns()
-        for prompt in batches[1:]:
+        for prompt in batches[WARMUP_GENERATIONS:]:
             runs.append(timed_generation(backend, prompt, case.gen_len, clock)[0])
             spent = (clock.now_ns() - began) / 1e9
             if len(runs) >= MIN_GENERATIONS and spent >= policy.budget_s:
@@ -184,10 +187,10 @@ def measure_generation(
     )  # fmt: skip
     return Measurement(
         samples_ns=tuple(r.token_ns[-1] - r.start_ns for r in runs),
-        warmup_iters=1,
+        warmup_iters=WARMUP_GENERATIONS,
         warmup_s=(cold.token_ns[-1] - cold.start_ns) / 1e9,
         warmup_steady=True,
-        stop_reason="budget" if len(runs) < count - 1 else "max_samples",
+        stop_reason="budget" if len(runs) < count - WARMUP_GENERATIONS else "max_samples",
         rel_ci_width=None,
         load_s=load_s,
         compile_s=compile_s,
