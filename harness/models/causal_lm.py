@@ -96,6 +96,8 @@ class CausalLMModel:
             del model.config.quantization_config
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
+        source = {"gguf": str(self._gguf.resolve())} if self._gguf else {"hf": str(self._source())}
+        (target / "source.json").write_text(json.dumps(source))  # engines that run GGUF read it
         return sum(p.numel() for p in model.parameters()) / 1e6
 
     def _load_source(self) -> tuple[Any, Any]:
