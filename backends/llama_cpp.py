@@ -64,7 +64,9 @@ class LlamaCppBackend:
         try:
             import llama_cpp  # noqa: F401
         except ImportError as exc:
-            raise BackendUnavailable(f"llama-cpp-python cannot be imported ({exc}); {INSTALL}")
+            raise BackendUnavailable(
+                f"llama-cpp-python cannot be imported ({exc}); {INSTALL}"
+            ) from None
 
     def versions(self) -> dict[str, str]:
         import llama_cpp
