@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backends.onnx_info import graph_precision
+from backends.onnxruntime_generate import OnnxRuntimeGenerator
 from harness.backend import Artifact, BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable
 
@@ -33,10 +34,11 @@ PROVIDERS = {
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(OnnxRuntimeGenerator):
     name: ClassVar[str] = "onnxruntime"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
+        generates=True,
         devices=("cpu", "cuda"),
         options={"execution_provider": tuple(PROVIDERS), "graph_optimization": OPTIMIZATION_LEVELS},
         runtime_modules=("onnxruntime",),
@@ -69,6 +71,8 @@ class OnnxRuntimeBackend:
     def versions(self) -> dict[str, str]:
         import onnxruntime as ort
 
+        if self._og_model is not None:
+            return {"onnxruntime": ort.__version__, "onnxruntime-genai": self._og.__version__}
         return {"onnxruntime": ort.__version__}
 
     def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
@@ -146,6 +150,8 @@ class OnnxRuntimeBackend:
     def executed_precision(self) -> str | None:
         """What the optimized graph really runs: ORT fuses QDQ into int8 kernels only where it
         has them, so the file being int8 is not enough. Saves the optimized graph (untimed)."""
+        if self._og_model is not None:
+            return "fp32"  # activations; weight-only int8/int4 is the row's variant
         import onnxruntime as ort
 
         if self._path is None:
@@ -159,6 +165,7 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self._session = self._binding = None
+        self._og_model = None
 
 
 def missing_provider(ep: str, available: list[str]) -> str | None:

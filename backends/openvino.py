@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from backends.openvino_generate import OpenVinoGenerator
 from harness.backend import Artifact, BackendSettings, Capabilities, native_precision_missing
 from harness.errors import BackendError, BackendUnavailable
 
@@ -26,10 +27,11 @@ _RUNTIME_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8"
 _COMPUTE_LAYERS = {"FullyConnected", "MatMul", "Convolution", "Deconvolution"}
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(OpenVinoGenerator):
     name: ClassVar[str] = "openvino"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
+        generates=True,
         options={
             "inference_precision": PRECISIONS,
             "performance_hint": HINTS,
@@ -54,6 +56,8 @@ class OpenVinoBackend:
         _import_openvino()  # telemetry declined first
         import openvino as ov
 
+        if self._pipe is not None:
+            return {"openvino": ov.get_version(), "openvino-genai": self._genai.__version__}
         return {"openvino": ov.get_version()}
 
     def load(self, artifact: Artifact, settings: BackendSettings) -> float | None:
@@ -117,6 +121,8 @@ class OpenVinoBackend:
         """The runtime precision most compute layers (FC, MatMul, Conv) really executed in; when
         the CPU plugin fused every one of them into snippet subgraphs (a small MLP with static
         shapes does), the precision most of those subgraphs executed in."""
+        if self._pipe is not None:
+            return self._gen_precision  # LLMPipeline exposes no runtime model
         layers: dict[str, Counter[str]] = {"compute": Counter(), "Subgraph": Counter()}
         for op in self._compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
@@ -131,6 +137,7 @@ class OpenVinoBackend:
     def close(self) -> None:
         self._request = None
         self._compiled = None
+        self._pipe = None
 
 
 def _import_openvino() -> None:

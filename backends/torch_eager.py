@@ -8,16 +8,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from backends.torch_generate import TorchGenerator
 from harness.backend import Artifact, BackendSettings, Capabilities, native_precision_missing
 from harness.errors import BackendError, BackendUnavailable
 
 _DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "qint8": "int8"}
 
 
-class TorchEagerBackend:
+class TorchEagerBackend(TorchGenerator):
     name: ClassVar[str] = "torch-eager"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="torch",
+        generates=True,
         runtime_modules=("torch",),
         install_hint="pip install torch==2.13.0",
     )
@@ -90,6 +92,8 @@ class TorchEagerBackend:
         }
 
     def executed_precision(self) -> str | None:
+        if self._lm is not None:
+            return self._lm_dtype
         if self._autocast is not None:
             return "bf16" if self._autocast == self._torch.bfloat16 else "fp16"
         if any("quantized" in type(m).__module__ for m in self._module.modules()):
@@ -101,3 +105,4 @@ class TorchEagerBackend:
 
     def close(self) -> None:
         self._module = None
+        self._lm = None

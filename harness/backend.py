@@ -21,7 +21,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -47,6 +47,8 @@ __all__ = [
     "Capabilities",
     "ChecksOptions",
     "ChoosesDevice",
+    "Generates",
+    "GenerationSettings",
     "ReportsDetails",
     "ReportsDeviceMemory",
     "SimulatedDevice",
@@ -73,6 +75,8 @@ class Capabilities:
     install_hint: what to install when those are missing.
     computes_outputs: ``outputs()`` are the model's real outputs (false only for test doubles),
                  so fidelity can be scored.
+    generates:   it implements ``Generates`` (decoder cases: TTFT/TPOT); declared here so the
+                 planner can refuse a decoder on a backend that cannot generate, cheaply.
     energy:      ``host``: the harness's probe measures (or estimates) the machine running the
                  backend; ``simulated``: the backend models a device and reports joules itself
                  (it is a ``SimulatedDevice``).
@@ -86,6 +90,7 @@ class Capabilities:
     install_hint: str = ""
     computes_outputs: bool = True
     energy: Literal["host", "simulated"] = "host"
+    generates: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,66 @@ def case_device(name: str, options: Mapping[str, Any]) -> str:
     if issubclass(cls, ChoosesDevice):
         return cls.device_for(options)
     return cls.capabilities.devices[0]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How a decoder case asks a generative backend to run.
+
+    threads:       threads the runtime may use.
+    batch_size:    rows per generation call.
+    max_length:    prompt_len + gen_len: the KV cache an engine allocates (onnxruntime-genai
+                   would otherwise allocate the model's full context).
+    weight_bits:   8 or 4 for weight-only quantization the engine applies at load, in its own
+                   format; None: fp32 weights as the directory holds them.
+    kv_cache_int8: hold the KV cache in int8 (raise ``BackendUnavailable`` where the engine
+                   cannot).
+    precision:     fp32, or bf16/fp16 to execute in (native only).
+    isa_flags, cache_dir, options: as in ``BackendSettings``.
+    """
+
+    threads: int
+    batch_size: int
+    max_length: int
+    weight_bits: int | None = None
+    kv_cache_int8: bool = False
+    precision: str = "fp32"
+    isa_flags: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Generates(Protocol):
+    """A backend that runs a decoder: greedy generation with a per-token callback.
+
+    Call order in a worker: ``check -> load_generator -> generate (timed, many) ->
+    next_token_logits (fidelity) -> close``. The harness owns the clock: it reads it when it calls
+    ``generate`` and in ``on_token``; the backend only calls ``on_token`` as soon as each decode
+    step's tokens exist (from its streamer), and must not batch callbacks up.
+    """
+
+    def load_generator(self, model_dir: Path, settings: GenerationSettings) -> float | None:
+        """Load (converting and compressing the weights, cached under ``settings.cache_dir``) the
+        fp32 Hugging Face directory ``model_dir``; returns seconds spent converting, if any."""
+        ...
+
+    def generate(
+        self, prompt_ids: np.ndarray, gen_len: int, on_token: Callable[[], None]
+    ) -> np.ndarray:
+        """Greedy decoding of ``prompt_ids`` (batch, prompt_len) int64, ignoring EOS: exactly
+        ``gen_len`` new tokens per row; no chat template. Calls ``on_token()`` once per decode
+        step. Returns the new tokens, (batch, gen_len) int64."""
+        ...
+
+    def next_token_logits(self, ids: np.ndarray) -> np.ndarray | None:
+        """Teacher-forced logits for ``ids`` (batch, length) int64: (batch, length, vocab)
+        float32; ``None`` where the engine cannot return them."""
+        ...
+
+    def kv_cache_bytes(self) -> int | None:
+        """The KV cache's bytes as the engine reports them after a generation, or ``None``."""
+        ...
 
 
 # CPU features that give native (not emulated) kernels for a reduced precision.

@@ -48,7 +48,8 @@ class Case:
     """One measurement. ``bindings`` are a user model's shape bindings, e.g. ("height=640",);
     ``device`` is the backend's first declared device; ``hardware`` is the fleet hardware
     class the case must run on (None: this machine); ``serving`` the instances and dynamic
-    batcher of a load-scenario case."""
+    batcher of a load-scenario case. A decoder case has ``gen_len`` (tokens generated per row,
+    EOS ignored) and its ``seq_len`` is the prompt length."""
 
     model: str
     variant: str
@@ -63,6 +64,7 @@ class Case:
     settings: CaseSettings = field(default_factory=CaseSettings)
     hardware: str | None = None
     serving: ServingKnobs = field(default_factory=ServingKnobs)
+    gen_len: int | None = None
 
     @property
     def load_driven(self) -> bool:
@@ -72,6 +74,8 @@ class Case:
 
     @property
     def shape(self) -> str:
+        if self.gen_len is not None:
+            return f"b{self.batch_size}p{self.seq_len}g{self.gen_len}"
         text = f"b{self.batch_size}" + (f"s{self.seq_len}" if self.seq_len else "")
         return "-".join((text, *self.bindings))
 

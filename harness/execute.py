@@ -28,6 +28,7 @@ from harness.backend import (
 )
 from harness.case import Case
 from harness.environment import cpu_model, isa_flags
+from harness.generate.stats import GenerativeRaw
 from harness.launch.base import Progress, no_progress
 from harness.measure.clock import Clock
 from harness.measure.energy import EnergyReading, choose_probe
@@ -73,6 +74,8 @@ class Measurement:
     min_samples, budget_s: what the timing policy asked for (a short run is said to be one).
     incomplete: why an untimed pass after sampling did not finish (one line), else None; the
                 samples are kept either way.
+    generative: a decoder case's per-token timestamps and fidelity (then ``samples_ns`` are
+                each generation's end-to-end time).
     """
 
     samples_ns: tuple[int, ...]
@@ -102,6 +105,7 @@ class Measurement:
     min_samples: int = 0
     budget_s: float = 0.0
     incomplete: str | None = None
+    generative: GenerativeRaw | None = None
 
 
 def pin_cpus(threads: int) -> str:
@@ -166,10 +170,14 @@ def measure_case(
     """
     if case.load_driven:
         return _measure_load(case, artifact, clock, progress)
+    model = get_model(case.model, case.bindings)
+    if model.generative:
+        from harness.generate.execute import measure_generation
+
+        return measure_generation(case, artifact, reference, clock, progress)
     backend = backend_class(case.backend)()
     backend.check()
     affinity = pin_cpus(case.threads)
-    model = get_model(case.model, case.bindings)
     inputs = model.example_inputs(case.batch_size, case.seq_len)
     settings = BackendSettings(
         threads=case.threads,

@@ -16,6 +16,7 @@ from harness import strict_json
 from harness.case import Case
 from harness.cost import Prices, cost_columns, hardware_class
 from harness.execute import Measurement
+from harness.generate.stats import GenerativeRaw, generative_stats
 from harness.launch.base import Outcome
 from harness.measure import noise
 from harness.measure.stats import LatencyStats, min_samples_for, samples_to_ms
@@ -120,6 +121,8 @@ def finalize(
         list(machine_flags),
         noise.case_flags(row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci),
     )
+    if m.generative is not None:
+        _generative(row, case, m.generative, m, prices, details)
     short = _short_run(m, stats.n)
     if short:
         details["budget"] = short
@@ -131,6 +134,63 @@ def finalize(
     )
     row.details = strict_json.dumps(details)
     return row, samples.tolist()
+
+
+def _generative(
+    row: CaseResult,
+    case: Case,
+    g: GenerativeRaw,
+    m: Measurement,
+    prices: Prices,
+    details: dict[str, Any],
+) -> None:
+    """Decoder columns from the per-token timestamps; cost and carbon per million output
+    tokens (energy over the sampling phase / output tokens made in it; machine time at the
+    output tokens/s of whole generations, prefill included)."""
+    stats = generative_stats(list(g.runs), case.batch_size, g.prompt_len,
+                             case.settings.timing.confidence)  # fmt: skip
+    row.prompt_len, row.gen_len = g.prompt_len, g.gen_len
+    for metric, quantiles in (("ttft", stats.ttft), ("tpot", stats.tpot)):
+        for q in quantiles:
+            name = f"{metric}_ms_p{round(q.q * 100)}"
+            setattr(row, name, q.value)
+            setattr(row, f"{name}_ci_low", q.ci_low)
+            setattr(row, f"{name}_ci_high", q.ci_high)
+    row.itl_ms_p99 = stats.itl_p99.value
+    row.e2e_ms_p50 = stats.e2e_p50
+    row.prefill_tokens_per_s = stats.prefill_tokens_per_s
+    row.decode_tokens_per_s = stats.decode_tokens_per_s
+    kv = g.kv_cache_bytes_engine if g.kv_cache_bytes_engine is not None else g.kv_cache_bytes
+    row.kv_cache_mb = kv / 2**20 if kv is not None else None
+    output_tokens = stats.n_requests * case.batch_size * g.gen_len
+    j_per_token = m.energy.joules / output_tokens if m.energy is not None else None
+    costs = cost_columns(j_per_token, stats.output_tokens_per_s, row.threads,
+                         row.hardware_class or "", prices)  # fmt: skip
+    row.cost_usd_per_million_output_tokens = costs.usd_per_million
+    row.gco2_per_million_output_tokens = costs.gco2_per_million
+    details["generation"] = {
+        "output_tokens_per_s": stats.output_tokens_per_s,
+        "cold_ttft_ms": g.cold_ttft_ms,
+        "kv_cache_mb_config": g.kv_cache_bytes / 2**20 if g.kv_cache_bytes else None,
+        "kv_cache_mb_engine": (
+            g.kv_cache_bytes_engine / 2**20 if g.kv_cache_bytes_engine is not None else None
+        ),
+        "n_itl": stats.n_itl,
+        "ttft_ms": [(r.token_ns[0] - r.start_ns) / 1e6 for r in g.runs],
+        "matching_greedy_len": g.matching_greedy_len,
+        "perplexity_ratio": g.perplexity_ratio,
+        "next_token_agreement": g.next_token_agreement,
+        "j_per_output_token": j_per_token,
+    }
+    details.pop("fidelity", None)
+    if g.perplexity_ratio is not None and g.next_token_agreement is not None:
+        row.fidelity_metric = "next_token_agreement"
+        row.fidelity = g.next_token_agreement
+        row.fidelity_ratio = g.perplexity_ratio  # fp32 perplexity / this variant's
+        row.fidelity_ok = g.perplexity_ratio >= case.settings.fidelity_min_ratio
+        details["fidelity_reference"] = "fp32 PyTorch, teacher-forced on the evaluation split"
+    else:
+        details["fidelity"] = "teacher-forced scores not available: the engine returns no logits"
 
 
 def _short_run(m: Measurement, n: int) -> str | None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from harness.backend import backend_names, case_device
+from harness.backend import backend_class, backend_names, case_device
 from harness.cache import cache_root
 from harness.case import Case
 from harness.cost import Prices, prices
@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.launch import Launcher, ProcessLauncher
 from harness.models import get_model, is_user_model
 from harness.models.inputs import parse_binding
+from harness.optimize.variants import parse_variant
 from harness.scenarios.config import SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
@@ -165,12 +166,18 @@ def plan(
     own = {name: list(probe.binding_sets) or binding_sets for name, probe in probes.items()}
     _check_bindings_used(suite, binding_sets, takes, own)
     for name, probe in probes.items():
+        _check_generative(suite, name, probe.generative)
         seqs: tuple[int | None, ...] = suite.seq_lens if probe.uses_sequence else (None,)
+        gens: tuple[int | None, ...] = (None,)
+        if probe.generative:
+            seqs, gens = suite.prompt_lens, suite.gen_lens
+            _check_lengths(suite, name, probe.max_positions, seqs, gens)
         shapes = [
-            (bindings, batch, seq)
+            (bindings, batch, seq, gen)
             for bindings in (own[name] if takes[name] else [()])
             for batch in suite.batch_sizes
             for seq in seqs
+            for gen in gens
         ]
         cases += [
             Case(
@@ -187,12 +194,13 @@ def plan(
                 device=devices[backend],
                 settings=settings,
                 hardware=hardware,
+                gen_len=gen,
             )
             for hardware in suite.hardware or (None,)
             for variant in suite.variants
             for backend in suite.backends
             for threads in suite.threads
-            for bindings, batch, seq in shapes
+            for bindings, batch, seq, gen in shapes
             for scenario, knobs in _serving_axes(suite)
         ]
     return Plan(suite, tuple(cases), run_prices)
@@ -277,3 +285,45 @@ def _check_bindings_used(
             f"{suite.path}: shape binding {', '.join(unused)} names no input or dynamic axis of "
             f"any model of the suite"
         )
+
+
+def _check_generative(suite: Suite, name: str, generative: bool) -> None:
+    """ConfigError for a decoder on a backend that cannot generate, a decoder with an encoder
+    variant step, or a decoder-only step on an encoder."""
+    for variant in suite.variants:
+        parsed = parse_variant(variant)
+        if generative and any(s.kind in ("torch", "onnx") for s in parsed.steps):
+            raise ConfigError(
+                f"{suite.path}: variant {variant!r} does not apply to the decoder {name!r}; "
+                "allowed: fp32, int8-weight, int4-weight, bf16, kv-int8 (and their + chains)"
+            )
+        if not generative and parsed.generative_only:
+            raise ConfigError(
+                f"{suite.path}: variant {variant!r} applies to decoders only; {name!r} is not one"
+            )
+    if generative:
+        cannot = [b for b in suite.backends if not backend_class(b).capabilities.generates]
+        if cannot:
+            able = [b for b in backend_names() if backend_class(b).capabilities.generates]
+            raise ConfigError(
+                f"{suite.path}: backend {', '.join(cannot)} cannot generate text ({name!r} is "
+                f"a decoder); allowed: {', '.join(able)}"
+            )
+
+
+def _check_lengths(
+    suite: Suite,
+    name: str,
+    limit: int | None,
+    prompts: tuple[int | None, ...],
+    gens: tuple[int | None, ...],
+) -> None:
+    """ConfigError when a prompt plus its generation exceeds the model's context (``limit``
+    tokens; None: unknown)."""
+    for prompt in prompts:
+        for gen in gens:
+            if limit and (prompt or 0) + (gen or 0) > limit:
+                raise ConfigError(
+                    f"{suite.path}: prompt_len {prompt} + gen_len {gen} exceeds "
+                    f"{name}'s context of {limit} tokens"
+                )

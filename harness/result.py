@@ -82,6 +82,34 @@ class CaseResult:
     early_stop_p99_ms: float | None = None  # LoadGen's early-stopping p99 estimate
     goodput_rps: float | None = None  # completed requests/s within the bound, without error
     error_rate: float | None = None  # failed requests / requests
+    # decoders (null for encoders): per-token latency from the harness's streamer clock
+    prompt_len: int | None = None
+    gen_len: int | None = None
+    ttft_ms_p50: float | None = None
+    ttft_ms_p90: float | None = None
+    ttft_ms_p99: float | None = None
+    ttft_ms_p50_ci_low: float | None = None
+    ttft_ms_p50_ci_high: float | None = None
+    ttft_ms_p90_ci_low: float | None = None
+    ttft_ms_p90_ci_high: float | None = None
+    ttft_ms_p99_ci_low: float | None = None
+    ttft_ms_p99_ci_high: float | None = None
+    tpot_ms_p50: float | None = None
+    tpot_ms_p90: float | None = None
+    tpot_ms_p99: float | None = None
+    tpot_ms_p50_ci_low: float | None = None
+    tpot_ms_p50_ci_high: float | None = None
+    tpot_ms_p90_ci_low: float | None = None
+    tpot_ms_p90_ci_high: float | None = None
+    tpot_ms_p99_ci_low: float | None = None
+    tpot_ms_p99_ci_high: float | None = None
+    itl_ms_p99: float | None = None
+    e2e_ms_p50: float | None = None
+    prefill_tokens_per_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    kv_cache_mb: float | None = None
+    cost_usd_per_million_output_tokens: float | None = None
+    gco2_per_million_output_tokens: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,9 +12,11 @@ naming both versions. Versions:
    (``baseline_backend``, ``baseline_variant``). Readers need to know a v2 file has none of
    these (null, not "unknown key"), hence the bump.
 4. cases carry ``node``, the fleet node a case ran on (null: the machine that wrote the run),
-   and the load-scenario columns (``serving``, ``target_qps``, ``achieved_qps``,
-   ``latency_bound_ms``, ``valid``, ``early_stop_p99_ms``, ``goodput_rps``, ``error_rate``);
-   null in older files.
+   the load-scenario columns (``serving``, ``target_qps``, ``achieved_qps``,
+   ``latency_bound_ms``, ``valid``, ``early_stop_p99_ms``, ``goodput_rps``, ``error_rate``)
+   and the decoder columns (``prompt_len``, ``gen_len``, ``ttft_ms_*``, ``tpot_ms_*``,
+   ``itl_ms_p99``, ``e2e_ms_p50``, token rates, ``kv_cache_mb``, per-output-token cost and
+   carbon); all null in older files.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from harness.compare import (
 from harness.errors import ConfigError, HarnessError
 from harness.result import CaseResult
 from harness.store import Store
-from harness.store_schema import derive_baseline, legacy_hardware_class
+from harness.store_schema import ADDED_COLUMNS, derive_baseline, legacy_hardware_class
 
 FORMAT = "infrabench-run"
 VERSION = 4  # what ``write`` writes and the newest ``read`` reads
@@ -158,17 +160,12 @@ def update_to_3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "version": 3, "run": run, "cases": cases}
 
 
-LOAD_COLUMNS = (
-    "serving", "target_qps", "achieved_qps", "latency_bound_ms", "valid", "early_stop_p99_ms",
-    "goodput_rps", "error_rate",
-)  # fmt: skip
-
-
 def update_to_4(data: dict[str, Any]) -> dict[str, Any]:
-    """v3 -> v4: cases get ``node`` (a v3 run ran on one machine) and the load-scenario
-    columns (older rows were measured by the single-stream loop): all null."""
-    cases = [{"node": None, **dict.fromkeys(LOAD_COLUMNS), **c} for c in data["cases"]]
-    return {**data, "version": 4, "cases": cases}
+    """v3 -> v4: cases get ``node`` (a v3 run ran on one machine), the load-scenario columns
+    (older rows were measured by the single-stream loop) and the decoder columns (no v3 row
+    measured a decoder): all null (store schema v3's added columns)."""
+    added = dict.fromkeys(ADDED_COLUMNS[3]["cases"])
+    return {**data, "version": 4, "cases": [{**added, **c} for c in data["cases"]]}
 
 
 # UPDATES[n] turns a version n - 1 file into version n.

@@ -113,11 +113,12 @@ class Store:
         try:
             found = self.version()
             self._check_version(found)
+            if found is not None:  # every version has the same tables: check before migrating
+                self._check_tables()
             if read_only and found is not None and found < SCHEMA_VERSION:
                 self._open_migrated_copy()
             elif not read_only:
                 self._migrate(found)
-            self._check_tables()
         except BaseException:
             self.close()
             raise
@@ -234,7 +235,7 @@ class Store:
                 self.con.execute("ROLLBACK")
                 raise StoreError(
                     f"{self.path}: cannot migrate the store from schema version {found} to "
-                    f"{found + 1}: {exc}"
+                    f"{found + 1}: {_first_line(exc)}"
                 ) from None
             found += 1
 

@@ -16,6 +16,11 @@ A new field needs a new version here (its DDL and a migration from the previous 
   ``achieved_qps``, ``latency_bound_ms``, ``valid``, ``early_stop_p99_ms``, ``goodput_rps``,
   ``error_rate``; null on older rows (measured by the single-stream loop, which has none).
 
+* v3 = v2 plus the decoder columns (null for encoders): ``prompt_len``, ``gen_len``, TTFT and
+  TPOT p50/p90/p99 with their intervals (``ttft_ms_*``, ``tpot_ms_*``), ``itl_ms_p99``,
+  ``e2e_ms_p50``, ``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``kv_cache_mb`` and cost
+  and carbon per million output tokens.
+
 ``cases.speedup_vs_baseline`` stays in the table because v1 stores hold values in it. From v2 on,
 nothing writes it: the speedup is computed when rows are read, from the run's recorded baseline
 (``Store.cases``). It is read back as stored only for a run without a recorded baseline, which
@@ -56,6 +61,19 @@ _V1_CASES = """CREATE TABLE cases(
     affinity VARCHAR, versions VARCHAR, details VARCHAR{extra},
     PRIMARY KEY(run_id, case_id))"""
 
+_V3_CASES_EXTRA = """, hardware_class VARCHAR, noise VARCHAR, node VARCHAR, serving VARCHAR,
+    target_qps DOUBLE, achieved_qps DOUBLE, latency_bound_ms DOUBLE, valid BOOLEAN,
+    early_stop_p99_ms DOUBLE, goodput_rps DOUBLE, error_rate DOUBLE,
+    prompt_len BIGINT, gen_len BIGINT, ttft_ms_p50 DOUBLE, ttft_ms_p90 DOUBLE,
+    ttft_ms_p99 DOUBLE, ttft_ms_p50_ci_low DOUBLE, ttft_ms_p50_ci_high DOUBLE,
+    ttft_ms_p90_ci_low DOUBLE,
+    ttft_ms_p90_ci_high DOUBLE, ttft_ms_p99_ci_low DOUBLE, ttft_ms_p99_ci_high DOUBLE,
+    tpot_ms_p50 DOUBLE, tpot_ms_p90 DOUBLE, tpot_ms_p99 DOUBLE, tpot_ms_p50_ci_low DOUBLE,
+    tpot_ms_p50_ci_high DOUBLE, tpot_ms_p90_ci_low DOUBLE, tpot_ms_p90_ci_high DOUBLE,
+    tpot_ms_p99_ci_low DOUBLE, tpot_ms_p99_ci_high DOUBLE, itl_ms_p99 DOUBLE, e2e_ms_p50 DOUBLE,
+    prefill_tokens_per_s DOUBLE, decode_tokens_per_s DOUBLE, kv_cache_mb DOUBLE,
+    cost_usd_per_million_output_tokens DOUBLE, gco2_per_million_output_tokens DOUBLE"""
+
 _SAMPLES = "CREATE TABLE samples(run_id VARCHAR, case_id VARCHAR, idx INTEGER, latency_ms DOUBLE)"
 _SCHEMA_INFO = 'CREATE TABLE schema_info("version" INTEGER NOT NULL)'
 
@@ -76,11 +94,7 @@ DDL: dict[int, tuple[str, ...]] = {
     3: (
         _SCHEMA_INFO,
         _V1_RUNS.format(extra=", baseline_backend VARCHAR, baseline_variant VARCHAR"),
-        _V1_CASES.format(
-            extra=", hardware_class VARCHAR, noise VARCHAR, node VARCHAR, serving VARCHAR, "
-            "target_qps DOUBLE, achieved_qps DOUBLE, latency_bound_ms DOUBLE, valid BOOLEAN, "
-            "early_stop_p99_ms DOUBLE, goodput_rps DOUBLE, error_rate DOUBLE"
-        ),
+        _V1_CASES.format(extra=_V3_CASES_EXTRA),
         _SAMPLES,
     ),
 }
@@ -92,11 +106,44 @@ ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
         "cases": (
             "node", "serving", "target_qps", "achieved_qps", "latency_bound_ms", "valid",
             "early_stop_p99_ms", "goodput_rps", "error_rate",
+            "prompt_len",
+            "gen_len",
+            "ttft_ms_p50",
+            "ttft_ms_p90",
+            "ttft_ms_p99",
+            "ttft_ms_p50_ci_low",
+            "ttft_ms_p50_ci_high",
+            "ttft_ms_p90_ci_low",
+            "ttft_ms_p90_ci_high",
+            "ttft_ms_p99_ci_low",
+            "ttft_ms_p99_ci_high",
+            "tpot_ms_p50",
+            "tpot_ms_p90",
+            "tpot_ms_p99",
+            "tpot_ms_p50_ci_low",
+            "tpot_ms_p50_ci_high",
+            "tpot_ms_p90_ci_low",
+            "tpot_ms_p90_ci_high",
+            "tpot_ms_p99_ci_low",
+            "tpot_ms_p99_ci_high",
+            "itl_ms_p99",
+            "e2e_ms_p50",
+            "prefill_tokens_per_s",
+            "decode_tokens_per_s",
+            "kv_cache_mb",
+            "cost_usd_per_million_output_tokens",
+            "gco2_per_million_output_tokens",
         ),
         "runs": (),
     },
 }  # fmt: skip
-_V3_TYPES = {"node": "VARCHAR", "serving": "VARCHAR", "valid": "BOOLEAN"}  # the rest DOUBLE
+_V3_TYPES = {
+    "node": "VARCHAR",
+    "serving": "VARCHAR",
+    "valid": "BOOLEAN",
+    "prompt_len": "BIGINT",
+    "gen_len": "BIGINT",
+}  # the rest DOUBLE
 
 # Only a case with these keys equal to the baseline's is compared with it (as in v1), and of
 # the same fleet hardware class (the case id's "@class" suffix; none before fleets existed).
@@ -207,8 +254,8 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
-    # every v2 row ran on the machine that wrote the store (node null) and through the
-    # single-stream loop (no load-scenario figures): the new columns stay null
+    # every v2 row ran on the machine that wrote the store (node null), through the
+    # single-stream loop (no load-scenario figures) and measured no decoder: all null
     for column in ADDED_COLUMNS[3]["cases"]:
         con.execute(f"ALTER TABLE cases ADD COLUMN {column} {_V3_TYPES.get(column, 'DOUBLE')}")
 

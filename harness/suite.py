@@ -87,6 +87,8 @@ class Suite:
     backends: tuple[str, ...] = ()
     batch_sizes: tuple[int, ...] = (1,)
     seq_lens: tuple[int, ...] = (128,)
+    prompt_lens: tuple[int, ...] = (128,)  # decoders: prompt tokens
+    gen_lens: tuple[int, ...] = (64,)  # decoders: generated tokens (EOS ignored)
     threads: tuple[int, ...] = (0,)
     scenarios: tuple[str, ...] = ("single-stream",)
     baseline: tuple[str, str] = ("torch-eager", "fp32")
@@ -407,6 +409,8 @@ _KEYS: dict[str, _Parser] = {
     "backends": lambda w, k, v: _names(w, k, v, _one_of(backend_names)),
     "batch_sizes": _positive_ints,
     "seq_lens": _positive_ints,
+    "prompt_lens": _positive_ints,
+    "gen_lens": _positive_ints,
     "threads": _threads,
     "scenario": lambda w, k, v: _names(
         w,

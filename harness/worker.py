@@ -159,6 +159,8 @@ class ModelProbe:
     uses_sequence: bool = False
     error: str | None = None
     binding_sets: tuple[tuple[str, ...], ...] = ()  # the sets as they apply to this model
+    generative: bool = False  # a decoder: its cases generate tokens
+    max_positions: int | None = None  # a decoder's context length, where known
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,10 @@ class ProbeModelTask:
                             # a static batch's VariantNotApplicable: the case is skipped
                             with contextlib.suppress(VariantNotApplicable):
                                 get_model(self.model, bindings).shapes(batch, seq)
-            return ModelProbe(model.accepts_bindings, model.uses_sequence, None, tuple(own))
+            from harness.models.causal_lm import CausalLMModel
+
+            limit = model.max_positions if isinstance(model, CausalLMModel) else None
+            return ModelProbe(model.accepts_bindings, model.uses_sequence, None, tuple(own),
+                              model.generative, limit)  # fmt: skip
         except ConfigError as exc:
             return ModelProbe(error=str(exc))

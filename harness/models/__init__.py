@@ -4,7 +4,9 @@ inputs and its identity.
 A model is named by a zoo name (``minilm-l6``) or a source spec for a model on disk::
 
     onnx:PATH[#inputs=FILE.npz]      any ONNX file (harness.models.onnx_file)
-    hf:DIR[#text=FILE]               a local Hugging Face directory (harness.models.hf_dir)
+    hf:DIR[#text=FILE]               a local Hugging Face directory (harness.models.hf_dir; a
+                                     ``*ForCausalLM`` config: harness.models.causal_lm)
+    gguf:PATH                        a GGUF decoder (harness.models.causal_lm)
     torch:MODULE:FACTORY             a PyTorch factory imported by path (.torch_factory)
 
 Modules here import torch and tokenizers only inside methods, so listing models stays cheap.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self, cast
 
 from harness.errors import ConfigError
 
@@ -43,6 +45,7 @@ class Model(Protocol):
     output_names: tuple[str, ...]
     uses_sequence: bool
     accepts_bindings: bool
+    generative: bool  # a decoder (harness.models.causal_lm): its cases generate tokens
     onnx_file: Path | None
     params_m: float | None
 
@@ -106,12 +109,13 @@ _REGISTRY: dict[str, str] = {
     "bert-base": "harness.models.bert_base:BertBase",
     "digits-cnn": "harness.models.digits_cnn:DigitsCNN",
     "minilm-l6": "harness.models.minilm:MiniLM",
+    "smollm2-135m": "harness.models.causal_lm:SmolLM2",
     "tiny-bert": "harness.models.tiny_bert:TinyBert",
     "tiny-mlp": "harness.models.tiny_mlp:TinyMLP",
 }
 
 
-SOURCES = ("onnx:PATH", "hf:DIR", "torch:MODULE:FACTORY")
+SOURCES = ("onnx:PATH", "hf:DIR", "gguf:PATH", "torch:MODULE:FACTORY")
 
 
 def model_names() -> list[str]:
@@ -119,7 +123,7 @@ def model_names() -> list[str]:
 
 
 def is_user_model(name: str) -> bool:
-    return name.startswith(("onnx:", "hf:", "torch:"))
+    return name.startswith(("onnx:", "hf:", "gguf:", "torch:"))
 
 
 def _options(spec: str, allowed: str) -> tuple[str, dict[str, str]]:
@@ -145,9 +149,19 @@ def user_model(spec: str) -> Model:
         path, options = _options(rest, "inputs")
         inputs = options.get("inputs")
         return OnnxFileModel(spec, Path(path), Path(inputs) if inputs else None)
+    if kind == "gguf":
+        from harness.models.causal_lm import CausalLMModel
+
+        if not Path(rest).is_file():
+            raise ConfigError(f"model {spec!r}: {rest} is not a file")
+        # decoders are routed by their ``generative`` flag before any encoder-only method is used
+        return cast("Model", CausalLMModel(spec, gguf=Path(rest)))
     if kind == "hf":
+        from harness.models.causal_lm import CausalLMModel, is_causal_lm_dir
         from harness.models.hf_dir import HFTextModel
 
+        if is_causal_lm_dir(Path(rest)):
+            return cast("Model", CausalLMModel(spec, directory=Path(rest)))
         path, options = _options(rest, "text")
         text = options.get("text")
         return HFTextModel(spec, Path(path), Path(text) if text else None)

@@ -14,6 +14,7 @@ class BaseModel(ABC):
     """Defaults of the :class:`harness.models.Model` members that only some models change."""
 
     accepts_bindings: bool = False
+    generative: bool = False
     onnx_file: Path | None = None
     params_m: float | None = None
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from harness.backend import staged
 from harness.cache import CACHE_ENV as CACHE_ENV  # re-exported: callers find the cache here
 from harness.cache import cache_root as cache_root
-from harness.digest import external_locations, onnx_digest
+from harness.digest import external_locations, file_sha256, onnx_digest
 from harness.environment import package_version
 from harness.errors import ConfigError
 from harness.models import get_model, is_user_model
@@ -71,6 +71,10 @@ class Artifact:
 
 def base_recipe(model_name: str) -> dict[str, Any]:
     """Everything that determines the fp32 export's bytes; its hash is the cache key."""
+    if getattr(get_model(model_name), "generative", False):
+        return {"format": ARTIFACT_FORMAT, "model": model_name, "variant": "fp32",
+                "source": get_model(model_name).source_fingerprint(), "exporter": "hf-dir",
+                "transformers": package_version("transformers")}  # fmt: skip
     return {
         "format": ARTIFACT_FORMAT,
         "model": model_name,
@@ -130,9 +134,14 @@ def _load_meta(directory: Path) -> Artifact | None:
 def _store(
     staging: Path, final: Path, model: str, variant: str, params_m: float, lineage: dict[str, Any]
 ) -> Artifact:
-    """Describe ``staging/model.onnx`` (to be moved to ``final``) and write its meta.json.
-    The sha256 and size cover the graph and every external data file it reads."""
-    sha256, size = onnx_digest(staging / ONNX_FILE)
+    """Describe ``staging/model.onnx`` (a decoder's ``model.safetensors``), to be moved to
+    ``final``, and write its meta.json. The sha256 and size cover the graph and every external
+    data file it reads (a decoder: its weights file)."""
+    weights = staging / "model.safetensors"
+    if not (staging / ONNX_FILE).exists() and weights.exists():
+        sha256, size = file_sha256(weights), weights.stat().st_size
+    else:
+        sha256, size = onnx_digest(staging / ONNX_FILE)
     artifact = Artifact(
         model=model,
         variant=variant,
@@ -174,6 +183,10 @@ def _export_base(model_name: str, staging: Path) -> tuple[float, dict[str, Any]]
     import onnx
 
     model = get_model(model_name)
+    from harness.models.causal_lm import CausalLMModel
+
+    if isinstance(model, CausalLMModel):  # a decoder's artifact is its fp32 HF directory
+        return model.save_fp32(staging), {"parent": None, "chain": [], "format": "hf-dir"}
     target = staging / ONNX_FILE
     if model.onnx_file is not None:
         copy_onnx(model.onnx_file, target)

