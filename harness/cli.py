@@ -1,6 +1,8 @@
-"""The ``infrabench`` command. The only module that decides the process's exit code.
+"""infrabench: hardware-aware benchmarking of neural-network inference (latency, throughput,
+memory, energy, cost and fidelity in one table).
 
-Exit codes: 0 ok; 1 cases failed (or, later, a regression); 2 bad input, printed on one line.
+Exit codes: 0 ok; 1 cases failed or a significant regression; 2 bad input (including a store
+or file that cannot be read or written), printed on one line; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from harness.environment import (
     onnxruntime_providers,
     usable_cpus,
 )
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, StoreError
 from harness.launch import InlineLauncher, Launcher, ProcessLauncher
 from harness.launch.executors import EXECUTORS, ExecutorChoice, executor_launcher
 from harness.launch.slurm import SlurmOptions
@@ -425,7 +427,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         return _recommend_search(args, limits)
     with Store(store_path(args.store), read_only=True) as store:
         run_ids = list(dict.fromkeys(store.resolve_run(ref) for ref in args.runs))
-        suites = {run_id: str(store.run(run_id)["suite"]) for run_id in run_ids}
+        known = suite_names()
+        suites = {}
+        for run_id in run_ids:  # the reproducing command names a suite `run` can find
+            run = store.run(run_id)
+            name, path = str(run["suite"]), run.get("suite_path")
+            suites[run_id] = name if name in known or not path else str(path)
         rows = [row for run_id in run_ids for row in store.cases(run_id)]
         exported = [runfile.export_run(store, run_id) for run_id in run_ids] if args.html else []
     if args.model:
@@ -663,7 +670,7 @@ def _compare_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="infrabench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="infrabench", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--version", action="version", version=f"infrabench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -766,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)
         return code
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:  # bad input: the store named is unusable too
         print(f"infrabench: error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except HarnessError as exc:

@@ -203,7 +203,9 @@ def plan(
             for bindings, batch, seq, gen in shapes
             for scenario, knobs in _serving_axes(suite)
         ]
-    return Plan(suite, tuple(cases), run_prices)
+    # a value given twice (--batch 1,1, a backend listed twice) is one case, measured once
+    unique = {case.case_id: case for case in reversed(cases)}
+    return Plan(suite, tuple(c for c in cases if unique[c.case_id] is c), run_prices)
 
 
 def _serving_axes(suite: Suite) -> list[tuple[str, ServingKnobs]]:

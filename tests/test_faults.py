@@ -344,7 +344,7 @@ def test_a_damaged_store_is_one_line_naming_the_file(
     sql, expected = DAMAGED[kind]
     path = _make(tmp_path / "bad.duckdb", *sql)
     args = ["--model", "tiny-mlp", "--backend", "fake", "--inline"] if command == "run" else []
-    assert main([command, *args, "--store", str(path)]) == 1
+    assert main([command, *args, "--store", str(path)]) == 2
     line = _one_line_error(capsys.readouterr().err)
     assert str(path) in line and expected in line
 
@@ -508,7 +508,7 @@ def test_a_store_held_by_another_process_is_waited_for_then_busy(
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "busy" in _one_line_error(done.stderr) and "INFRABENCH_STORE_LOCK_S" in done.stderr
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.plan import Selection, plan
+from harness.plan import Selection, Sweeps, plan
 from harness.suite import find_suite, load_suite
 
 Write = Callable[..., Path]
@@ -102,3 +102,11 @@ def test_cli_overrides_are_validated(write_suite: Write) -> None:
     assert {c.backend for c in plan(suite, Selection(backends=("fake",))).cases} == {"fake"}
     with pytest.raises(ConfigError, match="--backend: unknown value 'x'"):
         plan(suite, Selection(backends=("x",)))
+
+
+def test_a_value_given_twice_is_one_case(write_suite: Write) -> None:
+    suite = load_suite(write_suite(
+        'models = ["tiny-mlp", "tiny-mlp"]\nbackends = ["fake", "fake"]\nbatch_sizes = [1, 1, 8]\n'
+    ))  # fmt: skip
+    cases = plan(suite, Selection(sweeps=Sweeps(batch_sizes=(8, 1, 8)))).cases
+    assert [c.batch_size for c in cases] == [8, 1]

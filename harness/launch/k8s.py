@@ -110,7 +110,8 @@ def write_manifests(
     suite: str | None = None,
 ) -> list[Path]:  # fmt: skip
     """One ``<job>.json`` (JSON is YAML; kubectl reads both) per case under ``directory``;
-    ``suite`` is the suite's path inside the image (default: its name, a shipped suite)."""
+    ``suite`` is the suite's path inside the image (default: the path it was loaded from,
+    which the image must hold at the same place, or a shipped suite's)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for case in plan.cases:
