@@ -141,14 +141,17 @@ def test_distillation_keeps_every_other_layer(tmp_path: Path) -> None:
 
 
 def test_every_step_name_matches_exactly_one_registered_kind() -> None:
-    examples = ["fp16", "bf16", "int8-dynamic", "int8-static", "pruned-unstructured-50",
-                "pruned-structured-30", "distilled-3l"]  # fmt: skip
+    examples = ["fp16", "bf16", "int8-dynamic", "int8-static", "kv-int8", "int8-weight",
+                "int4-weight", "pruned-unstructured-50", "pruned-structured-30",
+                "distilled-3l"]  # fmt: skip
     for name in examples:
         matching = [s.pattern for s in STEPS if re.fullmatch(s.regex, name)]
         assert len(matching) == 1 and parse_step(name).spec.pattern == matching[0]
     assert list(DESCRIPTIONS) == ["fp32", *(s.pattern for s in STEPS)]
-    for spec in STEPS:  # runtime steps write no file; every other step can be replayed
-        assert (spec.apply is None) == (spec.kind == "runtime") == (spec.replay is None)
+    for spec in STEPS:  # runtime and weight-only steps write no file (the engine compresses
+        # weights itself); every other step can be replayed
+        no_file = spec.kind in ("runtime", "weights")
+        assert (spec.apply is None) == no_file == (spec.replay is None)
 
 
 def test_only_static_calibration_depends_on_the_case_bindings() -> None:

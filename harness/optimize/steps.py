@@ -61,7 +61,8 @@ Replay = Callable[["torch.nn.Module", Link], "torch.nn.Module"]
 class StepSpec:
     """One kind of step. ``regex`` matches whole step names; ``parse`` turns a match into the
     Step (ConfigError for out-of-range numbers). ``apply`` None: the step writes no file
-    (runtime precisions); ``replay`` None: there is no torch module to rebuild."""
+    (runtime precisions; decoders' weight-only steps, which each engine applies itself when it
+    loads the fp32 weights); ``replay`` None: there is no torch module to rebuild."""
 
     pattern: str
     kind: StepKind
@@ -277,6 +278,17 @@ STEPS: tuple[StepSpec, ...] = (
         r"bf16", _named, precision="bf16",
     ),
     StepSpec(
+        "int8-dynamic", "onnx",
+        "int8 weights, activations quantized at run time (ORT / PyTorch dynamic)",
+        r"int8-dynamic", _named, _int8_dynamic, _replay_int8_dynamic, precision="int8",
+    ),
+    StepSpec(
+        "int8-static", "onnx",
+        "int8 QDQ graph calibrated on the calibration split (NNCF or ORT min-max)",
+        r"int8-static", _named, _int8_static, _replay_int8_static, precision="int8",
+        depends_on_bindings=True,  # calibration data is generated at the case's shapes
+    ),
+    StepSpec(
         "kv-int8", "runtime",
         "the KV cache held in int8 where the engine has it (else skipped)",
         r"kv-int8", _named,
@@ -292,17 +304,6 @@ STEPS: tuple[StepSpec, ...] = (
         "weight-only int4 (group size 64, symmetric), activations fp32: decoders, in each "
         "engine's format (NNCF compress_weights, MatMulNBits)",
         r"int(4)-weight", _weight_bits, precision="int4",
-    ),
-    StepSpec(
-        "int8-dynamic", "onnx",
-        "int8 weights, activations quantized at run time (ORT / PyTorch dynamic)",
-        r"int8-dynamic", _named, _int8_dynamic, _replay_int8_dynamic, precision="int8",
-    ),
-    StepSpec(
-        "int8-static", "onnx",
-        "int8 QDQ graph calibrated on the calibration split (NNCF or ORT min-max)",
-        r"int8-static", _named, _int8_static, _replay_int8_static, precision="int8",
-        depends_on_bindings=True,  # calibration data is generated at the case's shapes
     ),
     StepSpec(
         "pruned-unstructured-<pct>", "torch",
