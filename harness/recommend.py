@@ -168,10 +168,6 @@ def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]
         bound = getattr(c, name)
         if bound is None:
             continue
-        if not hasattr(row, column):
-            raise ConfigError(
-                f"a {what} bound needs generative rows; these have no {column} column"
-            )
         timed_ok = getattr(row, column) is not None
         upper = getattr(row, f"{column}_ci_high", None) if timed_ok else None
         found.append(_bound(what, upper, bound) or "")
@@ -273,6 +269,11 @@ def recommend(
     models = sorted({r.model for r in rows})
     if len(models) > 1:
         raise ConfigError(f"rows of several models ({', '.join(models)}): choose one with --model")
+    for what, column, name in LATENCY_BOUNDS:
+        if getattr(constraints, name) is not None and all(getattr(r, column) is None for r in rows):
+            raise ConfigError(
+                f"a {what} bound needs generative rows; none of these rows has {column}"
+            )
     obj = OBJECTIVES[objective]
     names = dict(zip((id(r) for r in rows), labels(rows), strict=True))
     reasons = {id(r): violations(r, constraints) for r in rows}

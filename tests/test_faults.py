@@ -613,7 +613,7 @@ def test_a_full_disk_leaves_no_partial_file(
     out.mkdir()
     with Store(stored_run, read_only=True) as store:
         exported = runfile.export_run(store, store.resolve_run("latest"))
-    monkeypatch.setattr(runfile.json, "dump", full)
+    monkeypatch.setattr(runfile.strict_json, "dumps", full)
     with pytest.raises(HarnessError, match="No space left"):
         runfile.write(exported, out / "run.json")
     monkeypatch.setattr(Path, "write_text", full)

@@ -52,7 +52,7 @@ def test_the_hardware_axis_gives_a_case_per_class(write_suite: Callable[..., Pat
     [
         ('hardware = ["AVX 512"]', "hardware: bad hardware class 'AVX 512'"),
         ("hardware = []", "hardware must be a non-empty list of strings"),
-        ("retries = -1", "retries must be a non-negative integer, got -1"),
+        ("retries = -1", "retries must be a non-negative integer (0..2147483647), got -1"),
     ],
 )
 def test_bad_fleet_keys_are_one_line_errors(

@@ -287,7 +287,7 @@ def test_cli_exits_1_when_nothing_meets_the_constraints(
     out = capsys.readouterr().out
     assert code == 1
     assert "No configuration meets the constraints." in out
-    assert "violates p99 by 0.7 ms (upper bound 1.2 > 0.5 ms)" in out
+    assert "violates p99 by 0.7 ms (upper bound 1.2 &gt; 0.5 ms)" in out  # markdown: escaped
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Self
 import numpy as np
 
 
-class BaseModel(ABC):
+class ModelDefaults:
     """Defaults of the :class:`harness.models.Model` members that only some models change."""
 
     accepts_bindings: bool = False
@@ -25,6 +25,10 @@ class BaseModel(ABC):
     def bind(self, bindings: tuple[str, ...]) -> Self:
         """This model bound to one case's shape bindings; a model that takes none ignores them."""
         return self
+
+
+class BaseModel(ModelDefaults, ABC):
+    """A model whose shapes are those of its example inputs (encoders, classifiers)."""
 
     @abstractmethod
     def example_inputs(self, batch_size: int, seq_len: int | None) -> dict[str, np.ndarray]: ...

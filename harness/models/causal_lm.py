@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.digest import file_sha256
 from harness.errors import BackendUnavailable, ConfigError
+from harness.models.base import ModelDefaults
 from harness.models.corpus import Split, sentences
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def is_causal_lm_dir(directory: Path) -> bool:
     return any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or ())
 
 
-class CausalLMModel:
+class CausalLMModel(ModelDefaults):
     """A decoder from a GGUF file or a Hugging Face directory.
 
     ``generative`` marks it for the planner and the worker: cases have ``prompt_len`` (the
