@@ -350,10 +350,11 @@ def _cmd_ci(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from harness.importer import import_pytest_benchmark
+    from harness.importer import read_pytest_benchmark, store_import
 
+    read = read_pytest_benchmark(Path(args.file))  # a bad file: no store is created or opened
     with Store(store_path(args.store)) as store:
-        run_id, count = import_pytest_benchmark(Path(args.file), store)
+        run_id, count = store_import(Path(args.file), store, read)
     print(f"{args.file}: {count} cases stored as run {run_id}")
     return 0
 

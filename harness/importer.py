@@ -34,6 +34,15 @@ _STATUSES = ("ok", "skipped", "failed")
 def import_pytest_benchmark(path: Path, store: Store) -> tuple[str, int]:
     """Store the infrabench cases of a pytest-benchmark JSON file; return (run id, count).
     ConfigError (nothing stored) for any file that is not a complete, consistent one."""
+    return store_import(path, store, read_pytest_benchmark(path))
+
+
+Imported = tuple[str, dict[str, Any], list[tuple[CaseResult, list[float]]]]
+
+
+def read_pytest_benchmark(path: Path) -> Imported:
+    """Read and check the whole file before any store is opened: (run id, fingerprint, rows
+    with their samples). ConfigError naming the file and what is wrong."""
     data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ConfigError(f"{path}: not pytest-benchmark JSON (no 'benchmarks' list)")
@@ -57,6 +66,12 @@ def import_pytest_benchmark(path: Path, store: Store) -> tuple[str, int]:
         if row.case_id in seen:
             raise ConfigError(f"{path}: case {row.case_id} appears twice; one run has each once")
         seen.add(row.case_id)
+    return run_id, fingerprint, rows
+
+
+def store_import(path: Path, store: Store, read: Imported) -> tuple[str, int]:
+    """Store what :func:`read_pytest_benchmark` read, in one transaction: all or nothing."""
+    run_id, fingerprint, rows = read
     try:
         with store.transaction():
             store.start_run(run_id, "pytest", str(path), fingerprint)

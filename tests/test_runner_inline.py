@@ -132,3 +132,21 @@ def test_an_interrupt_says_what_was_saved_and_how_to_resume(
     assert cli.main(["run", str(suite), "--store", str(db), "--resume", run_id]) == 0
     with Store(db, read_only=True) as store:
         assert [r.batch_size for r in store.cases(run_id)] == [1, 2, 4]
+
+
+def test_a_bad_import_file_creates_no_store(tmp_path: Path) -> None:
+    from harness import cli
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert cli.main(["import", str(bad), "--store", str(tmp_path / "s.duckdb")]) == 2
+    assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_an_unreachable_ray_head_is_refused_at_once() -> None:
+    from harness.errors import ConfigError
+    from harness.launch.ray import _reachable
+
+    with pytest.raises(ConfigError, match=r"--address 127\.0\.0\.1:1: no Ray head answers"):
+        _reachable("127.0.0.1:1", timeout_s=2)
+    _reachable("auto")  # left to Ray

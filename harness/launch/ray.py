@@ -167,6 +167,7 @@ class RayLauncher:
         """Join the cluster (once); ConfigError when it cannot be reached."""
         ray = _ray()
         if not ray.is_initialized():
+            _reachable(self.address)
             try:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -220,3 +221,24 @@ class RayLauncher:
             packed = pack(artifact)
             self._packed[artifact.directory] = (packed.sha256, ray.put(packed))
         return self._packed[artifact.directory][1]
+
+
+CONNECT_S = 5.0  # how long a cluster's head address gets to answer before it is refused
+
+
+def _reachable(address: str | None, timeout_s: float = CONNECT_S) -> None:
+    """ConfigError unless ``address`` (``host:port``; ``auto``, ``ray://`` and None are left to
+    Ray) accepts a TCP connection within ``timeout_s``: ``ray.init`` itself keeps retrying an
+    unreachable head for minutes."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--address {address}: no Ray head answers there within {timeout_s:g} s ({exc})"
+        ) from None
