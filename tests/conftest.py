@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,15 @@ def _artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("INFRABENCH_CACHE", str(cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
         yield cache
+
+
+@pytest.fixture(autouse=True)
+def _keep_affinity() -> Iterator[None]:
+    """Inline cases pin this process to their threads' CPUs; every test starts and ends with
+    the CPUs the session had (a subprocess inherits them, and would see fewer usable CPUs)."""
+    allowed = os.sched_getaffinity(0)
+    yield
+    os.sched_setaffinity(0, allowed)
 
 
 @pytest.fixture

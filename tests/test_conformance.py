@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -40,14 +37,6 @@ def artifacts() -> dict[str, Artifact]:
 
 def _variant(name: str) -> str:
     return "int8-static" if name in INT8_ONLY else "fp32"
-
-
-@pytest.fixture(autouse=True)
-def _keep_affinity() -> Iterator[None]:
-    """execute() pins CPUs; in this inline test that would pin the test process itself."""
-    allowed = os.sched_getaffinity(0)
-    yield
-    os.sched_setaffinity(0, allowed)
 
 
 @pytest.mark.parametrize("name", _usable())

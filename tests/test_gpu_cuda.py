@@ -7,9 +7,7 @@ CUDA device (CI, the CPU development machines).
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,14 +27,6 @@ POLICY = TimingPolicy(budget_s=0.3, warmup_max_s=0.3, min_samples=20)
 @pytest.fixture(scope="module")
 def artifact() -> Artifact:
     return build("tiny-mlp", "fp32", cache_root())
-
-
-@pytest.fixture(autouse=True)
-def _keep_affinity() -> Iterator[None]:
-    """execute() pins CPUs; in this inline test that would pin the test process itself."""
-    allowed = os.sched_getaffinity(0)
-    yield
-    os.sched_setaffinity(0, allowed)
 
 
 def _measure(artifact: Artifact, variant: str, **options: Any) -> Any:

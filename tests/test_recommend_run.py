@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from harness.optimize.artifacts import cache_root
 from harness.plan import plan
@@ -29,13 +26,6 @@ SUITE = """
     [options.fake]
     latency_ms = 1.0
 """
-
-
-@pytest.fixture(autouse=True)
-def _keep_affinity() -> Iterator[None]:
-    allowed = os.sched_getaffinity(0)
-    yield
-    os.sched_setaffinity(0, allowed)
 
 
 def test_the_search_prunes_hopeless_cases_and_keeps_every_round(

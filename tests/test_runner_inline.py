@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ SUITE = """
     latency_ms = 2.0
     jitter = 0.0
 """
-
-
-@pytest.fixture(autouse=True)
-def _keep_affinity() -> Iterator[None]:
-    allowed = os.sched_getaffinity(0)  # inline cases pin this process's CPUs
-    yield
-    os.sched_setaffinity(0, allowed)
 
 
 def _runner(store: Store, launcher: ScriptedLauncher, watch: FixedWatch | None = None) -> Runner:

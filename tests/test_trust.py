@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -103,14 +102,6 @@ def test_the_row_shape_is_built_from_the_fed_arrays() -> None:
 FAST = TimingPolicy(warmup_max_s=0.05, min_samples=5, budget_s=0.1)
 
 
-@pytest.fixture
-def _keep_affinity() -> Iterator[None]:
-    allowed = os.sched_getaffinity(0)  # inline cases pin this process's CPUs
-    yield
-    os.sched_setaffinity(0, allowed)
-
-
-@pytest.mark.usefixtures("_keep_affinity")
 def test_an_error_in_the_fidelity_pass_is_recorded_next_to_the_kept_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,7 +173,6 @@ GATE = """
 """
 
 
-@pytest.mark.usefixtures("_keep_affinity")
 def test_the_gate_fails_on_a_baseline_case_the_candidate_lost(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
