@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from harness.launch.base import Outcome, no_progress
+from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
 from harness.launch.ship import Packed, ShippingError, unpack
 
 START_S = 120.0  # shipping an artifact and starting a fresh worker on a node, seconds
@@ -223,3 +224,27 @@ def run_on_node(
         return NodeResult(outcome, node, start, time.time())
     outcome = run_task(replace(task, artifact=shipped, reference=ref), no_progress)
     return NodeResult(outcome, node, start, time.time())
+
+
+T = TypeVar("T")
+
+
+class FleetLauncher(ABC):
+    """What the Ray and Slurm launchers share: a task with no hardware class (an artifact
+    build, a case for this machine) runs on the ``local`` launcher; a measure task of a class
+    goes to the fleet, alone, through ``launch_many``."""
+
+    local: Launcher
+
+    def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]:
+        from harness.worker import MeasureTask
+
+        if not isinstance(task, MeasureTask) or task.case.hardware is None:
+            return self.local.launch(task, progress)
+        return next(iter(self.launch_many([task], progress)))[1]
+
+    @abstractmethod
+    def launch_many(
+        self, tasks: Sequence[Task[T]], progress: Progress = no_progress
+    ) -> Iterator[tuple[int, Outcome[T]]]:
+        """Run ``tasks`` on the fleet concurrently; yield ``(index, outcome)`` as each ends."""

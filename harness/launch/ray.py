@@ -22,7 +22,15 @@ from typing import Any, TypeVar
 
 from harness.errors import ConfigError
 from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
-from harness.launch.fleet import START_S, NodeLost, NodeResult, Placement, dispatch, run_on_node
+from harness.launch.fleet import (
+    START_S,
+    FleetLauncher,
+    NodeLost,
+    NodeResult,
+    Placement,
+    dispatch,
+    run_on_node,
+)
 from harness.launch.ship import Packed, pack
 
 T = TypeVar("T")
@@ -145,7 +153,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-class RayLauncher:
+class RayLauncher(FleetLauncher):
     """Measures cases on a Ray cluster (``address``: ``auto``, ``ray://host:10001``, or None to
     join the cluster this process already initialised); builds run through ``local``.
 
@@ -186,11 +194,6 @@ class RayLauncher:
                 f"{', '.join(repr(m) for m in missing)} (resource {RESOURCE_PREFIX}<class>); "
                 f"classes in the cluster: {', '.join(sorted(have)) or '(none)'}"
             )
-
-    def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]:
-        if getattr(getattr(task, "case", None), "hardware", None) is None:
-            return self.local.launch(task, progress)
-        return next(iter(self.launch_many([task], progress)))[1]
 
     def launch_many(
         self, tasks: Sequence[Task[T]], progress: Progress = no_progress

@@ -24,7 +24,14 @@ from typing import Any, TypeVar
 
 from harness.errors import ConfigError
 from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
-from harness.launch.fleet import NodeLost, NodeResult, Placement, dispatch, run_on_node
+from harness.launch.fleet import (
+    FleetLauncher,
+    NodeLost,
+    NodeResult,
+    Placement,
+    dispatch,
+    run_on_node,
+)
 from harness.launch.ship import Packed, pack
 
 T = TypeVar("T")
@@ -174,7 +181,7 @@ def _for(executor: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if not k.startswith("slurm_")}
 
 
-class SlurmLauncher:
+class SlurmLauncher(FleetLauncher):
     """Measures cases as Slurm jobs (one per case); builds run through ``local``."""
 
     def __init__(self, options: SlurmOptions, local: Launcher | None = None) -> None:
@@ -206,11 +213,6 @@ class SlurmLauncher:
                 f"--executor slurm: no node has feature {', '.join(repr(m) for m in missing)}; "
                 f"features in the cluster: {', '.join(sorted(features)) or '(none)'}"
             )
-
-    def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]:
-        if getattr(getattr(task, "case", None), "hardware", None) is None:
-            return self.local.launch(task, progress)
-        return next(iter(self.launch_many([task], progress)))[1]
 
     def launch_many(
         self, tasks: Sequence[Task[T]], progress: Progress = no_progress
