@@ -109,3 +109,18 @@ def test_k8s_manifests_are_valid_jobs_one_per_case(
     broken = {**manifests[0], "spec": {**manifests[0]["spec"], "backoffLimit": "two"}}
     with pytest.raises(kv.ValidationError):  # the check can fail: a broken Job is refused
         kv.validate(broken, "1.33", strict=True)
+
+
+def test_an_operator_class_this_machine_does_not_advertise_is_refused_locally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    monkeypatch.delenv("INFRABENCH_HARDWARE_CLASS", raising=False)
+    suite = tmp_path / "s.toml"
+    suite.write_text('models = ["tiny-mlp"]\nbackends = ["fake"]\n')
+    store = tmp_path / "s.duckdb"
+    assert main(["run", str(suite), "--hardware", "warp-drive", "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "'warp-drive' is not a class infrabench can check" in err and len(err.splitlines()) == 1
+    assert not store.exists()  # refused before the store opened

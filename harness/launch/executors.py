@@ -63,11 +63,18 @@ def executor_launcher(choice: ExecutorChoice, cases: Sequence[Case]) -> Launcher
 
 def _check_here(classes: list[str]) -> None:
     """A local run of a class: this machine must be of it (as a fleet node checks itself)."""
-    from harness.environment import CLASS_ENV, class_mismatch, fingerprint
+    from harness.environment import CLASS_ENV, KNOWN_CLASSES, class_mismatch, fingerprint
 
     fp = fingerprint() if classes else {}
+    advertised = os.environ.get(CLASS_ENV)
     for cls in classes:
-        mismatch = class_mismatch(fp, cls, os.environ.get(CLASS_ENV))
+        if cls not in KNOWN_CLASSES and advertised is None:
+            raise ConfigError(
+                f"--executor local: {cls!r} is not a class infrabench can check from the "
+                f"fingerprint ({', '.join(KNOWN_CLASSES)}); on a machine of that class set "
+                f"{CLASS_ENV}={cls}, or run it on a fleet executor"
+            )
+        mismatch = class_mismatch(fp, cls, advertised)
         if mismatch is not None:
             raise ConfigError(
                 f"--executor local: this machine cannot run class {cls!r}: {mismatch}"
