@@ -415,3 +415,26 @@ def availability(name: str) -> str | None:
     except BackendUnavailable as exc:
         return str(exc)
     return None
+
+
+def exposed_session(model: Any) -> Any:
+    """An ONNX Runtime CPU session of ``model`` (an ``onnx.ModelProto``, left unchanged) with
+    every intermediate tensor exposed as an output and no graph optimization, so one run shows
+    the shape of every tensor as the graph computes it (a simulator's or a roofline's view)."""
+    import onnx
+    import onnxruntime as ort
+
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    known = {o.name for o in exposed.graph.output}
+    for node in exposed.graph.node:
+        for name in node.output:
+            if name and name not in known:
+                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+                known.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        exposed.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )

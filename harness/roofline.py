@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness.backend import exposed_session
 from harness.errors import ConfigError
 from harness.recommend import row_hardware_class
 from harness.result import CaseResult
@@ -156,24 +157,9 @@ def _observed(model: Any) -> dict[str, tuple[tuple[int, ...], int]]:
     """Run the graph once on ONNX Runtime (no graph optimization) with zero inputs of the fixed
     shapes; every node output's (shape, element type)."""
     import numpy as np
-    import onnx
-    import onnxruntime as ort
     from onnx import helper
 
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    known = {o.name for o in exposed.graph.output}
-    for node in exposed.graph.node:
-        for name in node.output:
-            if name and name not in known:
-                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-                known.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        exposed.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = exposed_session(model)
     feeds = {}
     for graph_input in model.graph.input:
         shape = _shape_of(graph_input)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.fpga_sim.systolic import FREE, Gemm, LayerTiming, Preset, gemm_timing, vector_timing
+from harness.backend import exposed_session
 
 # An int8 accelerator scales and rounds activations as they enter and leave the array (a
 # multiplier per lane in the load/store path): the graph's Q/DQ pairs cost no extra pass.
@@ -27,25 +28,9 @@ GEMM_OPS = {"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "Conv", "ConvInt
 def observed_shapes(model: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape (graph inputs, initializers, node outputs) of a loaded ONNX model
     for these inputs."""
-    import onnx
-    import onnxruntime as ort
-
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)  # the caller's model stays as it is
-    shapes = {t.name: tuple(t.dims) for t in exposed.graph.initializer}
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     shapes.update({n: tuple(a.shape) for n, a in inputs.items()})
-    known = {o.name for o in exposed.graph.output}
-    for node in exposed.graph.node:
-        for name in node.output:
-            if name and name not in known:
-                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-                known.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        exposed.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = exposed_session(model)  # the caller's model stays as it is
     names = [o.name for o in session.get_outputs()]
     feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
     for name, value in zip(names, session.run(names, feeds), strict=True):
