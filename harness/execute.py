@@ -108,6 +108,16 @@ class Measurement:
     generative: GenerativeRaw | None = None
 
 
+def timed_load(load: Callable[[], float | None], clock: Clock) -> tuple[float | None, float, float]:
+    """Run ``load`` (a backend's load, its compile time or None) and return (compile_s,
+    load_s: its wall time on ``clock``, model_mem_mb: the resident memory it added)."""
+    before = rss_mb()
+    start = clock.now_ns()
+    compile_s = load()
+    load_s = (clock.now_ns() - start) / 1e9
+    return compile_s, load_s, max(rss_mb() - before, 0.0)
+
+
 def pin_cpus(threads: int) -> str:
     """Restrict this process to ``threads`` of the CPUs it may use; return them as text."""
     if not hasattr(os, "sched_setaffinity"):
@@ -204,11 +214,9 @@ def measure_case(
     untimed_errors: list[str] = []
     try:
         progress("loading")
-        before = rss_mb()
-        start = clock.now_ns()
-        compile_s = backend.load(artifact, settings)
-        load_s = (clock.now_ns() - start) / 1e9
-        model_mem_mb = max(rss_mb() - before, 0.0)
+        compile_s, load_s, model_mem_mb = timed_load(
+            lambda: backend.load(artifact, settings), clock
+        )
         backend.prepare(inputs)
         progress("first inference")
         first_ns = time_once(backend, clock)

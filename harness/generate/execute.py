@@ -20,7 +20,7 @@ from harness.backend import Generates, GenerationSettings, backend_class
 from harness.case import Case
 from harness.environment import cpu_model, isa_flags
 from harness.errors import BackendUnavailable, ConfigError
-from harness.execute import Measurement, pin_cpus
+from harness.execute import Measurement, pin_cpus, timed_load
 from harness.generate.fidelity import (
     matching_prefix_len,
     next_token_agreement,
@@ -31,7 +31,7 @@ from harness.generate.stats import GenerativeRaw, TokenTimes, kv_cache_bytes
 from harness.launch.base import Progress, no_progress
 from harness.measure.clock import Clock
 from harness.measure.energy import choose_probe
-from harness.measure.memory import peak_rss_mb, rss_mb
+from harness.measure.memory import peak_rss_mb
 from harness.models.causal_lm import prompts
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
@@ -147,11 +147,9 @@ def measure_generation(
     batches = prompts(model_dir, "training", case.seq_len, case.batch_size, count)
     try:
         progress("loading")
-        before = rss_mb()
-        start = clock.now_ns()
-        compile_s = backend.load_generator(model_dir, settings)
-        load_s = (clock.now_ns() - start) / 1e9
-        model_mem_mb = max(rss_mb() - before, 0.0)
+        compile_s, load_s, model_mem_mb = timed_load(
+            lambda: backend.load_generator(model_dir, settings), clock
+        )
         progress("warm-up")
         cold, _ = timed_generation(backend, batches[0], case.gen_len, clock)
         for prompt in batches[1:WARMUP_GENERATIONS]:

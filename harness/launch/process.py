@@ -141,32 +141,27 @@ class ProcessLauncher:
         deadline = time.monotonic() + task.timeout_s
         kept: list[T] = []
         phase = ""
+
+        def ended(reason: str, kind: str) -> Outcome[T]:
+            """The worker ended without an outcome: a failure of its stage, or, when it kept
+            a measurement before it ended, that measurement with the reason."""
+            failed: Outcome[T] = Outcome("failed", reason=f"{task.stage}: {reason}",
+                                         error_kind=kind, detail=_tail(log_path),
+                                         stage=task.stage)  # fmt: skip
+            return salvaged(kept[0], failed) if kept else failed
+
         while True:
             left = deadline - time.monotonic()
             if not wait([conn, proc.sentinel], timeout=max(left, 0)):
                 where = f" (last step: {phase})" if phase else ""
-                timed_out: Outcome[T] = Outcome(
-                    "failed",
-                    reason=f"{task.stage}: timed out after {task.timeout_s:g} s{where}",
-                    error_kind="timeout",
-                    detail=_tail(log_path),
-                    stage=task.stage,
-                )
-                return salvaged(kept[0], timed_out) if kept else timed_out
+                return ended(f"timed out after {task.timeout_s:g} s{where}", "timeout")
             try:
                 message = conn.recv() if conn.poll() else None
             except EOFError:
                 message = None
             if message is None:
                 proc.join(JOIN_S)
-                crashed: Outcome[T] = Outcome(
-                    "failed",
-                    reason=f"{task.stage}: worker {_describe_exit(proc.exitcode)}",
-                    error_kind="crashed",
-                    detail=_tail(log_path),
-                    stage=task.stage,
-                )
-                return salvaged(kept[0], crashed) if kept else crashed
+                return ended(f"worker {_describe_exit(proc.exitcode)}", "crashed")
             if message[0] == "progress":
                 phase = message[1]
                 progress(message[1])
