@@ -21,6 +21,12 @@ the same stream, waits on the end event and returns ``start.elapsed_time(end)`` 
 resolve about 0.5 us). Host-to-device copies happen in ``prepare`` and are never timed;
 ``outputs`` copies back, untimed. ``synchronize`` waits on the end event again (already done).
 
+Decoders (``Generates``, from ``backends.torch_generate``): transformers' ``generate`` with a
+static KV cache on the GPU in fp32, fp16 or bf16; each token is stamped by the harness's clock
+when its step's tokens reach the host (the streamer's copy waits for the step's kernels), so TTFT
+and TPOT are host-observed, as a serving client sees them. The options (compile, CUDA graphs)
+apply to encoder cases only.
+
 Device memory: ``device_mem_mb`` is the caching allocator's peak (``max_memory_allocated``:
 weights, activations and graph pools, counted from the end of ``load``'s weight upload); the
 details add the allocator's reserve and NVML's figure for this process (reserve + CUDA context +
@@ -36,7 +42,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backend import Artifact, BackendSettings, Capabilities
+from backends.torch_generate import TorchGenerator
+from harness.backend import Artifact, BackendSettings, Capabilities, GenerationSettings
 from harness.errors import BackendError, BackendUnavailable, ConfigError
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
@@ -60,10 +67,11 @@ def check_options(options: Mapping[str, Any], where: str) -> None:
         )
 
 
-class TorchCudaBackend:
+class TorchCudaBackend(TorchGenerator):
     name: ClassVar[str] = "torch-cuda"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="torch",
+        generates=True,
         devices=("cuda",),
         own_clock=True,
         options={"compile": COMPILE_MODES, "cuda_graphs": bool},
@@ -132,22 +140,12 @@ class TorchCudaBackend:
         if not settings.input_names or not settings.output_names:
             raise BackendError("torch-cuda needs the model's input and output names")
         check_options(settings.options, "torch-cuda")
-        self._torch = torch
         self._mode = str(settings.options.get("compile", "off"))
         self._graphs = bool(settings.options.get("cuda_graphs", False))
         self._input_names, self._output_names = settings.input_names, settings.output_names
         precision = settings.precision
-        major, minor = torch.cuda.get_device_capability()
-        if precision == "bf16" and (major, minor) < BF16_MIN_CAPABILITY:
-            raise BackendUnavailable(
-                f"torch-cuda bf16: {torch.cuda.get_device_name()} (compute capability "
-                f"{major}.{minor}) has no native bf16 arithmetic (needs 8.0 or newer)"
-            )
-        if precision not in ("fp32", *_DTYPES):
-            raise BackendUnavailable(f"torch-cuda runs fp32, fp16 or bf16, not {precision}")
+        self._check_precision(precision)
         self._dtype = getattr(torch, _DTYPES[precision]) if precision in _DTYPES else None
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, not TF32
-        torch.backends.cudnn.allow_tf32 = False
         module = artifact.torch_module().eval()
         if self._dtype is not None:
             module = module.to(self._dtype)
@@ -174,6 +172,38 @@ class TorchCudaBackend:
             self._capture(self._device_args(settings.example_inputs))
         self._facts["compile_and_capture_s"] = time.perf_counter() - started
         return self._facts["compile_and_capture_s"]
+
+    def _check_precision(self, precision: str) -> None:
+        """BackendUnavailable for a precision this GPU does not run natively; turns TF32 off
+        (fp32 means fp32)."""
+        import torch
+
+        self._torch = torch
+        major, minor = torch.cuda.get_device_capability()
+        if precision == "bf16" and (major, minor) < BF16_MIN_CAPABILITY:
+            raise BackendUnavailable(
+                f"torch-cuda bf16: {torch.cuda.get_device_name()} (compute capability "
+                f"{major}.{minor}) has no native bf16 arithmetic (needs 8.0 or newer)"
+            )
+        if precision not in ("fp32", *_DTYPES):
+            raise BackendUnavailable(f"torch-cuda runs fp32, fp16 or bf16, not {precision}")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def generation_device(self, settings: GenerationSettings) -> str:
+        """The GPU; BackendUnavailable for a precision it lacks, or for the encoder-only options
+        (a decoder's ``generate`` runs eager: its row must not claim a compile or graphs)."""
+        used = {k: v for k, v in settings.options.items() if v not in (False, "off")}
+        if used:
+            raise BackendUnavailable(
+                f"torch-cuda: options {used} apply to encoder cases; a decoder runs eager"
+            )
+        self._check_precision(settings.precision)
+        return DEVICE
+
+    def generator_loaded(self) -> None:
+        self._torch.cuda.synchronize()
+        self._torch.cuda.reset_peak_memory_stats()
 
     def _device_args(self, inputs: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
         """The inputs in the module's order, on the GPU (a blocking copy); floating inputs in
@@ -246,6 +276,8 @@ class TorchCudaBackend:
         }
 
     def executed_precision(self) -> str | None:
+        if self._lm is not None:
+            return self._lm_dtype
         if self._dtype is None:
             return "fp32"
         return "fp16" if self._dtype == self._torch.float16 else "bf16"
@@ -270,13 +302,18 @@ class TorchCudaBackend:
             "timer": "cuda events (start/end on the compute stream; copies outside)",
             "host_device_copies_timed": False,
         }
+        if self._lm is not None:
+            facts = {
+                "timer": "the harness's clock per token, when the step's tokens reach the host",
+                "host_device_copies_timed": True,  # each token's copy to the host: a client's view
+            }
         if torch is not None:
             major, minor = torch.cuda.get_device_capability()
             facts["gpu"] = f"{torch.cuda.get_device_name()} (sm_{major}{minor})"
         return {**facts, **self._facts}
 
     def close(self) -> None:
-        self._graph = self._fn = self._module = self._out = None
+        self._graph = self._fn = self._module = self._out = self._lm = None
         self._args = ()
         if self._torch is not None:
             self._torch.cuda.empty_cache()

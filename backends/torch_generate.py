@@ -1,12 +1,13 @@
-"""torch-eager's generative capability: a transformers causal LM with a static KV cache,
-greedy decoding, EOS ignored, and a streamer that reports each decode step to the harness."""
+"""The generative capability of torch-eager and torch-cuda: a transformers causal LM with a
+static KV cache, greedy decoding, EOS ignored, and a streamer that reports each decode step to
+the harness."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,11 +33,26 @@ class _StepStreamer:
 
 
 class TorchGenerator:
-    """Mixed into ``TorchEagerBackend``: implements ``harness.backend.Generates``."""
+    """Mixed into ``TorchEagerBackend`` (CPU) and ``TorchCudaBackend`` (``generation_device``
+    says where): implements ``harness.backend.Generates``.
+
+    On a GPU the streamer still stamps each step when it exists on the host: transformers hands
+    the streamer ``next_tokens.cpu()``, a copy that waits for the step's kernels.
+    """
 
     _lm: Any = None
     _lm_torch: Any = None
     _lm_dtype: str = "fp32"
+    _lm_device: str = "cpu"
+    name: ClassVar[str]
+
+    def generation_device(self, settings: GenerationSettings) -> str:
+        """Where the decoder runs; BackendUnavailable when ``settings.precision`` is not native
+        there. The CPU: native bf16/fp16 only with the ISA flags for it."""
+        missing = native_precision_missing(settings.precision, settings.isa_flags)
+        if missing:
+            raise BackendUnavailable(f"{self.name} {settings.precision}: {missing}")
+        return "cpu"
 
     def load_generator(self, model_dir: Path, settings: GenerationSettings) -> float | None:
         import torch
@@ -44,31 +60,34 @@ class TorchGenerator:
         os.environ["HF_HUB_OFFLINE"] = "1"
         if settings.weight_bits is not None:
             raise BackendUnavailable(
-                f"torch-eager has no weight-only int{settings.weight_bits} CPU kernels in this "
+                f"{self.name} has no weight-only int{settings.weight_bits} kernels in this "
                 "environment (torch.ao's dynamic quantization also quantizes activations)"
             )
         if settings.kv_cache_int8:
             raise BackendUnavailable(
-                "torch-eager: transformers' quantized KV cache needs optimum-quanto or hqq"
+                f"{self.name}: transformers' quantized KV cache needs optimum-quanto or hqq"
             )
-        missing = native_precision_missing(settings.precision, settings.isa_flags)
-        if missing:
-            raise BackendUnavailable(f"torch-eager {settings.precision}: {missing}")
+        device = self.generation_device(settings)
         from transformers import AutoModelForCausalLM
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision,
                                                                      torch.float32)  # fmt: skip
         torch.set_num_threads(settings.threads)
-        self._lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
-        self._lm_torch = torch
-        self._lm_dtype = settings.precision
+        lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+        self._lm = lm.to(device) if device != "cpu" else lm
+        self._lm_torch, self._lm_dtype, self._lm_device = torch, settings.precision, device
+        self.generator_loaded()
         return None
+
+    def generator_loaded(self) -> None:
+        """Called once the decoder is on its device (a GPU backend resets its peak counters)."""
 
     def generate(
         self, prompt_ids: np.ndarray, gen_len: int, on_token: Callable[[], None]
     ) -> np.ndarray:
         torch = self._lm_torch
         ids = torch.from_numpy(np.ascontiguousarray(prompt_ids, dtype=np.int64))
+        ids = ids.to(self._lm_device)
         with torch.inference_mode():
             out = self._lm.generate(
                 ids,
@@ -81,14 +100,14 @@ class TorchGenerator:
                 pad_token_id=self._lm.config.eos_token_id,
                 streamer=_StepStreamer(on_token),
             )
-        result: np.ndarray = out[:, ids.shape[1] :].numpy()
+        result: np.ndarray = out[:, ids.shape[1] :].cpu().numpy()
         return result
 
     def next_token_logits(self, ids: np.ndarray) -> np.ndarray | None:
         torch = self._lm_torch
         with torch.inference_mode():
-            logits = self._lm(torch.from_numpy(ids)).logits
-        result: np.ndarray = logits.float().numpy()
+            logits = self._lm(torch.from_numpy(ids).to(self._lm_device)).logits
+        result: np.ndarray = logits.float().cpu().numpy()
         return result
 
     def kv_cache_bytes(self) -> int | None:

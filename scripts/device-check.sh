@@ -13,10 +13,11 @@
 # 4. the harness against a bare CUDA-event loop, side by side, with NVML joules (bare_loop.py);
 # 5. the gpu suite with cuda_graphs = true (batch 1);
 # 6. torch.compile modes (fp16, batch 1): default, reduce-overhead, max-autotune, while time lasts;
-# 7. the gpu-marked tests (tests/test_gpu_cuda.py), if time is left;
-# 8. for every run: `infrabench show --format json` and the HTML report; then OUTDIR/summary.md.
+# 7. the gpu-llm suite (llama-1b, 1.24B seeded, fp32/fp16/bf16 x batch 1/8/64: TTFT, TPOT);
+# 8. the gpu-marked tests (tests/test_gpu_cuda.py), if time is left;
+# 9. for every run: `infrabench show --format json` and the HTML report; then OUTDIR/summary.md.
 #
-# Each step starts only if the time left (DEADLINE_S, default 450 s, from the start) covers its
+# Each step starts only if the time left (DEADLINE_S, default 480 s, from the start) covers its
 # estimate; what is left out is said in the summary. A dry run installs for real (when
 # wheelhouse/ exists) and runs `env`, and only prints the GPU steps. Environment: PYTHON
 # (default python3), DEADLINE_S, DEVICE_VENV (default /tmp/infrabench-venv), WHEELHOUSE
@@ -32,7 +33,7 @@ cd "$ROOT" || exit 2
 mkdir -p "$OUT" || exit 2
 OUT="$(cd "$OUT" && pwd)"
 START=$(date +%s)
-DEADLINE_S="${DEADLINE_S:-450}"
+DEADLINE_S="${DEADLINE_S:-480}"
 PY="${PYTHON:-python3}"
 VENV="${DEVICE_VENV:-/tmp/infrabench-venv}"
 LOG="$OUT/device-check.log"
@@ -170,12 +171,15 @@ for mode in default reduce-overhead max-autotune; do
     --batch 1 --variant fp16 --backend torch-cuda
 done
 
-# -- 7. the gpu-marked tests (tiny-mlp), if time is left -----------------------------------------
+# -- 7. the ~1B decoder: building its 4.9 GB fp32 directory is part of the estimate --------------
+suite_run llm 150 suites/gpu-llm.toml
+
+# -- 8. the gpu-marked tests (tiny-mlp), if time is left -----------------------------------------
 # torch warns on GPUs (e.g. TF32 left off under inductor): warnings are shown, not errors, here
 run_step "pytest -m gpu" 60 "$IBPY" -m pytest tests/test_gpu_cuda.py -q -m gpu -rs \
   -W default::UserWarning
 
-# -- 8. summary ----------------------------------------------------------------------------------
+# -- 9. summary ----------------------------------------------------------------------------------
 "$IBPY" scripts/device_summary.py runs "$OUT/bare_loop.md" "${RUNS[@]}" >>"$SUMMARY" 2>>"$LOG"
 printf '\nfinished %s UTC after %s s\n' "$(date -u +%FT%T)" "$(( $(date +%s) - START ))" \
   >>"$SUMMARY"

@@ -60,6 +60,28 @@ def rows_table(label: str, rows: list[Row]) -> list[str]:
     return [*lines, ""]
 
 
+def decoder_table(label: str, rows: list[Row]) -> list[str]:
+    """Decoder rows (TTFT, TPOT, decode tokens/s; energy per inference is per generation)."""
+    lines = [
+        f"### {label} (decoder)",
+        "",
+        "| case | status | TTFT p50/p99 ms | TPOT p50/p99 ms | decode tok/s | device MiB "
+        "| KV MiB | J/generation | next-token agreement | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {"fp32": 0, "fp16": 1, "bf16": 2}
+    for r in sorted(rows, key=lambda r: (order.get(r["variant"], 9), r["batch_size"])):
+        lines.append(
+            f"| {r['model']}/{r['variant']}/{r['backend']}/b{r['batch_size']} | {r['status']} "
+            f"| {_f(r.get('ttft_ms_p50'), '.2f')} / {_f(r.get('ttft_ms_p99'), '.2f')} "
+            f"| {_f(r.get('tpot_ms_p50'), '.3f')} / {_f(r.get('tpot_ms_p99'), '.3f')} "
+            f"| {_f(r.get('decode_tokens_per_s'), '.0f')} | {_f(r.get('device_mem_mb'), '.0f')} "
+            f"| {_f(r.get('kv_cache_mb'), '.1f')} | {_f(r.get('energy_j_per_inference'), '.3e')} "
+            f"| {_f(r.get('fidelity'), '.4f')} | {(r.get('reason') or '')[:100]} |"
+        )
+    return [*lines, ""]
+
+
 def _p50(rows: list[Row], variant: str, batch: int) -> float | None:
     for r in rows:
         if (r["backend"] == "torch-cuda" and r["variant"] == variant
@@ -94,6 +116,28 @@ def ratio_lines(runs: dict[str, list[Row]]) -> list[str]:
     return [*lines, ""]
 
 
+def decoder_ratio_lines(rows: list[Row]) -> list[str]:
+    """fp16/bf16 vs fp32 on the decoder: TPOT ratio (fp32 / other: > 1 is faster) per batch."""
+    lines = ["| decoder comparison | batch | TPOT p50 ratio | TTFT p50 ratio |"]
+    lines.append("|---|---|---|---|")
+
+    def p50(variant: str, batch: int, column: str) -> float | None:
+        for r in rows:
+            if r["variant"] == variant and r["batch_size"] == batch and r["status"] == "ok":
+                value: float | None = r.get(column)
+                return value
+        return None
+
+    for variant in ("fp16", "bf16"):
+        for b in sorted({r["batch_size"] for r in rows}):
+            ratios = []
+            for column in ("tpot_ms_p50", "ttft_ms_p50"):
+                slow, fast = p50("fp32", b, column), p50(variant, b, column)
+                ratios.append(f"{slow / fast:.3f}" if slow and fast else "-")
+            lines.append(f"| {variant} vs fp32 | {b} | {ratios[0]} | {ratios[1]} |")
+    return [*lines, ""]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["env"]:
         try:
@@ -109,10 +153,13 @@ def main(argv: list[str]) -> int:
     bare, files = Path(argv[1]), [Path(p) for p in argv[2:]]
     runs = {p.stem.removeprefix("run-"): json.loads(p.read_text()) for p in files}
     out = ["", "## runs", ""]
+    decoders = {label: rows for label, rows in runs.items() if label == "llm"}
     for label, rows in runs.items():
-        out += rows_table(label, rows)
+        out += decoder_table(label, rows) if label in decoders else rows_table(label, rows)
     out += ["## ratios (one run each; p50 of the slower / p50 of the faster)", ""]
-    out += ratio_lines(runs)
+    out += ratio_lines({k: v for k, v in runs.items() if k not in decoders})
+    for rows in decoders.values():
+        out += decoder_ratio_lines(rows)
     out += ["## harness vs bare CUDA-event loop (same process, same module and inputs)", ""]
     out.append(bare.read_text() if bare.is_file() else "(not measured: see device-check.log)")
     print("\n".join(out))

@@ -49,3 +49,40 @@ class FixedWatch:
 
     def stop(self, token: object) -> list[str]:
         return self.case_flags()
+
+
+class CudaEvent:
+    """A CUDA event stand-in: ``elapsed_time`` is the ms between two records, scripted."""
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.records = 0
+
+    def record(self, stream: object = None) -> None:
+        self.records += 1
+
+    def synchronize(self) -> None:
+        pass
+
+    def elapsed_time(self, end: CudaEvent) -> float:
+        return 0.25
+
+
+def use_stand_in_cuda(monkeypatch: Any) -> None:
+    """torch.cuda answering as a GPU would (an sm_90 card, 3 MiB allocator peak, events 0.25 ms
+    apart), with torch-cuda's tensors on the CPU (``DEVICE = "cpu"``)."""
+    import torch
+
+    import backends.torch_cuda as tc
+
+    monkeypatch.setattr(tc, "DEVICE", "cpu")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    answers = {
+        "is_available": lambda: True,
+        "synchronize": lambda: None, "reset_peak_memory_stats": lambda: None,
+        "current_stream": lambda: "stream", "Event": CudaEvent, "empty_cache": lambda: None,
+        "max_memory_allocated": lambda: 3 * 2**20, "max_memory_reserved": lambda: 4 * 2**20,
+        "current_device": lambda: 0, "get_device_capability": lambda: (9, 0),
+        "get_device_name": lambda: "Stand-in GPU",
+    }  # fmt: skip
+    for name, value in answers.items():
+        monkeypatch.setattr(torch.cuda, name, value, raising=False)

@@ -29,6 +29,7 @@ from harness.errors import BackendUnavailable, ConfigError
 from harness.execute import Measurement
 from harness.finalize import finalize
 from harness.suite import load_suite
+from tests.fakes import use_stand_in_cuda
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 
@@ -268,41 +269,9 @@ def test_device_memory_and_compile_time_reach_the_row() -> None:
 # -- torch-cuda's own logic on a stand-in device -------------------------------------------------
 
 
-class _Event:
-    """A CUDA event stand-in: ``elapsed_time`` is the ms between two records, scripted."""
-
-    def __init__(self, enable_timing: bool = False) -> None:
-        self.records = 0
-
-    def record(self, stream: object = None) -> None:
-        self.records += 1
-
-    def synchronize(self) -> None:
-        pass
-
-    def elapsed_time(self, end: _Event) -> float:
-        return 0.25
-
-
 @pytest.fixture
 def stand_in_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch.cuda answering as a GPU would, with tensors on the CPU (``DEVICE = "cpu"``)."""
-    import torch
-
-    import backends.torch_cuda as tc
-
-    monkeypatch.setattr(tc, "DEVICE", "cpu")
-    monkeypatch.setattr(torch.version, "cuda", "13.0")
-    answers = {
-        "is_available": lambda: True,
-        "synchronize": lambda: None, "reset_peak_memory_stats": lambda: None,
-        "current_stream": lambda: "stream", "Event": _Event, "empty_cache": lambda: None,
-        "max_memory_allocated": lambda: 3 * 2**20, "max_memory_reserved": lambda: 4 * 2**20,
-        "current_device": lambda: 0, "get_device_capability": lambda: (9, 0),
-        "get_device_name": lambda: "Stand-in GPU",
-    }  # fmt: skip
-    for name, value in answers.items():
-        monkeypatch.setattr(torch.cuda, name, value, raising=False)
+    use_stand_in_cuda(monkeypatch)
 
 
 @pytest.mark.usefixtures("stand_in_cuda")

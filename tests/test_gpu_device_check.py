@@ -40,9 +40,10 @@ def test_a_dry_run_checks_every_suite_it_would_run(tmp_path: Path) -> None:
     summary = (out / "summary.md").read_text()
     assert "DRY RUN" in summary and "- env: exit 0" in summary
     for label in ("base", "graphs", "compile-default", "compile-reduce-overhead",
-                  "compile-max-autotune"):  # fmt: skip
+                  "compile-max-autotune", "llm"):  # fmt: skip
         assert f"- run {label}: dry run, not executed" in summary
     assert "gpu-graphs.toml: valid, 18 cases" in summary
+    assert "suites/gpu-llm.toml: valid, 9 cases" in summary
     assert "{'torch-cuda': {'compile': 'max-autotune'}}" in summary
     assert "invalid" not in summary
     assert (
@@ -85,3 +86,24 @@ def test_the_bare_loop_pair_compares_with_the_mean_of_both_bare_runs() -> None:
     assert "| fp32 | 1 | 2.0000 / 2.2000 | 2.1500 | 1.0238 | yes |" in text
     assert "| NO |" in text and "| failed |" in text
     assert inside.record()["within_3pct"] is True
+
+
+def test_the_decoder_summary_gives_tpot_and_ttft_ratios() -> None:
+    summary = _script("device_summary")
+    rows = [
+        {
+            "model": "llama-1b",
+            "variant": v,
+            "backend": "torch-cuda",
+            "batch_size": 8,
+            "status": "ok",
+            "tpot_ms_p50": tpot,
+            "ttft_ms_p50": ttft,
+            "fidelity": 0.9,
+        }
+        for v, tpot, ttft in (("fp32", 12.0, 30.0), ("fp16", 6.0, 10.0), ("bf16", 8.0, 12.0))
+    ]
+    assert "| fp16 vs fp32 | 8 | 2.000 | 3.000 |" in summary.decoder_ratio_lines(rows)
+    assert "| bf16 vs fp32 | 8 | 1.500 | 2.500 |" in summary.decoder_ratio_lines(rows)
+    table = "\n".join(summary.decoder_table("llm", rows))
+    assert "| llama-1b/fp16/torch-cuda/b8 | ok | 10.00 / - | 6.000 / - |" in table

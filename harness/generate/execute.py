@@ -16,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backend import Generates, GenerationSettings, backend_class
+from harness.backend import (
+    Generates,
+    GenerationSettings,
+    ReportsDetails,
+    ReportsDeviceMemory,
+    backend_class,
+)
 from harness.case import Case
 from harness.environment import cpu_model, isa_flags
 from harness.errors import BackendUnavailable, ConfigError
@@ -55,6 +61,14 @@ def timed_generation(
     start = clock.now_ns()
     tokens = backend.generate(prompt, gen_len, on_token)
     return TokenTimes(start, tuple(stamps)), tokens
+
+
+def kv_value_bytes(kv_cache_int8: bool, executed_precision: str | None) -> int:
+    """Bytes per cached key/value element: 1 for an int8 KV cache, 2 where the decoder executes
+    in fp16/bf16 (its cache is held in that type), else 4 (fp32)."""
+    if kv_cache_int8:
+        return 1
+    return 2 if executed_precision in ("fp16", "bf16") else 4
 
 
 def config_kv_bytes(model_dir: Path, tokens: int, batch: int, bytes_per_value: float) -> int:
@@ -172,11 +186,13 @@ def measure_generation(
         engine_kv = backend.kv_cache_bytes()
         executed = backend.executed_precision()
         versions = backend.versions()
+        device_mem = backend.device_mem_mb() if isinstance(backend, ReportsDeviceMemory) else None
+        details = backend.report() if isinstance(backend, ReportsDetails) else {}
     finally:
         backend.close()
     tokens = case.seq_len + case.gen_len
-    kv_bytes = config_kv_bytes(model_dir, tokens, case.batch_size, 1 if variant.kv_cache_int8
-                               else 4)  # fmt: skip
+    kv_bytes = config_kv_bytes(model_dir, tokens, case.batch_size,
+                               kv_value_bytes(variant.kv_cache_int8, executed))  # fmt: skip
     raw = GenerativeRaw(
         runs=tuple(runs), prompt_len=case.seq_len, gen_len=case.gen_len,
         cold_ttft_ms=(cold.token_ns[0] - cold.start_ns) / 1e6, kv_cache_bytes=kv_bytes,
@@ -195,11 +211,12 @@ def measure_generation(
         first_inference_ms=(cold.token_ns[-1] - cold.start_ns) / 1e6,
         model_mem_mb=model_mem_mb,
         peak_rss_mb=peak_rss_mb(),
+        device_mem_mb=device_mem,
         affinity=affinity,
         executed_precision=executed,
         versions=versions,
         energy_note=energy_note,
         energy=energy,
-        details={"sampling_s": sampling_s},
+        details={**details, "sampling_s": sampling_s},
         generative=raw,
     )

@@ -108,6 +108,7 @@ class Model(Protocol):
 _REGISTRY: dict[str, str] = {
     "bert-base": "harness.models.bert_base:BertBase",
     "digits-cnn": "harness.models.digits_cnn:DigitsCNN",
+    "llama-1b": "harness.models.seeded_lm:SeededLlama",
     "minilm-l6": "harness.models.minilm:MiniLM",
     "smollm2-135m": "harness.models.causal_lm:SmolLM2",
     "tiny-bert": "harness.models.tiny_bert:TinyBert",

@@ -97,9 +97,14 @@ class CausalLMModel(ModelDefaults):
             del model.config.quantization_config
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
-        source = {"gguf": str(self._gguf.resolve())} if self._gguf else {"hf": str(self._source())}
-        (target / "source.json").write_text(json.dumps(source))  # engines that run GGUF read it
+        (target / "source.json").write_text(json.dumps(self._source_record()))
         return sum(p.numel() for p in model.parameters()) / 1e6
+
+    def _source_record(self) -> dict[str, str]:
+        """Where the weights came from, written beside them (engines that run GGUF read it)."""
+        if self._gguf is not None:
+            return {"gguf": str(self._gguf.resolve())}
+        return {"hf": str(self._source())}
 
     def _load_source(self) -> tuple[Any, Any]:
         _offline()
