@@ -289,7 +289,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: no baseline here; create it with --update-baseline")
     baseline = runfile.read(path) if path.exists() else None  # bad file: exit 2 before running
     # Every output is checked before the suite runs, not found unwritable after it.
-    _writable(Path(args.report), "--report")
+    _writable(Path(args.report), "--report", REPORT_SUFFIXES)
     if args.update_baseline or baseline is not None:
         _writable(path, "--baseline")
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -409,7 +409,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     if len(args.runs) > 2:
         raise ConfigError(f"report: at most 2 runs (a base and a candidate), got {len(args.runs)}")
-    _writable(Path(args.output), "-o")
+    _writable(Path(args.output), "-o", REPORT_SUFFIXES)
     with Store(store_path(args.store), read_only=True) as store:
         runs = [runfile.export_run(store, store.resolve_run(ref)) for ref in args.runs]
     comparison = runfile.compare(runs[0], runs[1]) if len(runs) == 2 else None
@@ -424,6 +424,15 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     limits = Constraints(args.max_p99_ms, args.max_ttft_ms, args.max_tpot_ms, args.min_fidelity,
                          args.max_memory_mb, tuple(args.hardware or ()))  # fmt: skip
+    if args.html:  # before anything is read or measured
+        _writable(Path(args.html), "--html", REPORT_SUFFIXES[:2])
+    if args.run and (args.html or args.what_if):
+        raise ConfigError(
+            "recommend: --html and --what-if read stored runs; after the --run search, give its "
+            "run ids: infrabench recommend RUN... --html FILE --what-if"
+        )
+    if args.first_budget is not None and not args.run:
+        raise ConfigError("recommend: --first-budget applies to a --run SUITE search")
     if args.run:
         return _recommend_search(args, limits)
     with Store(store_path(args.store), read_only=True) as store:
@@ -456,7 +465,6 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         cmd = command(rec.winner.row, suites.get(rec.winner.row.run_id)) if rec.winner else None
         runs = [ReportRun(r.run, r.cases, {k: np.asarray(v) for k, v in r.samples.items()})
                 for r in exported]  # fmt: skip
-        _writable(Path(args.html), "--html")
         _write_text(Path(args.html), html_report(runs, None, (rec, cmd)))
         print(f"report written: {args.html}", file=sys.stderr)
     return 0 if rec.winner is not None else 1
@@ -493,7 +501,7 @@ def _write_report(
     output: Path, runs: list[runfile.RunFile], comparison: list[CaseComparison] | None
 ) -> None:
     """Markdown when ``output`` ends in .md, else the self-contained HTML report."""
-    if output.suffix == ".md":
+    if output.suffix.lower() == ".md":
         parts = [render_comparison(comparison, "markdown", "comparison")] if comparison else []
         parts += [render(r.cases, "markdown", f"run {r.run_id}{_unfinished(r.run)}") for r in runs]
         text = "\n".join(parts)
@@ -515,9 +523,18 @@ def _unfinished(run: dict[str, object]) -> str:
     return " [UNFINISHED: interrupted or still running]" if run.get("finished_at") is None else ""
 
 
-def _writable(output: Path, flag: str) -> None:
+REPORT_SUFFIXES = (".html", ".htm", ".md")  # what _write_report writes: HTML, or Markdown
+
+
+def _writable(output: Path, flag: str, suffixes: tuple[str, ...] = ()) -> None:
     """Refuse, in one line and before any work, an output that cannot be written: a
-    directory, a missing or read-only folder that cannot be made, or a full file system."""
+    directory, a missing or read-only folder that cannot be made, a full file system, or (when
+    ``suffixes`` are given) a file name whose suffix promises a format that is not written."""
+    if suffixes and output.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"{output}: {flag} writes {' or '.join(s.lstrip('.') for s in suffixes)}; "
+            f"name the file with one of: {', '.join(suffixes)}"
+        )
     if output.is_dir():
         raise ConfigError(f"{output}: {flag} names a directory; give a file name")
     folder = output.parent

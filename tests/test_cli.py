@@ -218,3 +218,20 @@ def test_a_repeated_baseline_seeds_the_drift_history(
     out = capsys.readouterr().out
     assert "noise floor" in out and "unchanged" in out
     assert main(["ci", str(slow), *common]) == 1  # the fake clock does not drift: still caught
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "name"),
+    [("report", "-o", "x.pdf"), ("ci", "--report", "r.txt"), ("recommend", "--html", "rec.md")],
+)
+def test_an_output_name_that_promises_another_format_is_refused_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, flag: str, name: str
+) -> None:
+    store = tmp_path / "s.duckdb"
+    extra = {"ci": ["--model", "tiny-mlp", "--backend", "fake", "--inline", "--baseline",
+                    str(tmp_path / "b.json"), "--update-baseline"],
+             "recommend": ["--objective", "cost"], "report": []}[command]  # fmt: skip
+    assert main([command, *extra, flag, str(tmp_path / name), "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "name the file with one of: .html" in err
+    assert not store.exists() and not (tmp_path / name).exists()

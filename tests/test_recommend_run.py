@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from harness.cli import main
 from harness.optimize.artifacts import cache_root
 from harness.plan import plan
 from harness.recommend import Constraints
@@ -42,3 +45,16 @@ def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
                                                         "search (search, 0.9 s)"]  # fmt: skip
     assert [len(store.cases(r)) for r in run_ids] == [3, 1]
     assert with_budget(planned.cases[0], 0.1).settings.timing.budget_s == 0.1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--run", "quick", "--what-if"], "--html and --what-if read stored runs"),
+     (["--first-budget", "1"], "--first-budget applies to a --run SUITE search")],
+)  # fmt: skip
+def test_search_only_flags_and_stored_run_flags_are_not_mixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    store = tmp_path / "s.duckdb"
+    assert main(["recommend", "--objective", "cost", "--store", str(store), *flags]) == 2
+    assert message in capsys.readouterr().err and not store.exists()
