@@ -242,13 +242,16 @@ def _write_k8s(planned: Plan, args: argparse.Namespace) -> int:
     if args.executor != "local":
         raise ConfigError("command line: --k8s-manifests writes Jobs; it runs no --executor")
     directory = Path(args.k8s_manifests)
-    paths = write_manifests(planned, directory, args.k8s_image, args.k8s_claim)
+    paths = write_manifests(planned, directory, args.k8s_image or K8S_IMAGE,
+                            args.k8s_claim or K8S_CLAIM)  # fmt: skip
     print(f"wrote {len(paths)} Job manifests to {directory}; no cluster was contacted.")
     print(f"submit them with: kubectl apply -f {directory}")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if not args.k8s_manifests and (args.k8s_image or args.k8s_claim):
+        raise ConfigError("command line: --k8s-image and --k8s-claim go with --k8s-manifests DIR")
     planned = _plan(args)
     if args.k8s_manifests:
         return _write_k8s(planned, args)
@@ -523,6 +526,7 @@ def _unfinished(run: dict[str, object]) -> str:
     return " [UNFINISHED: interrupted or still running]" if run.get("finished_at") is None else ""
 
 
+K8S_IMAGE, K8S_CLAIM = "infrabench:latest", "infrabench-work"  # --k8s-manifests' defaults
 REPORT_SUFFIXES = (".html", ".htm", ".md")  # what _write_report writes: HTML, or Markdown
 
 
@@ -664,9 +668,9 @@ def _fleet_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="write one Kubernetes Job per case to DIR and print the kubectl command; runs nothing",
     )
-    add("--k8s-image", default="infrabench:latest", help="container image of the Jobs")
-    add("--k8s-claim", default="infrabench-work",
-        help="ReadWriteMany claim mounted at /work (artifact cache, results)")  # fmt: skip
+    add("--k8s-image", default=None, help=f"container image of the Jobs (default {K8S_IMAGE})")
+    add("--k8s-claim", default=None,
+        help=f"ReadWriteMany claim mounted at /work (default {K8S_CLAIM})")  # fmt: skip
 
 
 def _view_options(parser: argparse.ArgumentParser) -> None:

@@ -300,4 +300,20 @@ def notes(results: Sequence[CaseResult]) -> list[str]:
     if flags:
         said = "; ".join(f"{f} ({n} row{'s' if n > 1 else ''})" for f, n in flags.items())
         lines.append(f"noisy = measured while the machine or the samples were unstable: {said}")
+    return lines + unmeasured_notes(results)
+
+
+def unmeasured_notes(results: Sequence[CaseResult], shown: int = 3) -> list[str]:
+    """One line per distinct (status, reason) of the rows that were not measured: the default
+    table has no reason column, and a skip without its reason reads like a gap."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in results:
+        if r.status != "ok":
+            cases = groups.setdefault((r.status, r.reason or "no reason recorded"), [])
+            cases.append(f"{_model(r)}/{r.variant}/{r.backend}" + (f" {r.shape}" if r.shape else ""))
+    lines = []
+    for (status, reason), cases in groups.items():
+        named = ", ".join(cases[:shown]) + (f" and {len(cases) - shown} more" if len(cases) >
+                                             shown else "")  # fmt: skip
+        lines.append(f"{status}: {reason} ({named})")
     return lines

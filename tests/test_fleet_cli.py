@@ -86,6 +86,16 @@ def test_a_local_run_of_a_class_this_machine_lacks_is_refused(
     assert f"--executor local: this machine cannot run class {lacking[0]!r}" in err
 
 
+@pytest.mark.parametrize("flag", ["--k8s-image", "--k8s-claim"])
+def test_k8s_settings_without_manifests_are_refused(
+    write_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str
+) -> None:
+    store = tmp_path / "s.duckdb"
+    assert main(["run", str(write_suite(SUITE)), flag, "x", "--store", str(store)]) == 2
+    assert "--k8s-image and --k8s-claim go with --k8s-manifests DIR" in capsys.readouterr().err
+    assert not store.exists()
+
+
 def test_k8s_manifests_are_valid_jobs_one_per_case(
     write_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -163,3 +163,15 @@ def test_a_comparison_fits_the_width_and_keeps_verdict_ratio_and_reason(width: i
     for kept in ("verdict", "ratio [95% CI]", "reason"):
         assert kept in lines[1]
     assert ("not shown at" in text) == (width < 200)  # all 13 columns need 188
+
+
+def test_rows_not_measured_say_why_under_the_default_table() -> None:
+    results = rows()[:5]
+    for r, (status, reason) in zip(results, [("skipped", "openvino is not installed")] * 4
+                                   + [("failed", None)], strict=True):  # fmt: skip
+        r.status, r.reason = status, reason
+    text = table(results, width=200)
+    (skipped,) = [line for line in text.splitlines() if line.startswith("note: skipped:")]
+    assert skipped.startswith("note: skipped: openvino is not installed (minilm-l6/")
+    assert skipped.endswith(" and 1 more)")
+    assert "note: failed: no reason recorded (minilm-l6/" in text
