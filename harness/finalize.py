@@ -39,6 +39,8 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
         threads=case.threads,
         batch_size=case.batch_size,
         seq_len=case.seq_len,
+        prompt_len=case.seq_len if case.gen_len is not None else None,
+        gen_len=case.gen_len,
         shape=case.shape,
         scenario=case.scenario,
         serving=case.serving.label if case.load_driven else None,
