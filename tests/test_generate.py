@@ -22,7 +22,7 @@ from harness.generate.stats import GenerativeRaw, TokenTimes
 from harness.models.causal_lm import prompts
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
-from harness.plan import plan
+from harness.plan import Selection, Sweeps, plan
 from harness.suite import load_suite
 
 Write = Callable[..., Path]
@@ -73,6 +73,45 @@ def test_a_bad_decoder_combination_is_one_line_and_exit_2(
     assert main(["run", str(path), "--store", str(path.with_suffix(".duckdb"))]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_prompt_len_and_gen_len_flags_replace_the_suites(write_suite: Write) -> None:
+    path = suite(write_suite)
+    cases = plan(load_suite(path), Selection(sweeps=Sweeps(prompt_lens=(16, 32), gen_lens=(4,))))
+    assert [(c.seq_len, c.gen_len, c.shape) for c in cases.cases] == [
+        (16, 4, "b1p16g4"), (32, 4, "b1p32g4")]  # fmt: skip
+
+
+TINY = 'name = "e"\nmodels = ["tiny-mlp"]\nbackends = ["fake"]\n'
+TEXT = 'name = "t"\nmodels = ["tiny-bert"]\nbackends = ["fake"]\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "flags", "message"),
+    [
+        (TINY, ["--prompt-len", "16"], "--prompt-len applies to decoders (text generation); none "
+         "of tiny-mlp is one"),
+        (TEXT, ["--gen-len", "8"], "none of tiny-bert is one; --seq sets a text model's"),
+        (TINY, ["--seq", "16"], "--seq applies to models with a sequence input; none of "
+         "tiny-mlp has one"),
+        (None, ["--seq", "16"], "none of smollm2-135m has one; use --prompt-len for a decoder's"),
+        (None, ["--gen-len", "0"], "--gen-len must be comma-separated positive integers"),
+        (None, ["--prompt-len", "-16"], "--prompt-len must be comma-separated positive integers"),
+        (None, ["--prompt-len", "16,x"], "--prompt-len must be comma-separated positive integers"),
+        (None, ["--prompt-len", "8000", "--gen-len", "200"],
+         "command line: prompt_len 8000 + gen_len 200 exceeds smollm2-135m's context of 8192"),
+    ],
+)  # fmt: skip
+def test_a_length_flag_that_cannot_apply_is_one_line_and_exit_2(
+    write_suite: Write, capsys: pytest.CaptureFixture[str], body: str | None, flags: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    path = suite(write_suite) if body is None else write_suite(body)
+    store = path.with_suffix(".duckdb")
+    assert main(["run", str(path), "--store", str(store), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not store.exists()  # refused before anything ran
 
 
 def test_decoder_steps_apply_to_decoders_only(write_suite: Write) -> None:
