@@ -14,11 +14,13 @@ import pytest
 
 from harness.case import Case, CaseSettings
 from harness.cli import main
+from harness.cost import Prices
 from harness.cost import prices as default_prices
 from harness.errors import ConfigError
 from harness.execute import Measurement
 from harness.finalize import finalize
 from harness.generate.stats import GenerativeRaw, TokenTimes
+from harness.measure.energy import EnergyReading
 from harness.models.causal_lm import prompts
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
@@ -179,3 +181,70 @@ def test_finalize_fills_decoder_columns_from_timestamps(tmp_path: Path) -> None:
     assert row.cost_usd_per_million_output_tokens is None  # no energy reading: no total
     details = json.loads(row.details or "{}")
     assert details["generation"]["matching_greedy_len"] == 3.0
+
+
+def test_cost_per_million_output_tokens_splits_into_prefill_and_decode_by_time(
+    tmp_path: Path,
+) -> None:
+    # batch 2, 4 tokens: TTFT 100 ms, e2e 130 ms -> prefill is 10/13 of the time
+    case = Case("smollm2-135m", "fp32", "openvino", 2, 16, 2, gen_len=4)
+    runs = tuple(TokenTimes(0, tuple(int((100 + 10 * i) * MS) for i in range(4))) for _ in range(5))
+    raw = GenerativeRaw(runs=runs, prompt_len=16, gen_len=4, cold_ttft_ms=300.0,
+                        kv_cache_bytes=None)  # fmt: skip
+    m = Measurement(
+        samples_ns=tuple(r.token_ns[-1] - r.start_ns for r in runs), warmup_iters=2,
+        warmup_s=1.0, warmup_steady=True, stop_reason="budget", rel_ci_width=None, load_s=1.0,
+        compile_s=None, first_inference_ms=330.0, model_mem_mb=1.0, peak_rss_mb=2.0,
+        affinity="0", executed_precision="fp32", versions={}, energy_note="", generative=raw,
+        energy=EnergyReading(6.5, 0.65, "estimated", "test"),
+    )  # fmt: skip
+    # round prices: 0.36 $/kWh, 360 gCO2/kWh, 3.6 $/h per vCPU
+    prices = Prices("t", 0.36, 360.0, 1.0, {"cpu-vcpu": {"usd_per_hour": 3.6, "unit": "vcpu"}},
+                    "test")  # fmt: skip
+    artifact = Artifact("smollm2-135m", "fp32", "k", str(tmp_path), "sha", 1.0, 135.0)
+    row, _ = finalize("r", case, artifact, m, prices)
+    # 6.5 J / (5 generations x 2 rows x 4 tokens) = 0.1625 J per token = 162500 J per million
+    # energy: 162500 J / 3.6e6 J/kWh x 0.36 $/kWh = 0.01625 $, x 360 g/kWh = 16.25 g
+    # machine: 8 tokens per 130 ms = 61.54 tokens/s -> 16250 s = 4.514 h x 3.6 $/h x 2 vCPU = 32.5
+    assert row.gco2_per_million_output_tokens == pytest.approx(16.25)
+    assert row.cost_usd_per_million_output_tokens == pytest.approx(32.5 + 0.01625)
+    split = json.loads(row.details or "{}")["generation"]["per_million_output_tokens"]
+    assert split["prefill_time_share"] == pytest.approx(10 / 13)
+    assert "time-proportional" in split["split"]
+    prefill, decode = split["prefill"], split["decode"]
+    assert prefill["energy_j_per_million"] == pytest.approx(125_000)
+    assert decode["energy_j_per_million"] == pytest.approx(37_500)
+    assert prefill["usd_per_million_machine"] == pytest.approx(25.0)
+    assert decode["usd_per_million_machine"] == pytest.approx(7.5)
+    assert prefill["usd_per_million_energy"] == pytest.approx(0.0125)
+    assert decode["gco2_per_million"] == pytest.approx(16.25 * 3 / 13)
+    # the parts add up to the row's totals
+    assert prefill["usd_per_million"] + decode["usd_per_million"] == pytest.approx(
+        row.cost_usd_per_million_output_tokens)  # fmt: skip
+    assert prefill["gco2_per_million"] + decode["gco2_per_million"] == pytest.approx(
+        row.gco2_per_million_output_tokens)  # fmt: skip
+
+
+def test_without_an_energy_reading_only_machine_time_is_split(tmp_path: Path) -> None:
+    case = Case("smollm2-135m", "fp32", "openvino", 1, 16, 1, gen_len=2)
+    runs = (TokenTimes(0, (30 * MS, 40 * MS)),) * 3
+    raw = GenerativeRaw(runs=runs, prompt_len=16, gen_len=2, cold_ttft_ms=1.0, kv_cache_bytes=None)
+    m = Measurement(
+        samples_ns=(40 * MS,) * 3, warmup_iters=2, warmup_s=1.0, warmup_steady=True,
+        stop_reason="budget", rel_ci_width=None, load_s=1.0, compile_s=None,
+        first_inference_ms=40.0, model_mem_mb=1.0, peak_rss_mb=2.0, affinity="0",
+        executed_precision="fp32", versions={}, energy_note="", generative=raw,
+    )  # fmt: skip
+    artifact = Artifact("smollm2-135m", "fp32", "k", str(tmp_path), "sha", 1.0, 135.0)
+    row, _ = finalize("r", case, artifact, m, default_prices())
+    split = json.loads(row.details or "{}")["generation"]["per_million_output_tokens"]
+    assert split["prefill_time_share"] == pytest.approx(0.75)
+    assert split["prefill"]["energy_j_per_million"] is None  # unknown energy stays unknown
+    assert (
+        split["prefill"]["usd_per_million"] is None and split["decode"]["gco2_per_million"] is None
+    )
+    machine = (
+        split["prefill"]["usd_per_million_machine"],
+        split["decode"]["usd_per_million_machine"],
+    )
+    assert machine[0] == pytest.approx(3 * machine[1])
