@@ -8,17 +8,21 @@ import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from backends.fake import FakeClock
+from harness.backend import StepTimes
 from harness.case import Case, CaseSettings
 from harness.cli import main
 from harness.cost import Prices
 from harness.cost import prices as default_prices
-from harness.errors import ConfigError
+from harness.errors import ConfigError, MeasurementError
 from harness.execute import Measurement
 from harness.finalize import finalize
+from harness.generate.execute import engine_token_times, timed_generation
 from harness.generate.stats import GenerativeRaw, TokenTimes
 from harness.measure.energy import EnergyReading
 from harness.models.causal_lm import prompts
@@ -248,3 +252,58 @@ def test_without_an_energy_reading_only_machine_time_is_split(tmp_path: Path) ->
         split["decode"]["usd_per_million_machine"],
     )
     assert machine[0] == pytest.approx(3 * machine[1])
+
+
+class _EngineTimed:
+    """A generator whose call takes ``call_ns`` on the fake clock, streams nothing (as
+    OpenVINO GenAI at batch > 1) or each step (``streams``), and reports ``engine``."""
+
+    def __init__(self, clock: FakeClock, call_ns: int, engine: StepTimes | None,
+                 streams: bool = False) -> None:  # fmt: skip
+        self.clock, self.call_ns, self.engine, self.streams = clock, call_ns, engine, streams
+
+    def generate(self, prompt: np.ndarray, gen_len: int, on_token: Callable[[], None]) -> Any:
+        for _ in range(gen_len):
+            self.clock.advance(self.call_ns // gen_len)
+            if self.streams:
+                on_token()
+        return np.zeros((prompt.shape[0], gen_len), dtype=np.int64)
+
+    def last_step_times(self) -> StepTimes | None:
+        return self.engine
+
+
+STEPS = StepTimes((40 * MS, 50 * MS, 60 * MS, 70 * MS), 71 * MS, "engine")
+
+
+def test_a_call_that_streams_nothing_is_timed_by_the_engine_anchored_at_the_harness_start() -> None:
+    clock = FakeClock(1000 * MS)
+    backend = _EngineTimed(clock, 72 * MS, STEPS)
+    times, _ = timed_generation(backend, np.zeros((2, 16), dtype=np.int64), 4, clock)  # type: ignore[arg-type]
+    assert times.start_ns == 1000 * MS
+    assert times.token_ns == (1040 * MS, 1050 * MS, 1060 * MS, 1070 * MS)
+
+
+def test_a_streamed_call_keeps_the_harness_readings_whatever_the_engine_reports() -> None:
+    clock = FakeClock()
+    backend = _EngineTimed(clock, 80 * MS, STEPS, streams=True)
+    times, _ = timed_generation(backend, np.zeros((1, 16), dtype=np.int64), 4, clock)  # type: ignore[arg-type]
+    assert times.token_ns == (20 * MS, 40 * MS, 60 * MS, 80 * MS)
+
+
+@pytest.mark.parametrize(
+    ("harness_ms", "engine", "message"),
+    [
+        (90, STEPS, "disagrees with the harness's"),  # 19 ms unaccounted for: over 5 ms and 2%
+        (70, STEPS, "disagrees with the harness's"),  # the engine's call outlasts the harness's
+        (72, StepTimes(STEPS.steps_ns[:3], 71 * MS, "engine"), "not 4 ordered steps"),
+        (72, StepTimes((40 * MS, 30 * MS, 60 * MS, 70 * MS), 71 * MS, "e"), "ordered steps"),
+        (72, StepTimes((40 * MS, 50 * MS, 60 * MS, 80 * MS), 71 * MS, "e"), "outside its call"),
+    ],
+)
+def test_engine_step_times_that_fail_the_cross_check_are_refused(
+    harness_ms: int, engine: StepTimes, message: str
+) -> None:
+    with pytest.raises(MeasurementError, match=message):
+        engine_token_times(0, harness_ms * MS, engine, 4)
+    assert engine_token_times(0, 75 * MS, STEPS, 4).token_ns[-1] == 70 * MS  # 4 ms: allowed
