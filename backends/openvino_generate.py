@@ -12,6 +12,22 @@ Fairness: the f32 inference-precision hint is set for fp32 (CPUs with BF16 would
 bf16 with a u8 KV cache); the KV-cache precision is f32 unless ``kv-int8`` asks for u8; prompts
 are token ids (no chat template); the harness varies prompts per generation, so the prompt-
 prefix cache never serves a timed prompt.
+
+Batch > 1 (evidence from openvino-genai 2026.4.1, smollm2-135m, prompt 16, gen 8, 2 threads):
+``LLMPipeline`` runs its continuous-batching implementation, which refuses a streamer for more
+than one prompt ("Currently streaming is possible only with batch size=1", a RuntimeError from
+``continuous_batching/pipeline_impl.cpp``), so the harness's clock cannot be read per token.
+Its ``perf_metrics`` are usable with care: ``raw_metrics.m_new_token_times`` holds one
+timestamp per decode step (``m_batch_sizes`` = the batch at every step) and
+``m_times_to_first_token`` the TTFT, while ``get_tpot()`` divides by every token of the batch
+(58 ms at batch 2 with steps 117 ms apart), so it is *not* the harness's per-step TPOT and is
+not used. At batch 1, where both clocks are read, the engine's figures matched the harness's
+streamer readings (TTFT 437.67 vs 437.97 ms, step gaps within 1-3 ms, the call 1293.18 vs
+1293.29 ms). So for batch > 1 this backend reports the engine's step times (``StepTimes``:
+TTFT, then TTFT plus each step's time since the first) and the call's duration
+(``get_generate_duration``); the harness anchors them at its own reading before the call and
+rejects them unless that duration agrees with its clock (``engine_token_times``). The row's
+``details.token_clock`` says which clock timed it. Batch 1 keeps the streamer.
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.backend import GenerationSettings, native_precision_missing, staged
+from harness.backend import GenerationSettings, StepTimes, native_precision_missing, staged
 from harness.errors import BackendError, BackendUnavailable
 
 IR_FORMAT = 1  # bump when the conversion changes what it writes
@@ -163,6 +179,21 @@ def convert(model_dir: Path, target: Path, weight_bits: int | None) -> dict[str,
     return facts
 
 
+def engine_steps(metrics: Any, batch: int) -> StepTimes:
+    """The step times of one generate call from its ``PerfMetrics`` (microseconds, float):
+    TTFT, then TTFT plus each later step's time since the first step. BackendError when a step
+    ran at another batch size (a request finished early: the steps would not be the batch's)."""
+    raw = metrics.raw_metrics
+    sizes = list(raw.m_batch_sizes)
+    if any(size != batch for size in sizes):
+        raise BackendError(f"openvino-genai ran steps at batch sizes {sizes}, not {batch}")
+    times_us = [float(t) for t in raw.m_new_token_times]
+    ttft_us = float(next(iter(raw.m_times_to_first_token)))
+    steps = tuple(round((ttft_us + t - times_us[0]) * 1e3) for t in times_us)
+    total_ns = round(float(metrics.get_generate_duration().mean) * 1e6)
+    return StepTimes(steps, total_ns, "openvino-genai perf_metrics (raw new-token times)")
+
+
 class OpenVinoGenerator:
     """Mixed into ``OpenVinoBackend``: implements ``harness.backend.Generates``."""
 
@@ -171,6 +202,7 @@ class OpenVinoGenerator:
     _gen_precision: str = "fp32"
     _ir_dir: Path = Path()
     _genai: Any = None
+    _steps: StepTimes | None = None
 
     def load_generator(self, model_dir: Path, settings: GenerationSettings) -> float | None:
         try:
@@ -230,20 +262,24 @@ class OpenVinoGenerator:
             def end(self) -> None:
                 return None
 
-        if prompt_ids.shape[0] != 1:
-            raise BackendUnavailable(
-                "openvino-genai LLMPipeline streams batch 1 only: no per-token timestamps for a "
-                f"batch of {prompt_ids.shape[0]}"
-            )
+        batch = prompt_ids.shape[0]
         config = genai.GenerationConfig()
         config.max_new_tokens = config.min_new_tokens = gen_len
         config.ignore_eos = True
         config.do_sample = False
         ids = np.ascontiguousarray(prompt_ids, dtype=np.int64)
         inputs = genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
-        result = self._pipe.generate(inputs, config, streamer=Steps())
+        self._steps = None
+        if batch == 1:
+            result = self._pipe.generate(inputs, config, streamer=Steps())
+        else:  # its streamer refuses a batch: the engine's step times instead (module doc)
+            result = self._pipe.generate(inputs, config)
+            self._steps = engine_steps(result.perf_metrics, batch)
         self.last_metrics = result.perf_metrics
         return np.array(result.tokens, dtype=np.int64)
+
+    def last_step_times(self) -> StepTimes | None:
+        return self._steps
 
     def next_token_logits(self, ids: np.ndarray) -> np.ndarray | None:
         """The same IR run directly (LLMPipeline returns no logits): one forward pass from an

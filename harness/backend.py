@@ -320,6 +320,30 @@ class Generates(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StepTimes:
+    """An engine's own timing of its last ``generate`` call, from its start: when each decode
+    step's tokens existed (``steps_ns``, one per step) and the whole call (``total_ns``), ns;
+    ``source`` names what reported them."""
+
+    steps_ns: tuple[int, ...]
+    total_ns: int
+    source: str
+
+
+@runtime_checkable
+class ReportsStepTimes(Protocol):
+    """A generator that cannot call ``on_token`` as tokens appear for some calls (OpenVINO
+    GenAI streams batch 1 only) and reports its engine's step times for those instead. The
+    harness uses them only for a call with no ``on_token`` at all, anchored at its own reading
+    before the call, and only when the engine's duration agrees with its own clock's
+    (``harness.generate.execute.engine_token_times``)."""
+
+    def last_step_times(self) -> StepTimes | None:
+        """The last ``generate`` call's step times, or None when it called ``on_token``."""
+        ...
+
+
 # CPU features that give native (not emulated) kernels for a reduced precision.
 NATIVE_PRECISION_FLAGS = {
     "bf16": ("avx512_bf16", "amx_bf16", "bf16"),

@@ -174,6 +174,8 @@ def _plan(args: argparse.Namespace) -> Plan:
     sweeps = Sweeps(
         batch_sizes=_sizes("--batch", args.batch),
         seq_lens=_sizes("--seq", args.seq),
+        prompt_lens=_sizes("--prompt-len", args.prompt_len),
+        gen_lens=_sizes("--gen-len", args.gen_len),
         threads=_sizes("--threads", args.threads),
         image_sizes=_sizes("--image-size", args.image_size),
         dims=_dim_sweeps(args.dim),
@@ -600,6 +602,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
     add("--batch", metavar="N[,N...]", help="batch sizes to sweep, e.g. 1,8,32")
     add("--seq", metavar="N[,N...]", help="sequence lengths to sweep (text models)")
+    add("--prompt-len", metavar="N[,N...]", help="prompt lengths in tokens to sweep (decoders)")
+    add("--gen-len", metavar="N[,N...]", help="tokens to generate per prompt (decoders)")
     add("--threads", metavar="N[,N...]", help="thread counts to sweep")
     add("--image-size", metavar="N[,N...]", help="square image sizes to sweep (height = width)")
     add(

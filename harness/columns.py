@@ -23,6 +23,34 @@ DEFAULT_COLUMNS = (
 # Dropped first when the terminal is too narrow; model, variant, backend, status and p50 stay.
 DROP_ORDER = ("throughput", "cost", "p99", "speedup", "fidelity", "shape")
 KEEP = ("model", "variant", "backend", "status", "p50")
+# Decoder rows: TTFT and TPOT side by side (p50 and p99 of each), decode tokens/s and $ per
+# million output tokens in place of whole-call latency, items/s and $ per million inferences.
+GENERATIVE_COLUMNS = (
+    "model", "variant", "backend", "shape", "status", "ttft", "ttft_p99", "tpot", "tpot_p99",
+    "decode_tps", "cost_mtok", "fidelity", "speedup",
+)  # fmt: skip
+GENERATIVE_DROP_ORDER = ("cost_mtok", "speedup", "ttft_p99", "tpot_p99", "decode_tps",
+                         "fidelity", "shape")  # fmt: skip
+# Encoder and decoder rows in one table: the encoders' view with TTFT and TPOT p50 after p99.
+MIXED_COLUMNS = (*DEFAULT_COLUMNS[:7], "ttft", "tpot", *DEFAULT_COLUMNS[7:])
+MIXED_DROP_ORDER = ("throughput", "cost", "tpot", "ttft", "p99", "speedup", "fidelity", "shape")
+VIEWS = {DEFAULT_COLUMNS: DROP_ORDER, GENERATIVE_COLUMNS: GENERATIVE_DROP_ORDER,
+         MIXED_COLUMNS: MIXED_DROP_ORDER}  # fmt: skip
+
+
+def is_generative(r: CaseResult) -> bool:
+    """A decoder's row (its case generated tokens; skipped and failed ones included)."""
+    return r.gen_len is not None
+
+
+def default_view(results: Sequence[CaseResult]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns shown when none are asked for, and the order they are dropped in when the
+    terminal is too narrow: the decoders' view when every row is a decoder's, the encoders'
+    when none is, both latencies when the rows mix."""
+    decoders = sum(is_generative(r) for r in results)
+    keys = (DEFAULT_COLUMNS if not decoders else
+            GENERATIVE_COLUMNS if decoders == len(results) else MIXED_COLUMNS)  # fmt: skip
+    return keys, VIEWS[keys]
 
 
 def num(value: float | None, digits: int = 2) -> str:
@@ -104,12 +132,21 @@ def common_confidence(results: Sequence[CaseResult]) -> float | None:
     return levels.pop() if len(levels) == 1 else None
 
 
-def _p99(r: CaseResult) -> str:
-    if r.status != "ok":
-        return "-"
-    if r.latency_ms_p99 is None:
-        return f"n<{min_samples_for(0.99, row_confidence(r))}"
-    return _sig(r.latency_ms_p99)
+def _tail(attr: str) -> Callable[[CaseResult], str]:
+    """A p99 cell: the value, or ``n<N`` for an ok row with too few samples for one."""
+
+    def cell(r: CaseResult) -> str:
+        if r.status != "ok":
+            return "-"
+        value = getattr(r, attr)
+        if value is None:
+            return f"n<{min_samples_for(0.99, row_confidence(r))}"
+        return _sig(value)
+
+    return cell
+
+
+_p99 = _tail("latency_ms_p99")
 
 
 _SOURCE_TAGS = {"measured": "meas", "estimated": "est", "simulated": "sim"}
@@ -191,9 +228,9 @@ def columns(results: Sequence[CaseResult]) -> dict[str, Column]:
         Column("cv", "cv", lambda r: num(r.cv, 3), right=True),
         Column("throughput", "items/s", lambda r: _sig(r.throughput_per_s), right=True),
         Column("ttft", "TTFT p50 ms", lambda r: _sig(r.ttft_ms_p50), right=True),
-        Column("ttft_p99", "TTFT p99 ms", lambda r: _sig(r.ttft_ms_p99), right=True),
+        Column("ttft_p99", "TTFT p99 ms", _tail("ttft_ms_p99"), right=True),
         Column("tpot", "TPOT p50 ms", lambda r: _sig(r.tpot_ms_p50), right=True),
-        Column("tpot_p99", "TPOT p99 ms", lambda r: _sig(r.tpot_ms_p99), right=True),
+        Column("tpot_p99", "TPOT p99 ms", _tail("tpot_ms_p99"), right=True),
         Column("decode_tps", "decode tok/s", lambda r: _sig(r.decode_tokens_per_s), right=True),
         Column("kv_mb", "KV MB", lambda r: num(r.kv_cache_mb), right=True),
         Column(
@@ -278,7 +315,9 @@ def notes(results: Sequence[CaseResult]) -> list[str]:
             "FAIL = the variant keeps less than the suite's share (default 99%) of the fp32 "
             "metric: faster, but not an acceptable substitute"
         )
-    short = [r for r in results if r.status == "ok" and r.latency_ms_p99 is None]
+    tails = ("latency_ms_p99", "ttft_ms_p99", "tpot_ms_p99")
+    short = [r for r in results if r.status == "ok" and any(
+        getattr(r, t) is None for t in tails[: 3 if is_generative(r) else 1])]  # fmt: skip
     for level in sorted({row_confidence(r) for r in short}):
         lines.append(
             f"p99 n<{min_samples_for(0.99, level)} = too few samples for a p99 with a "
@@ -310,7 +349,8 @@ def unmeasured_notes(results: Sequence[CaseResult], shown: int = 3) -> list[str]
     for r in results:
         if r.status != "ok":
             cases = groups.setdefault((r.status, r.reason or "no reason recorded"), [])
-            cases.append(f"{_model(r)}/{r.variant}/{r.backend}" + (f" {r.shape}" if r.shape else ""))
+            shape = f" {r.shape}" if r.shape else ""
+            cases.append(f"{_model(r)}/{r.variant}/{r.backend}{shape}")
     lines = []
     for (status, reason), cases in groups.items():
         named = ", ".join(cases[:shown]) + (f" and {len(cases) - shown} more" if len(cases) >

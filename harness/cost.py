@@ -130,3 +130,21 @@ def cost_columns(
         units = (threads or 1) if hw["unit"] == "vcpu" else 1
         machine_usd = 1e6 / throughput_per_s / 3600 * hw["usd_per_hour"] * units
     return CostColumns(energy_usd, machine_usd, gco2)
+
+
+def phase_split(costs: CostColumns, j_per_unit: float | None, share: float) -> dict[str, Any]:
+    """The part of ``costs`` (and of ``j_per_unit``, J per output token) that falls to a phase
+    taking ``share`` of the time, per million units: every figure is scaled by the time share
+    (machine time exactly; energy as an estimate, power assumed the same in both phases).
+    Unknown figures stay None."""
+
+    def part(value: float | None, scale: float = 1.0) -> float | None:
+        return None if value is None else value * scale * share
+
+    return {
+        "energy_j_per_million": part(j_per_unit, 1e6),
+        "usd_per_million": part(costs.usd_per_million),
+        "usd_per_million_energy": part(costs.usd_per_million_energy),
+        "usd_per_million_machine": part(costs.usd_per_million_machine),
+        "gco2_per_million": part(costs.gco2_per_million),
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness import strict_json
 from harness.case import Case
-from harness.cost import Prices, cost_columns, hardware_class
+from harness.cost import Prices, cost_columns, hardware_class, phase_split
 from harness.execute import Measurement
 from harness.generate.stats import GenerativeRaw, generative_stats
 from harness.launch.base import Outcome
@@ -39,6 +39,8 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
         threads=case.threads,
         batch_size=case.batch_size,
         seq_len=case.seq_len,
+        prompt_len=case.seq_len if case.gen_len is not None else None,
+        gen_len=case.gen_len,
         shape=case.shape,
         scenario=case.scenario,
         serving=case.serving.label if case.load_driven else None,
@@ -146,7 +148,13 @@ def _generative(
 ) -> None:
     """Decoder columns from the per-token timestamps; cost and carbon per million output
     tokens (energy over the sampling phase / output tokens made in it; machine time at the
-    output tokens/s of whole generations, prefill included)."""
+    output tokens/s of whole generations, prefill included).
+
+    ``details.generation.per_million_output_tokens`` splits energy, $ and gCO2 per million
+    output tokens into prefill and decode by time: prefill's share is the timed generations'
+    summed TTFT over their summed e2e, decode's the rest. That is exact for machine time and an
+    estimate for energy (no probe reads the phases apart: power is taken as equal in both);
+    the two parts add up to the row's totals."""
     stats = generative_stats(list(g.runs), case.batch_size, g.prompt_len,
                              case.settings.timing.confidence)  # fmt: skip
     row.prompt_len, row.gen_len = g.prompt_len, g.gen_len
@@ -168,6 +176,9 @@ def _generative(
                          row.hardware_class or "", prices)  # fmt: skip
     row.cost_usd_per_million_output_tokens = costs.usd_per_million
     row.gco2_per_million_output_tokens = costs.gco2_per_million
+    ttft_ns = sum(r.token_ns[0] - r.start_ns for r in g.runs)
+    e2e_ns = sum(r.token_ns[-1] - r.start_ns for r in g.runs)
+    prefill_share = ttft_ns / e2e_ns if e2e_ns > 0 else 1.0
     details["generation"] = {
         "output_tokens_per_s": stats.output_tokens_per_s,
         "cold_ttft_ms": g.cold_ttft_ms,
@@ -181,6 +192,13 @@ def _generative(
         "perplexity_ratio": g.perplexity_ratio,
         "next_token_agreement": g.next_token_agreement,
         "j_per_output_token": j_per_token,
+        "per_million_output_tokens": {
+            "split": "time-proportional: prefill = summed TTFT / summed e2e of the timed "
+            "generations, decode = the rest; energy is an estimate (equal power assumed)",
+            "prefill_time_share": prefill_share,
+            "prefill": phase_split(costs, j_per_token, prefill_share),
+            "decode": phase_split(costs, j_per_token, 1.0 - prefill_share),
+        },
     }
     details.pop("fidelity", None)
     if g.perplexity_ratio is not None and g.next_token_agreement is not None:

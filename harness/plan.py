@@ -34,6 +34,8 @@ class Sweeps:
 
     batch_sizes: tuple[int, ...] = ()
     seq_lens: tuple[int, ...] = ()
+    prompt_lens: tuple[int, ...] = ()  # decoders
+    gen_lens: tuple[int, ...] = ()  # decoders
     threads: tuple[int, ...] = ()
     image_sizes: tuple[int, ...] = ()
     dims: tuple[tuple[str, tuple[int, ...]], ...] = ()
@@ -154,6 +156,13 @@ def plan(
                      several)
         for name in suite.models
     }  # fmt: skip
+    if selection is not None:
+        _check_length_flags(selection.sweeps, probes)
+    lengths_from = (
+        "command line"
+        if selection is not None and (selection.sweeps.prompt_lens or selection.sweeps.gen_lens)
+        else suite.path
+    )
     takes = {name: probe.accepts_bindings for name, probe in probes.items()}
     if binding_sets != [()] and not any(takes.values()):
         raise ConfigError(
@@ -171,7 +180,7 @@ def plan(
         gens: tuple[int | None, ...] = (None,)
         if probe.generative:
             seqs, gens = suite.prompt_lens, suite.gen_lens
-            _check_lengths(suite, name, probe.max_positions, seqs, gens)
+            _check_lengths(lengths_from, name, probe.max_positions, seqs, gens)
         shapes = [
             (bindings, batch, seq, gen)
             for bindings in (own[name] if takes[name] else [()])
@@ -313,8 +322,30 @@ def _check_generative(suite: Suite, name: str, generative: bool) -> None:
             )
 
 
+def _check_length_flags(sweeps: Sweeps, probes: dict[str, ModelProbe]) -> None:
+    """ConfigError for a length flag that no model of the suite would use (it would be
+    silently ignored): --prompt-len and --gen-len without a decoder, --seq without a model
+    that has a sequence input (a decoder's is --prompt-len)."""
+    names = ", ".join(probes)
+    decoders = [n for n, p in probes.items() if p.generative]
+    texts = [n for n, p in probes.items() if p.uses_sequence and not p.generative]
+    for flag, given in (("--prompt-len", sweeps.prompt_lens), ("--gen-len", sweeps.gen_lens)):
+        if given and not decoders:
+            hint = "; --seq sets a text model's sequence length" if texts else ""
+            raise ConfigError(
+                f"command line: {flag} applies to decoders (text generation); none of "
+                f"{names} is one{hint}"
+            )
+    if sweeps.seq_lens and not texts:
+        hint = "; use --prompt-len for a decoder's prompt length" if decoders else ""
+        raise ConfigError(
+            f"command line: --seq applies to models with a sequence input; none of {names} "
+            f"has one{hint}"
+        )
+
+
 def _check_lengths(
-    suite: Suite,
+    where: str,
     name: str,
     limit: int | None,
     prompts: tuple[int | None, ...],
@@ -326,6 +357,6 @@ def _check_lengths(
         for gen in gens:
             if limit and (prompt or 0) + (gen or 0) > limit:
                 raise ConfigError(
-                    f"{suite.path}: prompt_len {prompt} + gen_len {gen} exceeds "
+                    f"{where}: prompt_len {prompt} + gen_len {gen} exceeds "
                     f"{name}'s context of {limit} tokens"
                 )

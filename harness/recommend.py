@@ -356,7 +356,9 @@ def command(row: CaseResult, suite: str | None) -> str:
              row.variant, "--backend", row.backend]  # fmt: skip
     if row.batch_size is not None:
         parts += ["--batch", str(row.batch_size)]
-    if row.seq_len is not None:
+    if row.gen_len is not None:  # a decoder's: its sequence length is the prompt's
+        parts += ["--prompt-len", str(row.prompt_len or row.seq_len), "--gen-len", str(row.gen_len)]
+    elif row.seq_len is not None:
         parts += ["--seq", str(row.seq_len)]
     if row.threads is not None:
         parts += ["--threads", str(row.threads)]
@@ -383,7 +385,9 @@ def suite_snippet(row: CaseResult, min_fidelity: float | None) -> str:
              f"backends = [{q(row.backend)}]"]  # fmt: skip
     if row.batch_size is not None:
         lines.append(f"batch_sizes = [{row.batch_size}]")
-    if row.seq_len is not None:
+    if row.gen_len is not None:
+        lines += [f"prompt_lens = [{row.prompt_len or row.seq_len}]", f"gen_lens = [{row.gen_len}]"]
+    elif row.seq_len is not None:
         lines.append(f"seq_lens = [{row.seq_len}]")
     if row.threads is not None:
         lines.append(f"threads = [{row.threads}]")

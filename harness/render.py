@@ -20,11 +20,11 @@ from rich.table import Table
 
 from harness import strict_json
 from harness.columns import (
-    DEFAULT_COLUMNS,
-    DROP_ORDER,
     KEEP,
+    VIEWS,
     WIDE,
     Column,
+    default_view,
     display_rows,
     noise_flags,
     notes,
@@ -129,13 +129,15 @@ def table(
     results: Sequence[CaseResult], title: str = "", keys: Sequence[str] | None = None,
     width: int | None = None, color: bool = False,
 ) -> str:  # fmt: skip
-    """The terminal view: ``keys`` (default ``DEFAULT_COLUMNS``) fitted to ``width`` characters
-    (``None``: no limit, every chosen column at full width). ANSI colours when ``color``."""
-    keys = DEFAULT_COLUMNS if keys is None else keys
+    """The terminal view: ``keys`` (default ``default_view``: the decoders' columns for
+    decoder rows) fitted to ``width`` characters (``None``: no limit, every chosen column at
+    full width). ANSI colours when ``color``."""
+    if keys is None:
+        keys, droppable = default_view(results)
+    else:
+        droppable = VIEWS.get(tuple(keys)) or tuple(k for k in reversed(keys) if k not in KEEP)
     chosen = resolve(results, keys)
     cells = [[c.cell(r) for c in chosen] for r in results]
-    droppable = DROP_ORDER if keys == DEFAULT_COLUMNS else [k for k in reversed(keys)
-                                                            if k not in KEEP]  # fmt: skip
     kept, widths, dropped = fit(chosen, cells, width, droppable)
     status_styles = {"failed": "red", "skipped": "yellow"}
     styles = [
@@ -181,7 +183,8 @@ def text_table(
 def markdown(
     results: Sequence[CaseResult], title: str = "", keys: Sequence[str] | None = None
 ) -> str:
-    return markdown_table(title, *display_rows(results, keys or DEFAULT_COLUMNS), notes(results))
+    keys = keys or default_view(results)[0]
+    return markdown_table(title, *display_rows(results, keys), notes(results))
 
 
 def markdown_table(

@@ -212,6 +212,13 @@ def test_the_winner_comes_with_its_command_and_suite_snippet() -> None:
         "infrabench run optimize --model m --variant int8-dynamic --backend onnxruntime "
         "--batch 8 --seq 128 --threads 2"
     )
+    decoder = ok("int4-weight", 1.0, 4.0, 4.5, 1.0, model="smollm2-135m", seq_len=128,
+                 prompt_len=128, gen_len=64, shape="b4p128g64", batch_size=4)  # fmt: skip
+    assert command(decoder, "llm") == (
+        "infrabench run llm --model smollm2-135m --variant int4-weight --backend onnxruntime "
+        "--batch 4 --prompt-len 128 --gen-len 64 --threads 2"
+    )
+    assert "prompt_lens = [128]\ngen_lens = [64]\n" in suite_snippet(decoder, None)
     image = ok("fp32", 1.0, 4.0, 4.5, 1.0, model="onnx:/tmp/y v8.onnx",
                shape="b1-images=1x3x64x64-height=640")  # fmt: skip
     assert command(image, None) == (

@@ -21,11 +21,13 @@ from harness.backend import (
     GenerationSettings,
     ReportsDetails,
     ReportsDeviceMemory,
+    ReportsStepTimes,
+    StepTimes,
     backend_class,
 )
 from harness.case import Case
 from harness.environment import cpu_model, isa_flags
-from harness.errors import BackendUnavailable, ConfigError
+from harness.errors import BackendUnavailable, ConfigError, MeasurementError
 from harness.execute import Measurement, pin_cpus, timed_load
 from harness.generate.fidelity import (
     matching_prefix_len,
@@ -47,12 +49,38 @@ WARMUP_GENERATIONS = 2  # untimed; the first is the cold start (the row's first_
 FIDELITY_ROWS = 4  # held-out windows scored teacher-forced
 FIDELITY_LEN = 128  # tokens per window
 GREEDY_PROMPTS = 2  # prompts whose greedy continuation is compared with fp32's
+# An engine's duration of a call may fall short of the harness's reading around it by the
+# call's own overhead (arguments in, results out: well under a millisecond for OpenVINO GenAI
+# at batch 1, where both clocks are read); more than this is a clock that cannot be trusted.
+ENGINE_SHORTFALL_REL, ENGINE_SHORTFALL_NS = 0.02, 5_000_000
+ENGINE_EXCESS_NS = 100_000  # rounding: the engine's call lies inside the harness's
+
+
+def engine_token_times(start_ns: int, end_ns: int, engine: StepTimes, gen_len: int) -> TokenTimes:
+    """The token times of a call the engine timed itself, on the harness clock: each step's
+    offset added to the harness's reading before the call. MeasurementError unless the
+    engine's steps are ``gen_len``, in order and within its call, and its call's duration is
+    the harness's minus at most ``ENGINE_SHORTFALL_REL`` (or ``ENGINE_SHORTFALL_NS``)."""
+    harness_ns = end_ns - start_ns
+    steps = engine.steps_ns
+    said = (f"{engine.source}: {len(steps)} steps, call {engine.total_ns / 1e6:.3f} ms; harness "
+            f"clock {harness_ns / 1e6:.3f} ms")  # fmt: skip
+    if len(steps) != gen_len or list(steps) != sorted(steps):
+        raise MeasurementError(f"engine step times are not {gen_len} ordered steps ({said})")
+    if not 0 < steps[-1] <= engine.total_ns + ENGINE_EXCESS_NS:
+        raise MeasurementError(f"engine step times fall outside its call ({said})")
+    slack = max(ENGINE_SHORTFALL_REL * harness_ns, ENGINE_SHORTFALL_NS)
+    if not harness_ns - slack <= engine.total_ns <= harness_ns + ENGINE_EXCESS_NS:
+        raise MeasurementError(f"the engine's clock disagrees with the harness's ({said})")
+    return TokenTimes(start_ns, tuple(start_ns + s for s in steps))
 
 
 def timed_generation(
     backend: Generates, prompt: np.ndarray, gen_len: int, clock: Clock
 ) -> tuple[TokenTimes, np.ndarray]:
-    """One generation timed by ``clock``: the reading before the call and one per token."""
+    """One generation timed by ``clock``: the reading before the call and one per token; for
+    a call that streamed no token, the engine's own step times cross-checked with the
+    readings around the call (``engine_token_times``), where the backend reports them."""
     stamps: list[int] = []
 
     def on_token() -> None:
@@ -60,6 +88,10 @@ def timed_generation(
 
     start = clock.now_ns()
     tokens = backend.generate(prompt, gen_len, on_token)
+    end = clock.now_ns()
+    engine = backend.last_step_times() if isinstance(backend, ReportsStepTimes) else None
+    if not stamps and engine is not None:
+        return engine_token_times(start, end, engine, gen_len), tokens
     return TokenTimes(start, tuple(stamps)), tokens
 
 
@@ -180,6 +212,8 @@ def measure_generation(
                 break
         sampling_s = (clock.now_ns() - began) / 1e9
         energy = probe.stop() if probe is not None else None
+        # which clock timed the runs (the fidelity pass's batch-1 calls reset it)
+        engine = backend.last_step_times() if isinstance(backend, ReportsStepTimes) else None
         progress("fidelity")
         ref_dir = Path((reference_artifact or artifact).directory)
         agreement, ratio, matched = generative_fidelity(backend, ref_dir, case.gen_len)
@@ -217,6 +251,14 @@ def measure_generation(
         versions=versions,
         energy_note=energy_note,
         energy=energy,
-        details={**details, "sampling_s": sampling_s},
+        details={
+            **details,
+            "sampling_s": sampling_s,
+            "token_clock": (
+                "harness clock in the engine's per-token callback"
+                if engine is None
+                else f"{engine.source}, anchored at and cross-checked with the harness clock"
+            ),
+        },
         generative=raw,
     )

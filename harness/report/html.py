@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.columns import DEFAULT_COLUMNS, WIDE, display_rows, noise_flags, notes
+from harness.columns import WIDE, default_view, display_rows, is_generative, noise_flags, notes
 from harness.compare import CaseComparison, hardware_speedups
 from harness.recommend import Recommendation
 from harness.render import comparison_rows
@@ -21,6 +21,7 @@ from harness.report.charts import (
     recommendation_chart,
     speedup_heatmap,
 )
+from harness.report.generative_charts import decode_vs_batch, ttft_tpot_chart
 from harness.report.load_chart import latency_vs_load
 from harness.result import CaseResult
 
@@ -47,9 +48,14 @@ h1, h2, h3, p { overflow-wrap: anywhere; }
 """
 
 
-# The run's table: the terminal's default view and the spread and resource figures; it fits a
-# 1280 px window. Every column is one click away (a <details> table that scrolls sideways).
-REPORT_COLUMNS = (*DEFAULT_COLUMNS, "n", "cv", "peak_mb", "energy", "co2", "noise")
+# The run's table: the terminal's default view (the decoders' for decoder rows) and the spread
+# and resource figures; it fits a 1280 px window. Every column is one click away (a <details>
+# table that scrolls sideways).
+REPORT_EXTRA = ("n", "cv", "peak_mb", "energy", "co2", "noise")
+
+
+def report_columns(cases: Sequence[CaseResult]) -> tuple[str, ...]:
+    return (*default_view(cases)[0], *REPORT_EXTRA)
 
 
 @dataclass
@@ -88,7 +94,7 @@ def _figure(caption: str, svg: str) -> str:
 
 def _run_section(rr: ReportRun) -> str:
     run = rr.run
-    header, rows = display_rows(rr.cases, REPORT_COLUMNS)
+    header, rows = display_rows(rr.cases, report_columns(rr.cases))
     wide_header, wide_rows = display_rows(rr.cases, WIDE)
     classes = [_row_class(r) for r in rr.cases]
     parts = [
@@ -120,6 +126,7 @@ def _run_section(rr: ReportRun) -> str:
             f"{label}: latency vs fidelity (dashed: Pareto front)",
             f"{label}: latency vs cost (dashed: Pareto front)",
             f"{label}: server latency vs load (solid p99, dashed p50; hollow: over the bound)",
+            f"{label}: TTFT and TPOT (bar p50, tick p99)",
         ]
         charts = [
             speedup_heatmap(rows_, titles[0]),
@@ -128,10 +135,24 @@ def _run_section(rr: ReportRun) -> str:
                          resolution=FIDELITY_RESOLUTION),
             pareto_chart(ok, "cost_usd_per_million", "USD per 1M inferences", False, titles[3]),
             latency_vs_load(ok, titles[4]),
+            ttft_tpot_chart(ok, titles[5]),
         ]  # fmt: skip
         parts.append(f"<h3>{escape(label)}</h3>")
         parts += [_figure(t, svg) for t, svg in zip(titles, charts, strict=True) if svg]
+    parts += _decoding(rr.cases)
     return "\n".join(parts)
+
+
+def _decoding(cases: Sequence[CaseResult]) -> list[str]:
+    """Per decoder model, decode tokens/s against batch size over every shape of the run."""
+    parts = []
+    for model in dict.fromkeys(r.model for r in cases if is_generative(r)):
+        title = (f"{model}: decode tokens/s vs batch size (colour: backend / variant, dash: "
+                 "prompt length)")  # fmt: skip
+        svg = decode_vs_batch([r for r in cases if r.model == model], title)
+        if svg:
+            parts += [f"<h3>{escape(model)}: decoding</h3>", _figure(title, svg)]
+    return parts
 
 
 def recommendation_section(rec: Recommendation, command: str | None) -> str:
