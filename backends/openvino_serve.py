@@ -91,9 +91,9 @@ class OpenVinoServer:
         status = self._genai.GenerationStatus  # type: ignore[attr-defined]
         for request_id, entry in list(self._live.items()):
             if entry.handle.can_read():
-                new = sum(len(out.generated_ids) for out in entry.handle.read().values())
+                new = [t for out in entry.handle.read().values() for t in out.generated_ids]
                 if new:
-                    entry.tokens += new
+                    entry.tokens += len(new)
                     entry.on_tokens(new)
             state = entry.handle.get_status()
             if state == status.RUNNING:

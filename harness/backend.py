@@ -31,7 +31,7 @@ from harness import __version__ as INFRABENCH_VERSION
 from harness.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import numpy as np
     import torch
@@ -342,7 +342,7 @@ class ServeRequest:
     max_new_tokens: int
 
 
-OnTokens = Callable[[int], None]
+OnTokens = Callable[["Sequence[int]"], None]
 OnEnd = Callable[[str | None, int | None], None]
 
 
@@ -353,11 +353,13 @@ class ServesRequests(Protocol):
 
     Call order in a worker: ``check -> load_server -> (submit | pump | cancel)* -> close``, all
     from one thread. The harness owns the clock and the arrival times: it calls ``submit`` when
-    a request is due and reads its clock in the callbacks. ``on_tokens(n)`` must be called as
-    soon as ``n`` new output tokens of that request exist (a decode step, a streamed chunk),
+    a request is due and reads its clock in the callbacks. ``on_tokens(ids)`` must be called as
+    soon as new output tokens of that request exist (a decode step, a streamed chunk),
     ``on_end(error, output_tokens)`` once when it finished (error None; ``output_tokens`` the
-    count the engine or server reports, or None) or failed (a one-line reason). Callbacks may
-    come from ``pump`` or from the backend's own threads.
+    count the engine or server reports, or None) or failed (a one-line reason).
+    ``on_tokens`` gets the new tokens' ids where the backend knows them (an engine), else one
+    ``-1`` per streamed piece of text (a client: usage's count corrects the total at the
+    end). Callbacks may come from ``pump`` or from the backend's own threads.
     """
 
     def load_server(self, model_dir: Path, settings: GenerationSettings) -> float | None:

@@ -74,7 +74,7 @@ class FakeEngine:
         self.clock.ns += self.decode_ns + admitted * self.prefill_ns
         for entry in list(self.running):
             entry.made += 1
-            entry.on_tokens(1)
+            entry.on_tokens([entry.made])
             if entry.made == entry.request.max_new_tokens:
                 self.running.remove(entry)
                 entry.on_end(None, entry.made)
@@ -223,3 +223,4 @@ def test_bad_llm_server_suites_are_one_line_errors(tmp_path: Path, extra: str, m
     with pytest.raises(ConfigError, match=message) as info:
         plan(load_suite(_suite(tmp_path, extra)))
     assert "\n" not in str(info.value)
+

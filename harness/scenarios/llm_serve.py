@@ -102,12 +102,12 @@ def run_load(
         opened.append(entry)
         live[p.index] = entry
 
-        def on_tokens(count: int) -> None:
+        def on_tokens(ids: Sequence[int]) -> None:
             now = clock.now_ns()
             with lock:
                 if entry.end_ns is None:
                     entry.stamps.append(now)
-                    entry.counts.append(count)
+                    entry.counts.append(len(ids))
 
         ids, text = prompt_of[p.index]
         request = ServeRequest(p.index, ids[: p.prompt_len], text, p.output_len)
