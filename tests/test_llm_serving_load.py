@@ -224,3 +224,22 @@ def test_bad_llm_server_suites_are_one_line_errors(tmp_path: Path, extra: str, m
         plan(load_suite(_suite(tmp_path, extra)))
     assert "\n" not in str(info.value)
 
+
+def test_the_report_draws_goodput_against_the_rate_and_marks_the_knee() -> None:
+    import json
+
+    from harness.report.goodput_chart import goodput_vs_rate, sweep_knee
+    from harness.result import CaseResult
+
+    def row(rate: float, goodput: float, attainment: float) -> CaseResult:
+        details = json.dumps({"llm_server": {"attainment": attainment, "attainment_goal": 0.9}})
+        return CaseResult("run", f"c{rate}", "smollm2-135m", "int8-weight", "openvino",
+                          threads=1, scenario="llm-server", serving=f"mb8-r{rate:g}rps",
+                          target_qps=rate, achieved_qps=rate, goodput_rps=goodput,
+                          error_rate=0.0, details=details)  # fmt: skip
+
+    rows = [row(1, 1.0, 1.0), row(2, 1.9, 0.95), row(4, 2.0, 0.5)]
+    assert sweep_knee(rows) == 2
+    svg = goodput_vs_rate(rows, "t")
+    assert "knee 2/s" in svg and "int8-weight openvino t1 mb8 (knee 2/s)" in svg
+    assert goodput_vs_rate([], "t") == ""

@@ -21,6 +21,7 @@ from harness.report.charts import (
     recommendation_chart,
     speedup_heatmap,
 )
+from harness.report.goodput_chart import goodput_vs_rate
 from harness.report.load_chart import latency_vs_load
 from harness.result import CaseResult
 
@@ -120,6 +121,8 @@ def _run_section(rr: ReportRun) -> str:
             f"{label}: latency vs fidelity (dashed: Pareto front)",
             f"{label}: latency vs cost (dashed: Pareto front)",
             f"{label}: server latency vs load (solid p99, dashed p50; hollow: over the bound)",
+            f"{label}: LLM goodput vs request rate (solid goodput, dashed achieved; filled: "
+            "the knee)",
         ]
         charts = [
             speedup_heatmap(rows_, titles[0]),
@@ -128,6 +131,7 @@ def _run_section(rr: ReportRun) -> str:
                          resolution=FIDELITY_RESOLUTION),
             pareto_chart(ok, "cost_usd_per_million", "USD per 1M inferences", False, titles[3]),
             latency_vs_load(ok, titles[4]),
+            goodput_vs_rate(ok, titles[5]),
         ]  # fmt: skip
         parts.append(f"<h3>{escape(label)}</h3>")
         parts += [_figure(t, svg) for t, svg in zip(titles, charts, strict=True) if svg]
