@@ -44,7 +44,7 @@ from harness.backend import (
 )
 from harness.errors import HarnessError
 
-IDLE_WAIT_S = 0.005  # the engine thread's wait for new requests when it has none
+IDLE_WAIT_S = 0.001  # the engine thread's wait for new requests when it has none (adds <= 1 ms)
 
 
 class EngineThread:
