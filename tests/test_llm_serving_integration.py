@@ -20,35 +20,49 @@ from tests.test_llm_serving_http import _model_dir, client, llm_server
 
 pytestmark = pytest.mark.integration
 
-REQUESTS, GAP_S, PROMPT, TOKENS = 12, 1.5, 128, 16  # one request at a time: low load
+REQUESTS, WARMUP, PROMPT, TOKENS = 16, 2, 128, 16  # one request at a time: low load
 
 
-def _ttfts(backend: object, clock: PerfCounterClock) -> list[float]:
-    planned = [PlannedRequest(i, i * GAP_S, PROMPT, TOKENS) for i in range(REQUESTS)]
-    prompts = load_prompts(_model_dir(), planned, 0)
-    warm = [PlannedRequest(i, 0.0, PROMPT, 4) for i in range(2)]
-    run_load(backend, warm, prompts, clock, 60.0)  # type: ignore[arg-type]
-    _, records = run_load(backend, planned, prompts, clock, 60.0)  # type: ignore[arg-type]
-    assert all(r.ok for r in records), [r.error for r in records]
-    return [r.ttft_ms() or 0.0 for r in records]
+def _one(backend: object, planned: PlannedRequest, prompts: list, clock: PerfCounterClock  # type: ignore[type-arg]
+         ) -> float:  # fmt: skip
+    (record,) = run_load(backend, [planned], prompts, clock, 60.0)[1]  # type: ignore[arg-type]
+    assert record.ok, record.error
+    return record.ttft_ms() or 0.0
 
 
 def test_http_ttft_agrees_with_the_same_engine_in_process_at_low_load() -> None:
+    """One request at a time, alternating in process and over http in ABBA order (the same
+    prompt in a pair, a different one per pair), so both see the same machine load."""
+    from harness.optimize.artifacts import cache_root
+
     pin_cpus(1)
     clock = PerfCounterClock()
     engine = backend_class("openvino")()
     engine.check()
-    from harness.optimize.artifacts import cache_root
-
     engine.load_server(_model_dir(), GenerationSettings(  # type: ignore[attr-defined]
         threads=1, batch_size=4, max_length=PROMPT + TOKENS, weight_bits=8,
         cache_dir=cache_root()))  # fmt: skip
+    planned = [PlannedRequest(i, 0.0, PROMPT, TOKENS) for i in range(REQUESTS + WARMUP)]
+    prompts = load_prompts(_model_dir(), planned, 0)
+    local: list[float] = []
+    remote: list[float] = []
     try:
-        local = _ttfts(engine, clock)
+        with llm_server("--threads", "1", "--max-num-seqs", "4") as url:
+            http = client(url)
+            try:
+                for p in planned:  # ABBA order: neither side always goes first
+                    if p.index % 2:
+                        remote_first = _one(http, p, prompts, clock)
+                        pair = (_one(engine, p, prompts, clock), remote_first)
+                    else:
+                        pair = (_one(engine, p, prompts, clock), _one(http, p, prompts, clock))
+                    if p.index >= WARMUP:
+                        local.append(pair[0])
+                        remote.append(pair[1])
+            finally:
+                http.close()
     finally:
         engine.close()
-    with llm_server("--threads", "1", "--max-num-seqs", "4") as url:
-        remote = _ttfts(client(url), clock)
     ratio = float(np.median(remote) / np.median(local))
     report = os.environ.get("INFRABENCH_TTFT_REPORT")
     if report:

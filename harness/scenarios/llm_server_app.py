@@ -44,7 +44,7 @@ from harness.backend import (
 )
 from harness.errors import HarnessError
 
-IDLE_WAIT_S = 0.001  # the engine thread's wait for new requests when it has none (adds <= 1 ms)
+IDLE_WAIT_S = 0.1  # how often an idle engine thread checks that it should stop
 
 
 class EngineThread:
@@ -57,6 +57,8 @@ class EngineThread:
             queue.Queue()
         )
         self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.live = 0  # requests submitted and not ended
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self.thread.start()
 
@@ -66,19 +68,29 @@ class EngineThread:
 
     def _run(self) -> None:
         while not self.stop.is_set():
+            # idle: block until a request comes (no polling delay on its arrival)
+            block = self.live == 0
             while True:
                 try:
-                    request, events, loop = self.incoming.get_nowait()
+                    request, events, loop = self.incoming.get(block, IDLE_WAIT_S)
                 except queue.Empty:
                     break
+                block = False
+                with self.lock:
+                    self.live += 1
+                on_tokens, on_end = _callbacks(events, loop)
+
+                def ended(error: str | None, count: int | None, on_end: OnEnd = on_end) -> None:
+                    with self.lock:
+                        self.live -= 1
+                    on_end(error, count)
 
                 try:
-                    self.engine.submit(request, *_callbacks(events, loop))
+                    self.engine.submit(request, on_tokens, ended)
                 except HarnessError as exc:
-                    loop.call_soon_threadsafe(
-                        events.put_nowait, ("end", str(exc).splitlines()[0], None)
-                    )
-            self.engine.pump(IDLE_WAIT_S)
+                    ended(str(exc).splitlines()[0], None)
+            if self.live:
+                self.engine.pump(0.0)
 
 
 def _callbacks(
