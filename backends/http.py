@@ -1,5 +1,6 @@
 """An already running inference server as a backend: KServe v2 (Triton, OpenVINO Model
-Server) or an OpenAI-compatible embeddings endpoint, over HTTP with httpx.
+Server), an OpenAI-compatible embeddings endpoint, or OpenAI-compatible streamed text
+generation for the ``llm-server`` scenario (:mod:`backends.http_openai`), over HTTP with httpx.
 
 ``run`` sends the prepared batch as one request and waits for the answer; the harness times it
 (the network round trip is part of the latency, as a client sees it). Every wait is bounded by
@@ -14,6 +15,8 @@ Protocols (option ``protocol``):
 * ``openai-embeddings``: ``POST {url}/v1/embeddings`` with ``input`` = one token-id list per
   row (``input_ids`` with the padding cut by ``attention_mask``), as the OpenAI API allows;
   ``data[i].embedding`` is row i of the model's first output.
+* ``openai-completions``, ``openai-chat``: ``llm-server`` only (the default there), streamed;
+  see :mod:`backends.http_openai`.
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from backends.http_openai import GENERATION_PROTOCOLS, OpenAiStreaming
 from harness.backend import Artifact, BackendSettings, Capabilities
 from harness.errors import BackendError, BackendUnavailable, ConfigError
 
-PROTOCOLS = ("kserve-v2", "openai-embeddings")
+PROTOCOLS = ("kserve-v2", "openai-embeddings", *GENERATION_PROTOCOLS)
 _DTYPES = {"int64": "INT64", "int32": "INT32", "float32": "FP32", "float16": "FP16", "bool": "BOOL"}
 
 
-class HttpBackend:
+class HttpBackend(OpenAiStreaming):
     """One client connection to ``options.url``; instances of a load case are connections."""
 
     name: ClassVar[str] = "http"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
+        serves=True,
         options={"url": str, "protocol": PROTOCOLS, "model_name": str, "timeout_s": float},
         runtime_modules=("httpx",),
         install_hint="pip install 'infrabench[serving]' (httpx)",
@@ -68,6 +73,9 @@ class HttpBackend:
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"http backend: url must be http://HOST:PORT, got {self.url!r}")
         self.protocol = str(settings.options.get("protocol", "kserve-v2"))
+        if self.protocol in GENERATION_PROTOCOLS:
+            raise ConfigError(f"http backend: protocol {self.protocol} streams generated text: "
+                              "scenario llm-server only")  # fmt: skip
         self.model_name = str(settings.options.get("model_name", "model"))
         timeout = float(settings.options.get("timeout_s", 10.0))
         self._output_names = settings.output_names
@@ -141,3 +149,4 @@ class HttpBackend:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        self.close_streams()

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backends.openvino_generate import OpenVinoGenerator
+from backends.openvino_serve import OpenVinoServer
 from harness.backend import Artifact, BackendSettings, Capabilities, native_precision_missing
 from harness.errors import BackendError, BackendUnavailable
 
@@ -27,11 +28,12 @@ _RUNTIME_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8"
 _COMPUTE_LAYERS = {"FullyConnected", "MatMul", "Convolution", "Deconvolution"}
 
 
-class OpenVinoBackend(OpenVinoGenerator):
+class OpenVinoBackend(OpenVinoGenerator, OpenVinoServer):
     name: ClassVar[str] = "openvino"
     capabilities: ClassVar[Capabilities] = Capabilities(
         consumes="onnx",
         generates=True,
+        serves=True,
         options={
             "inference_precision": PRECISIONS,
             "performance_hint": HINTS,
@@ -56,7 +58,7 @@ class OpenVinoBackend(OpenVinoGenerator):
         _import_openvino()  # telemetry declined first
         import openvino as ov
 
-        if self._pipe is not None:
+        if self._pipe is not None or self._cb is not None:
             return {"openvino": ov.get_version(), "openvino-genai": self._genai.__version__}
         return {"openvino": ov.get_version()}
 
@@ -121,8 +123,8 @@ class OpenVinoBackend(OpenVinoGenerator):
         """The runtime precision most compute layers (FC, MatMul, Conv) really executed in; when
         the CPU plugin fused every one of them into snippet subgraphs (a small MLP with static
         shapes does), the precision most of those subgraphs executed in."""
-        if self._pipe is not None:
-            return self._gen_precision  # LLMPipeline exposes no runtime model
+        if self._pipe is not None or self._cb is not None:
+            return self._gen_precision  # the GenAI pipelines expose no runtime model
         layers: dict[str, Counter[str]] = {"compute": Counter(), "Subgraph": Counter()}
         for op in self._compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
@@ -138,6 +140,7 @@ class OpenVinoBackend(OpenVinoGenerator):
         self._request = None
         self._compiled = None
         self._pipe = None
+        self._cb = None
 
 
 def _import_openvino() -> None:

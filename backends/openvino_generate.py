@@ -205,6 +205,18 @@ class OpenVinoGenerator:
     _steps: StepTimes | None = None
 
     def load_generator(self, model_dir: Path, settings: GenerationSettings) -> float | None:
+        final, converted, config = self._converted_ir(model_dir, settings)
+        try:
+            self._pipe = self._genai.LLMPipeline(str(final), "CPU", **config)
+        except RuntimeError as exc:
+            raise BackendError(f"LLMPipeline refused the converted model: {exc}") from None
+        return converted
+
+    def _converted_ir(
+        self, model_dir: Path, settings: GenerationSettings
+    ) -> tuple[Path, float | None, dict[str, Any]]:
+        """The converted IR directory (converting it once, cached), the seconds spent
+        converting (None: cached) and the CPU plugin properties every pipeline is built with."""
         try:
             import openvino_genai
         except ImportError as exc:
@@ -236,14 +248,10 @@ class OpenVinoGenerator:
             "KV_CACHE_PRECISION": "u8" if settings.kv_cache_int8 else hint,
             "INFERENCE_NUM_THREADS": settings.threads,
         }
-        try:
-            self._pipe = openvino_genai.LLMPipeline(str(final), "CPU", **config)
-        except RuntimeError as exc:
-            raise BackendError(f"LLMPipeline refused the converted model: {exc}") from None
         self._gen_precision = settings.precision
         self._ir_dir = final
         self._genai = openvino_genai
-        return converted
+        return final, converted, config
 
     def generate(
         self, prompt_ids: np.ndarray, gen_len: int, on_token: Callable[[], None]

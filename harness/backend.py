@@ -31,7 +31,7 @@ from harness import __version__ as INFRABENCH_VERSION
 from harness.errors import BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import numpy as np
     import torch
@@ -51,6 +51,8 @@ __all__ = [
     "GenerationSettings",
     "ReportsDetails",
     "ReportsDeviceMemory",
+    "ServeRequest",
+    "ServesRequests",
     "SimulatedDevice",
     "availability",
     "backend_class",
@@ -77,6 +79,8 @@ class Capabilities:
                  so fidelity can be scored.
     generates:   it implements ``Generates`` (decoder cases: TTFT/TPOT); declared here so the
                  planner can refuse a decoder on a backend that cannot generate, cheaply.
+    serves:      it implements ``ServesRequests`` (the ``llm-server`` scenario: concurrent
+                 requests on an engine with continuous batching, or a client of a server).
     energy:      ``host``: the harness's probe measures (or estimates) the machine running the
                  backend; ``simulated``: the backend models a device and reports joules itself
                  (it is a ``SimulatedDevice``).
@@ -91,6 +95,7 @@ class Capabilities:
     computes_outputs: bool = True
     energy: Literal["host", "simulated"] = "host"
     generates: bool = False
+    serves: bool = False
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,63 @@ class ReportsStepTimes(Protocol):
 
     def last_step_times(self) -> StepTimes | None:
         """The last ``generate`` call's step times, or None when it called ``on_token``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    """One generation request of a serving load.
+
+    request_id:     unique within a load.
+    prompt_ids:     the prompt, 1-D int64 token ids (no chat template, no special tokens).
+    prompt_text:    the same tokens decoded, for servers that take text.
+    max_new_tokens: tokens to generate; EOS is ignored, so exactly this many where the engine
+                    honours it.
+    """
+
+    request_id: int
+    prompt_ids: np.ndarray
+    prompt_text: str
+    max_new_tokens: int
+
+
+OnTokens = Callable[["Sequence[int]"], None]
+OnEnd = Callable[[str | None, int | None], None]
+
+
+@runtime_checkable
+class ServesRequests(Protocol):
+    """A backend that serves many generation requests at once: an engine with its own
+    continuous-batching scheduler in process, or a client of a running server.
+
+    Call order in a worker: ``check -> load_server -> (submit | pump | cancel)* -> close``, all
+    from one thread. The harness owns the clock and the arrival times: it calls ``submit`` when
+    a request is due and reads its clock in the callbacks. ``on_tokens(ids)`` must be called as
+    soon as new output tokens of that request exist (a decode step, a streamed chunk),
+    ``on_end(error, output_tokens)`` once when it finished (error None; ``output_tokens`` the
+    count the engine or server reports, or None) or failed (a one-line reason).
+    ``on_tokens`` gets the new tokens' ids where the backend knows them (an engine), else one
+    ``-1`` per streamed piece of text (a client: usage's count corrects the total at the
+    end). Callbacks may come from ``pump`` or from the backend's own threads.
+    """
+
+    def load_server(self, model_dir: Path, settings: GenerationSettings) -> float | None:
+        """Load the engine (``settings.batch_size`` is the most sequences it may schedule
+        together) or connect to the server; returns seconds spent converting, if any."""
+        ...
+
+    def submit(self, request: ServeRequest, on_tokens: OnTokens, on_end: OnEnd) -> None:
+        """Hand the request over without waiting for it."""
+        ...
+
+    def pump(self, wait_s: float) -> None:
+        """Make progress: an in-process engine runs one scheduler step when it has work, else
+        waits ``wait_s``; a client waits up to ``wait_s`` for its threads. Never blocks for
+        long past ``wait_s`` beyond one engine step."""
+        ...
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a request the harness gave up on (its deadline passed); no callback follows."""
         ...
 
 

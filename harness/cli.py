@@ -622,7 +622,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "--scenario",
         action="append",
         metavar="S",
-        help="replace the suite's scenarios: single-stream, multi-stream, offline, server",
+        help="replace the suite's scenarios: single-stream, multi-stream, offline, server, "
+        "llm-server",
     )
     add(
         "--target",

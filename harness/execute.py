@@ -38,7 +38,7 @@ from harness.measure.timing import measure, time_once
 from harness.models import get_model
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
-from harness.scenarios.record import LoadMeasurement
+from harness.scenarios.record import LlmLoadRaw, LoadMeasurement
 
 # The fidelity pass may take max(budget_s, this) seconds: a model whose evaluation set fits in it
 # is scored on the whole set on any machine (the figure does not depend on the machine's speed);
@@ -76,6 +76,8 @@ class Measurement:
                 samples are kept either way.
     generative: a decoder case's per-token timestamps and fidelity (then ``samples_ns`` are
                 each generation's end-to-end time).
+    llm_load:   an ``llm-server`` rate point's per-request timestamps (then ``samples_ns`` are
+                the completed requests' end-to-end times, arrival to last token).
     """
 
     samples_ns: tuple[int, ...]
@@ -106,6 +108,7 @@ class Measurement:
     budget_s: float = 0.0
     incomplete: str | None = None
     generative: GenerativeRaw | None = None
+    llm_load: LlmLoadRaw | None = None
 
 
 def timed_load(load: Callable[[], float | None], clock: Clock) -> tuple[float | None, float, float]:
@@ -178,6 +181,10 @@ def measure_case(
     the timed measurement as soon as sampling ends; errors of the untimed passes after it are
     recorded in the result's ``incomplete``, never raised.
     """
+    if case.scenario == "llm-server":
+        from harness.scenarios.llm_serve import measure_llm_serving
+
+        return measure_llm_serving(case, artifact, clock, progress)
     if case.load_driven:
         return _measure_load(case, artifact, clock, progress)
     model = get_model(case.model, case.bindings)

@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from harness import strict_json
 from harness.case import Case
 from harness.cost import Prices, cost_columns, hardware_class, phase_split
@@ -23,7 +25,8 @@ from harness.measure.stats import LatencyStats, min_samples_for, samples_to_ms
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
-from harness.scenarios.record import LoadMeasurement
+from harness.scenarios.goodput import summarize
+from harness.scenarios.record import LlmLoadRaw, LoadMeasurement
 
 
 def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
@@ -44,9 +47,10 @@ def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
         shape=case.shape,
         scenario=case.scenario,
         serving=case.serving.label if case.load_driven else None,
-        latency_bound_ms=case.settings.serving.latency_bound_ms
-        if case.scenario == "server"
-        else None,
+        latency_bound_ms={
+            "server": case.settings.serving.latency_bound_ms,
+            "llm-server": case.settings.serving.ttft_slo_ms,
+        }.get(case.scenario),
         artifact_sha256=artifact.sha256 if artifact else None,
         artifact_mb=artifact.size_mb if artifact else None,
         params_m=artifact.params_m if artifact else None,
@@ -91,8 +95,12 @@ def finalize(
     them with the flags its own samples raise (wide spread, an interval that did not settle)."""
     row = identity(run_id, case, artifact)
     row.shape = fed_shape_text(case, m.input_shapes)
-    samples = samples_to_ms(list(m.samples_ns))
-    stats = LatencyStats.from_samples(samples, case.batch_size, case.settings.timing.confidence)
+    # a load whose every request failed has no latency, and still a row (its error rate)
+    unserved = not m.samples_ns and (m.load is not None or m.llm_load is not None)
+    samples = np.zeros(0) if unserved else samples_to_ms(list(m.samples_ns))
+    stats = None if unserved else LatencyStats.from_samples(
+        samples, case.batch_size, case.settings.timing.confidence
+    )  # fmt: skip
     row.load_s, row.compile_s = m.load_s, m.compile_s
     row.first_inference_ms = m.first_inference_ms
     row.model_mem_mb, row.peak_rss_mb = m.model_mem_mb, m.peak_rss_mb
@@ -107,8 +115,11 @@ def finalize(
     _latency(row, stats, m, details, case.settings.timing.confidence)
     if m.load is not None:
         _load(row, m.load, details)
+    if m.llm_load is not None:
+        _llm_load(row, case, m.llm_load, details, case.settings.timing.confidence)
     _fidelity(row, m, case.settings.fidelity_min_ratio, details)
-    _energy(row, m, stats, case.batch_size, details)
+    if stats is not None:
+        _energy(row, m, stats, case.batch_size, details)
     # a fleet class without a price of its own is billed as the device's class
     priced = row.hardware_class or ""
     priced = priced if priced in prices.hardware else hardware_class(case.device)
@@ -125,13 +136,16 @@ def finalize(
     )
     if m.generative is not None:
         _generative(row, case, m.generative, m, prices, details)
-    short = _short_run(m, stats.n)
+    short = _short_run(m, stats.n if stats else 0)
     if short:
         details["budget"] = short
     if m.incomplete:
         details["untimed"] = f"did not finish: {m.incomplete}; the samples above are kept"
+    failed = details.get("llm_server", {}).get("failed")
     row.reason = (
-        "; ".join(part for part in (short, m.incomplete and f"untimed: {m.incomplete}") if part)
+        "; ".join(
+            part for part in (failed, short, m.incomplete and f"untimed: {m.incomplete}") if part
+        )
         or None
     )
     row.details = strict_json.dumps(details)
@@ -224,12 +238,21 @@ def _short_run(m: Measurement, n: int) -> str | None:
 
 def _latency(
     row: CaseResult,
-    stats: LatencyStats,
+    stats: LatencyStats | None,
     m: Measurement,
     details: dict[str, Any],
     confidence: float,
 ) -> None:
-    """Statistics and how sampling went (``None`` stays ``None``)."""
+    """Statistics and how sampling went (``None`` stays ``None``; no statistics at all for a
+    load whose every request failed)."""
+    row.warmup_iters = m.warmup_iters
+    row.warmup_s = m.warmup_s
+    row.warmup_steady = m.warmup_steady
+    row.stop_reason = m.stop_reason
+    row.p50_rel_ci_width = m.rel_ci_width
+    if stats is None:
+        row.n_samples = 0
+        return
     for name, q in (("p50", stats.p50), ("p90", stats.p90), ("p99", stats.p99)):
         setattr(row, f"latency_ms_{name}", q.value)
         setattr(row, f"latency_ms_{name}_ci_low", q.ci_low)
@@ -238,11 +261,6 @@ def _latency(
     row.n_samples = stats.n
     row.cv = stats.cv
     row.throughput_per_s = stats.throughput_per_s
-    row.warmup_iters = m.warmup_iters
-    row.warmup_s = m.warmup_s
-    row.warmup_steady = m.warmup_steady
-    row.stop_reason = m.stop_reason
-    row.p50_rel_ci_width = m.rel_ci_width
     if stats.p99.value is None:
         details["p99"] = (
             f"insufficient samples ({stats.n} < {min_samples_for(0.99, confidence)} for a "
@@ -323,3 +341,46 @@ def _load(row: CaseResult, load: LoadMeasurement, details: dict[str, Any]) -> No
     if load.probes:
         details["loadgen"]["probes"] = list(load.probes)
         details["loadgen"]["search_stop"] = load.search_stop
+
+
+def _llm_load(
+    row: CaseResult, case: Case, raw: LlmLoadRaw, details: dict[str, Any], confidence: float
+) -> None:
+    """An ``llm-server`` rate point's columns from its per-request records
+    (:func:`harness.scenarios.goodput.summarize`): offered and achieved requests/s, goodput,
+    error rate, TTFT/TPOT quantiles; ``latency_bound_ms`` is the TTFT objective (the TPOT one
+    is in details); ``valid`` means every request completed; throughput is requests/s."""
+    s = summarize(raw.records, raw.offered_rps, raw.start_ns, raw.objectives, confidence)
+    row.prompt_len, row.gen_len = case.seq_len, case.gen_len
+    row.target_qps, row.achieved_qps = s.offered_rps, s.achieved_rps
+    row.goodput_rps, row.error_rate = s.goodput_rps, s.error_rate
+    row.valid = s.completed == s.requests
+    row.throughput_per_s = s.achieved_rps
+    for metric, quantiles in (("ttft", s.ttft), ("tpot", s.tpot)):
+        for q in quantiles:
+            name = f"{metric}_ms_p{round(q.q * 100)}"
+            setattr(row, name, q.value)
+            setattr(row, f"{name}_ci_low", q.ci_low)
+            setattr(row, f"{name}_ci_high", q.ci_high)
+    row.e2e_ms_p50 = s.e2e[0].value
+    output_tokens = sum(r.n_output for r in raw.records if r.ok)
+    details["llm_server"] = {
+        "offered_rps": s.offered_rps,
+        "requests": s.requests,
+        "completed": s.completed,
+        "good": s.good,
+        "attainment": s.attainment,
+        "attainment_goal": raw.attainment_goal,
+        "duration_s": s.duration_s,
+        "ttft_slo_ms": raw.objectives.ttft_ms,
+        "tpot_slo_ms": raw.objectives.tpot_ms,
+        "output_tokens_per_s": output_tokens / s.duration_s,
+        "e2e_ms_p99": s.e2e[2].value,
+        "ttft_ms": [r.ttft_ms() for r in raw.records],
+        "errors": list(s.errors),
+        **raw.load,
+    }
+    if s.completed < s.requests:
+        details["llm_server"]["failed"] = (
+            f"{s.requests - s.completed} of {s.requests} requests failed: " + "; ".join(s.errors)
+        )

@@ -22,7 +22,7 @@ from harness.launch import Launcher, ProcessLauncher
 from harness.models import get_model, is_user_model
 from harness.models.inputs import parse_binding
 from harness.optimize.variants import parse_variant
-from harness.scenarios.config import SCENARIOS, ServingKnobs
+from harness.scenarios.config import OPENAI_GENERATION, SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
 from harness.worker import ModelProbe, ProbeModelTask
@@ -174,6 +174,7 @@ def plan(
     cases: list[Case] = []
     own = {name: list(probe.binding_sets) or binding_sets for name, probe in probes.items()}
     _check_bindings_used(suite, binding_sets, takes, own)
+    _check_llm_server(suite)
     for name, probe in probes.items():
         _check_generative(suite, name, probe.generative)
         seqs: tuple[int | None, ...] = suite.seq_lens if probe.uses_sequence else (None,)
@@ -224,6 +225,10 @@ def _serving_axes(suite: Suite) -> list[tuple[str, ServingKnobs]]:
     loop_only = not suite.serving.loadgen
     out: list[tuple[str, ServingKnobs]] = []
     for scenario in suite.scenarios:
+        if scenario == "llm-server":  # one engine; its scheduler batches up to max_num_seqs
+            out += [(scenario, ServingKnobs(max_batch_size=batch, request_rate=rate))
+                    for batch in suite.max_batch_sizes for rate in suite.request_rates]  # fmt: skip
+            continue
         if scenario == "single-stream" and loop_only:
             out.append((scenario, ServingKnobs()))
             continue
@@ -312,12 +317,19 @@ def _check_generative(suite: Suite, name: str, generative: bool) -> None:
             raise ConfigError(
                 f"{suite.path}: variant {variant!r} applies to decoders only; {name!r} is not one"
             )
+    serving = "llm-server" in suite.scenarios
+    if serving and not generative:
+        raise ConfigError(
+            f"{suite.path}: scenario llm-server serves text generation; {name!r} is not a decoder"
+        )
     if generative:
-        cannot = [b for b in suite.backends if not backend_class(b).capabilities.generates]
+        need = "serves" if serving else "generates"
+        cannot = [b for b in suite.backends if not getattr(backend_class(b).capabilities, need)]
         if cannot:
-            able = [b for b in backend_names() if backend_class(b).capabilities.generates]
+            able = [b for b in backend_names() if getattr(backend_class(b).capabilities, need)]
+            what = "serve generation requests" if serving else "generate text"
             raise ConfigError(
-                f"{suite.path}: backend {', '.join(cannot)} cannot generate text ({name!r} is "
+                f"{suite.path}: backend {', '.join(cannot)} cannot {what} ({name!r} is "
                 f"a decoder); allowed: {', '.join(able)}"
             )
 
@@ -342,6 +354,30 @@ def _check_length_flags(sweeps: Sweeps, probes: dict[str, ModelProbe]) -> None:
             f"command line: --seq applies to models with a sequence input; none of {names} "
             f"has one{hint}"
         )
+
+
+def _check_llm_server(suite: Suite) -> None:
+    """ConfigError for an llm-server suite without rates, mixed with other scenarios, or with
+    serving axes that do not apply to it (instances, queue delay: the engine schedules)."""
+    if "llm-server" not in suite.scenarios:
+        return
+    where = suite.path
+    if len(suite.scenarios) > 1:
+        raise ConfigError(
+            f"{where}: scenario llm-server cannot be mixed with other scenarios "
+            f"({', '.join(suite.scenarios)}): they need other backends and axes"
+        )
+    if not suite.request_rates:
+        raise ConfigError(f"{where}: scenario llm-server needs [serving] request_rates "
+                          "(requests per second, e.g. [0.5, 1, 2])")  # fmt: skip
+    if suite.instances != (1,) or suite.max_queue_delays_ms != (0.0,):
+        raise ConfigError(f"{where}: [serving] instances and max_queue_delay_ms do not apply "
+                          "to llm-server (one engine whose scheduler batches; max_batch_size "
+                          "is its max_num_seqs)")  # fmt: skip
+    protocol = suite.options.get("http", {}).get("protocol")
+    if "http" in suite.backends and protocol not in (None, *OPENAI_GENERATION):
+        raise ConfigError(f"{where}: options.http.protocol {protocol!r} does not generate text; "
+                          f"allowed for llm-server: {', '.join(OPENAI_GENERATION)}")  # fmt: skip
 
 
 def _check_lengths(

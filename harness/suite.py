@@ -37,6 +37,8 @@ A suite file::
     instances = [1, 2]          # axes: model instances, dynamic batcher's max batch and delay
     max_batch_size = [1, 8]
     max_queue_delay_ms = [2]
+    request_rates = [0.5, 1, 2]  # llm-server: one case per offered rate (requests/s); there
+                                 # max_batch_size is the engine's max_num_seqs
 
 Every error names the file, the key and what is allowed, on one line.
 """
@@ -108,6 +110,7 @@ class Suite:
     instances: tuple[int, ...] = (1,)  # serving axes (load scenarios only)
     max_batch_sizes: tuple[int, ...] = (1,)
     max_queue_delays_ms: tuple[float, ...] = (0.0,)
+    request_rates: tuple[float, ...] = ()  # llm-server: offered rates, requests/s
 
     @property
     def settings(self) -> CaseSettings:
@@ -439,6 +442,24 @@ def _delays(where: str, key: str, value: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
+def _rates(where: str, key: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: {key} must be a non-empty list of positive numbers")
+    return tuple(_positive_number(where, key, v) for v in value)
+
+
+def _non_negative_int(where: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ConfigError(f"{where}: {key} must be an integer in 0..{MAX_INT}, got {value!r}")
+    return value
+
+
+def _range_ratio(where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"{where}: {key} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def _flag(where: str, key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
@@ -458,11 +479,22 @@ def _serving(where: str, table: Any) -> dict[str, Any]:
         "instances": _positive_ints,
         "max_batch_size": _positive_ints,
         "max_queue_delay_ms": _delays,
+        "request_rates": _rates,
+        "burstiness": _positive_number,
+        "ttft_slo_ms": _positive_number,
+        "tpot_slo_ms": _positive_number,
+        "rate_duration_s": _positive_number,
+        "max_requests": _positive_int,
+        "request_timeout_s": _positive_number,
+        "length_range_ratio": _range_ratio,
+        "seed": _non_negative_int,
+        "attainment_goal": _ratio,
     })  # fmt: skip
     axes = {
         "instances": values.pop("instances", (1,)),
         "max_batch_sizes": values.pop("max_batch_size", (1,)),
         "max_queue_delays_ms": values.pop("max_queue_delay_ms", (0.0,)),
+        "request_rates": values.pop("request_rates", ()),
     }
     return {"serving": ServingSettings(**values), **axes}
 

@@ -53,7 +53,7 @@ def test_auto_threads_resolve_to_the_usable_cpus(write_suite: Write) -> None:
         ('models = ["tiny-mlp"]\nbackends = ["fake"]\nbogus = 1\n',
          "unknown key 'bogus'; allowed: name, description, models"),
         ('models = ["nope"]\nbackends = ["fake"]\n',
-         "models: unknown value 'nope'; allowed: bert-base, digits-cnn, minilm-l6"),
+         "models: unknown value 'nope'; allowed: bert-base, digits-cnn, llama-1b, minilm-l6"),
         ('models = ["tiny-mlp"]\nbackends = ["cuda-magic"]\n',
          "backends: unknown value 'cuda-magic'; allowed: fake,"),
         ('models = ["tiny-mlp"]\nbackends = ["fake"]\nbatch_sizes = [1, "8"]\n',

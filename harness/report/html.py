@@ -22,6 +22,7 @@ from harness.report.charts import (
     speedup_heatmap,
 )
 from harness.report.generative_charts import decode_vs_batch, ttft_tpot_chart
+from harness.report.goodput_chart import goodput_vs_rate
 from harness.report.load_chart import latency_vs_load
 from harness.result import CaseResult
 
@@ -127,6 +128,8 @@ def _run_section(rr: ReportRun) -> str:
             f"{label}: latency vs cost (dashed: Pareto front)",
             f"{label}: server latency vs load (solid p99, dashed p50; hollow: over the bound)",
             f"{label}: TTFT and TPOT (bar p50, tick p99)",
+            f"{label}: LLM goodput vs request rate (solid goodput, dashed achieved; filled: "
+            "the knee)",
         ]
         charts = [
             speedup_heatmap(rows_, titles[0]),
@@ -136,6 +139,7 @@ def _run_section(rr: ReportRun) -> str:
             pareto_chart(ok, "cost_usd_per_million", "USD per 1M inferences", False, titles[3]),
             latency_vs_load(ok, titles[4]),
             ttft_tpot_chart(ok, titles[5]),
+            goodput_vs_rate(ok, titles[6]),
         ]  # fmt: skip
         parts.append(f"<h3>{escape(label)}</h3>")
         parts += [_figure(t, svg) for t, svg in zip(titles, charts, strict=True) if svg]

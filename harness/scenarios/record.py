@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.scenarios.goodput import Objectives, RequestRecord
+
 
 @dataclass(frozen=True)
 class LoadMeasurement:
@@ -49,3 +51,23 @@ class LoadMeasurement:
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
+
+
+@dataclass(frozen=True)
+class LlmLoadRaw:
+    """One ``llm-server`` rate point, raw: every request as the harness clock saw it.
+
+    offered_rps:  the arrival process's mean rate; ``start_ns``: the load's origin (the first
+                  arrival) on the same clock as the records.
+    records:      every request sent, in arrival order (failed ones with their reason).
+    objectives:   the TTFT and TPOT objectives goodput counts (ms).
+    load:         how the load was made (burstiness, duration, request cap, timeout, seed,
+                  length ratio) and what the engine was told (max_num_seqs), for the details.
+    """
+
+    offered_rps: float
+    start_ns: int
+    records: tuple[RequestRecord, ...]
+    objectives: Objectives
+    attainment_goal: float
+    load: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,146 @@
+"""The ``http`` target's serving side: OpenAI-compatible text generation, streamed.
+
+``openai-completions`` posts ``/v1/completions`` with ``prompt`` (the prompt's text);
+``openai-chat`` posts ``/v1/chat/completions`` with one user message. Both ask for
+``stream: true`` with ``stream_options.include_usage`` (the last chunk's ``usage`` gives the
+output token count), ``max_tokens`` = ``min_tokens`` = the request's tokens, ``ignore_eos``
+(vLLM's and OpenVINO Model Server's extension; a server that ignores it may stop early, and
+usage says so) and greedy decoding (``temperature: 0``).
+
+The answer is Server-Sent Events read with httpx's streaming API: each ``data:`` chunk whose
+``choices[].text`` (completions) or ``choices[].delta.content`` (chat) is non-empty is one
+``on_tokens`` event (its first is the TTFT, as vLLM's ``benchmark_serving`` times it);
+``data: [DONE]`` ends it. Each request streams on its own thread of a pool of
+``MAX_STREAMS``. Every wait is bounded by ``timeout_s`` (connect, and each read: a server that
+stops sending mid-stream fails the request), besides the harness's per-request deadline.
+A refused connection, an HTTP error status, a timeout or a malformed chunk ends the request with
+the reason, one line; nothing is raised to the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from harness.backend import GenerationSettings, OnEnd, OnTokens, ServeRequest
+from harness.errors import ConfigError
+
+MAX_STREAMS = 64  # concurrent streamed requests (threads and pooled connections)
+GENERATION_PROTOCOLS = ("openai-completions", "openai-chat")
+PATHS = {"openai-completions": "/v1/completions", "openai-chat": "/v1/chat/completions"}
+
+
+class OpenAiStreaming:
+    """Mixed into ``HttpBackend``: implements ``harness.backend.ServesRequests``."""
+
+    url: str
+    protocol: str
+    model_name: str
+    _stream_client: Any = None
+    _pool: ThreadPoolExecutor | None = None
+    _closing: bool = False
+
+    def load_server(self, model_dir: Path, settings: GenerationSettings) -> float | None:
+        import httpx
+
+        options = settings.options
+        self.url = str(options.get("url", "")).rstrip("/")
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"http backend: url must be http://HOST:PORT, got {self.url!r}")
+        self.protocol = str(options.get("protocol", "openai-completions"))
+        if self.protocol not in GENERATION_PROTOCOLS:
+            raise ConfigError(f"http backend: protocol {self.protocol!r} does not generate text; "
+                              f"allowed: {', '.join(GENERATION_PROTOCOLS)}")  # fmt: skip
+        self.model_name = str(options.get("model_name", "model"))
+        timeout = float(options.get("timeout_s", 10.0))
+        limits = httpx.Limits(max_connections=MAX_STREAMS, max_keepalive_connections=MAX_STREAMS)
+        self._stream_client = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout),
+                                           limits=limits)  # fmt: skip
+        self._pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="infrabench-stream")
+        self._event = threading.Event()
+        self._cancelled: set[int] = set()
+        return None
+
+    def _body(self, request: ServeRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_name, "stream": True,
+            "stream_options": {"include_usage": True}, "max_tokens": request.max_new_tokens,
+            "min_tokens": request.max_new_tokens, "ignore_eos": True, "temperature": 0.0,
+        }  # fmt: skip
+        if self.protocol == "openai-chat":
+            body["messages"] = [{"role": "user", "content": request.prompt_text}]
+        else:
+            body["prompt"] = request.prompt_text
+        return body
+
+    def submit(self, request: ServeRequest, on_tokens: OnTokens, on_end: OnEnd) -> None:
+        if self._pool is None:
+            raise ConfigError("http backend: load_server was not called")
+        self._pool.submit(self._stream, request, on_tokens, on_end)
+
+    def _stream(self, request: ServeRequest, on_tokens: OnTokens, on_end: OnEnd) -> None:
+        import httpx
+
+        path = PATHS[self.protocol]
+        where = f"{self.url}{path}"
+        try:
+            with self._stream_client.stream("POST", path, json=self._body(request)) as answer:
+                if answer.status_code != 200:
+                    text = answer.read().decode(errors="replace")[:200].replace("\n", " ")
+                    on_end(f"{where}: HTTP {answer.status_code}: {text}", None)
+                    return
+                on_end(None, self._read_events(answer, request.request_id, on_tokens))
+        except httpx.TimeoutException as exc:
+            on_end(f"{where}: timed out ({type(exc).__name__})", None)
+        except httpx.TransportError as exc:
+            on_end(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", None)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            on_end(f"{where}: malformed stream: {type(exc).__name__}: {exc}", None)
+        finally:
+            self._event.set()
+
+    def _read_events(self, answer: Any, request_id: int, on_tokens: OnTokens) -> int | None:
+        """Read the SSE stream to ``[DONE]``; returns usage's completion_tokens, if sent."""
+        usage = None
+        for line in answer.iter_lines():
+            if self._closing or request_id in self._cancelled:
+                return usage
+            if not line.startswith("data:"):
+                continue  # SSE comments, event names, keep-alive blank lines
+            data = line[len("data:") :].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if chunk.get("usage"):
+                usage = int(chunk["usage"]["completion_tokens"])
+            for choice in chunk.get("choices") or ():
+                piece = choice.get("text") if self.protocol == "openai-completions" else (
+                    choice.get("delta") or {}).get("content")  # fmt: skip
+                if piece:
+                    on_tokens((-1,))
+                    self._event.set()
+        else:
+            raise ValueError("the stream ended without data: [DONE]")
+        return usage
+
+    def pump(self, wait_s: float) -> None:
+        self._event.wait(max(wait_s, 0.0))
+        self._event.clear()
+
+    def cancel(self, request_id: int) -> None:
+        self._cancelled.add(request_id)
+
+    def close_streams(self) -> None:
+        """Drop queued requests and wait for open streams: each ends at its next chunk (every
+        request counts as cancelled now) or at its read timeout, so this is bounded by
+        ``timeout_s``; then close the connections."""
+        if self._pool is not None:
+            self._closing = True
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._stream_client is not None:
+            self._stream_client.close()
+            self._stream_client = None
