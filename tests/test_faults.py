@@ -189,6 +189,7 @@ class Spawner:
         time.sleep(600)
 
 
+@pytest.mark.slow
 def test_a_timed_out_worker_and_its_children_are_ended(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     outcome: Outcome[None] = ProcessLauncher().launch(Spawner(str(pid_file)))

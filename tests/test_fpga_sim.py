@@ -118,6 +118,7 @@ def test_a_suite_with_an_unknown_preset_is_refused() -> None:
         parse_suite(data, "s.toml")
 
 
+@pytest.mark.slow
 def test_the_graph_maps_convs_and_matmuls_to_gemms() -> None:
     artifact = build("digits-cnn", "int8-static", cache_root())
     from harness.models import get_model

@@ -31,6 +31,7 @@ def test_the_scripts_are_valid_bash(name: str) -> None:
     subprocess.run(["bash", "-n", str(SCRIPTS / name)], check=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_a_dry_run_checks_every_suite_it_would_run(tmp_path: Path) -> None:
     env = {**os.environ, "WHEELHOUSE": str(tmp_path / "none"), "PYTHON": sys.executable,
            "INFRABENCH_CACHE": str(tmp_path / "cache")}  # fmt: skip

@@ -114,6 +114,7 @@ SUITE = """
 """
 
 
+@pytest.mark.slow
 def test_tvm_compiles_runs_scores_and_caches_the_library(tmp_path: Path) -> None:
     (first,) = _run(tmp_path, SUITE)
     assert first.status == "ok", first.reason
@@ -129,8 +130,58 @@ def test_tvm_compiles_runs_scores_and_caches_the_library(tmp_path: Path) -> None
     assert second.compile_s < first.compile_s
 
 
+def _matmul(path: Path) -> Path:
+    """y = x [batch, 64] @ W [64, 64], the weights inside the file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])],
+        initializer=[numpy_helper.from_array(w, "W")],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 @pytest.mark.slow
 def test_tvm_tuned_tunes_once_and_reuses_the_result(tmp_path: Path) -> None:
+    """In this process, on one MatMul (one tuning task: MetaSchedule starts its builder and
+    runner processes once per task) for a target without VNNI/AMX (whose builders import TVM's
+    tensor intrinsics, ~30 s each on 2 cores). The suite-driven run on this CPU's own target
+    is the integration test below."""
+    from backends.tvm_relax import TvmTunedBackend
+    from harness.backend import BackendSettings
+
+    artifact = build(f"onnx:{_matmul(tmp_path / 'mm.onnx')}", "fp32", cache_root())
+    inputs = {"x": np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)}
+    (expected,) = ort.InferenceSession(str(artifact.onnx_path)).run(None, inputs)
+    portable = tuple(
+        f for f in fingerprint()["isa_flags"] if "vnni" not in f and not f.startswith("amx")
+    )
+    settings = BackendSettings(threads=2, input_shapes={"x": (2, 64)}, cache_dir=tmp_path,
+                               options={"trials": 1}, isa_flags=portable)  # fmt: skip
+    reports = []
+    for _ in range(2):
+        backend = TvmTunedBackend()
+        backend.load(artifact, settings)
+        backend.prepare(inputs)
+        backend.run()
+        np.testing.assert_allclose(backend.outputs()["y"], expected, rtol=1e-4, atol=1e-5)
+        reports.append(backend.report()["tvm"])
+        backend.close()
+    tuned, again = reports
+    assert tuned["trials"] == 1 and tuned["tuning_s"] > 0 and tuned["cached"] is False
+    assert again["cached"] is True and again["cache_key"] == tuned["cache_key"]
+
+
+# Minutes on 2 cores, more on a CPU with VNNI or AMX (see above): MetaSchedule's builder and
+# runner processes per task. The tuning and its reuse are checked in the full set above; this
+# adds the suite's [options.tvm-tuned] table, this CPU's own target and a stored row.
+@pytest.mark.integration
+def test_a_tvm_tuned_suite_tunes_once_and_reuses_the_result(tmp_path: Path) -> None:
     # tiny-mlp: two fused tasks, so the budget test stays short (tiny-bert has ~25 tasks).
     body = SUITE.replace('backends = ["tvm"]', 'backends = ["tvm-tuned"]').replace(
         'models = ["tiny-bert"]', 'models = ["tiny-mlp"]'
