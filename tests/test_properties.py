@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,13 @@ def _check(code: int, err: str) -> None:
 def test_any_suite_file_exits_0_1_or_2_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
 ) -> None:
-    path = tmp_path / "suite.toml"
+    # hypothesis reuses function-scoped fixtures across examples: each example gets its own
+    # folder and store, and starts from empty captured output, so no example sees another's
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = folder / "suite.toml"
     path.write_text(text)
-    store = tmp_path / "store.duckdb"
-    code = main(["run", str(path), "--inline", "--store", str(store)])
+    capsys.readouterr()
+    code = main(["run", str(path), "--inline", "--store", str(folder / "store.duckdb")])
     _check(code, capsys.readouterr().err)
 
 

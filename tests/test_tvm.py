@@ -127,7 +127,6 @@ def test_tvm_compiles_runs_scores_and_caches_the_library(tmp_path: Path) -> None
     (second,) = _run(tmp_path, SUITE)  # same artifact, shape, target, version: no compile
     again = json.loads(second.details)["tvm"]
     assert again["cached"] is True and again["cache_key"] == details["cache_key"]
-    assert second.compile_s < first.compile_s
 
 
 def _matmul(path: Path) -> Path:
