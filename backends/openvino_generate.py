@@ -180,16 +180,20 @@ def convert(model_dir: Path, target: Path, weight_bits: int | None) -> dict[str,
 
 
 def engine_steps(metrics: Any, batch: int) -> StepTimes:
-    """The step times of one generate call from its ``PerfMetrics`` (microseconds, float):
-    TTFT, then TTFT plus each later step's time since the first step. BackendError when a step
-    ran at another batch size (a request finished early: the steps would not be the batch's)."""
+    """The step times of one generate call from its ``PerfMetrics``: TTFT
+    (``m_times_to_first_token``, microseconds), then TTFT plus each later step's time since the
+    first step (``m_new_token_times``, one per step, **milliseconds** in openvino-genai 2026.4:
+    reading them as microseconds once put every step within a millisecond of the first).
+    ``m_durations`` is not used: at batch B it holds each step's gap divided by B, B times.
+    BackendError when a step ran at another batch size (a request finished early: the steps
+    would not be the batch's)."""
     raw = metrics.raw_metrics
     sizes = list(raw.m_batch_sizes)
     if any(size != batch for size in sizes):
         raise BackendError(f"openvino-genai ran steps at batch sizes {sizes}, not {batch}")
-    times_us = [float(t) for t in raw.m_new_token_times]
+    times_ms = [float(t) for t in raw.m_new_token_times]
     ttft_us = float(next(iter(raw.m_times_to_first_token)))
-    steps = tuple(round((ttft_us + t - times_us[0]) * 1e3) for t in times_us)
+    steps = tuple(round(ttft_us * 1e3 + (t - times_ms[0]) * 1e6) for t in times_ms)
     total_ns = round(float(metrics.get_generate_duration().mean) * 1e6)
     return StepTimes(steps, total_ns, "openvino-genai perf_metrics (raw new-token times)")
 

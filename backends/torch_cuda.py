@@ -35,9 +35,12 @@ cuBLAS workspaces) when nvidia-ml-py can read it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,6 +58,37 @@ _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 BF16_MIN_CAPABILITY = (8, 0)
 _MIB = 2**20
 DEVICE = "cuda"  # where tensors go; tests put a stand-in for torch.cuda around "cpu"
+
+
+# present while the NVIDIA driver is loaded (the /dev nodes also in containers given a GPU)
+NVIDIA_DRIVER_FILES = (Path("/proc/driver/nvidia/version"), Path("/dev/nvidiactl"),
+                       Path("/dev/nvidia0"))  # fmt: skip
+
+
+def torch_version_file() -> Path | None:
+    """torch's generated ``version.py``, found without importing torch (None: not installed)."""
+    spec = importlib.util.find_spec("torch")
+    locations = list(spec.submodule_search_locations or ()) if spec else []
+    return Path(locations[0]) / "version.py" if locations else None
+
+
+def cpu_only_torch(version_file: Path | None) -> str | None:
+    """Why a torch whose ``version.py`` is ``version_file`` cannot use CUDA, or None."""
+    if version_file is None or not version_file.is_file():
+        return None  # check() decides
+    text = version_file.read_text()
+    built = re.search(r"^__version__\s*=\s*'([^']*)'", text, re.M)
+    if re.search(r"^cuda(:[^=]*)?=\s*None\s*$", text, re.M):
+        found = built.group(1) if built else "?"
+        return f"torch {found} is a CPU-only build (torch.version.cuda is None)"
+    return None
+
+
+def no_nvidia_driver(driver_files: tuple[Path, ...]) -> str | None:
+    """Why no NVIDIA GPU can be used when none of ``driver_files`` exists, or None."""
+    if any(path.exists() for path in driver_files):
+        return None
+    return f"no NVIDIA driver is loaded (none of {', '.join(map(str, driver_files))} exists)"
 
 
 def check_options(options: Mapping[str, Any], where: str) -> None:
@@ -100,6 +134,12 @@ class TorchCudaBackend(TorchGenerator):
     @classmethod
     def check_options(cls, options: Mapping[str, Any], where: str) -> None:
         check_options(options, where)
+
+    @classmethod
+    def unavailable_without_import(cls) -> str | None:
+        """A CPU-only torch build (its ``version.py`` says ``cuda = None``) or no NVIDIA driver
+        (none of ``NVIDIA_DRIVER_FILES``), read without importing torch."""
+        return cpu_only_torch(torch_version_file()) or no_nvidia_driver(NVIDIA_DRIVER_FILES)
 
     def check(self) -> None:
         try:

@@ -247,6 +247,18 @@ class ChecksOptions(Protocol):
 
 
 @runtime_checkable
+class ChecksCheaply(Protocol):
+    """A backend that can tell, without importing its runtime, that it certainly cannot run
+    here (a CPU-only build of its library, no device node): the runner then skips its cases
+    before building their artifacts."""
+
+    @classmethod
+    def unavailable_without_import(cls) -> str | None:
+        """Why the backend certainly cannot run here, or ``None`` (``check`` decides)."""
+        ...
+
+
+@runtime_checkable
 class ChoosesDevice(Protocol):
     """A backend whose options decide its device (ONNX Runtime's execution provider)."""
 
@@ -479,7 +491,8 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def quick_unavailable_reason(name: str) -> str | None:
-    """Why ``name`` certainly cannot run here (a runtime module is missing), or ``None``.
+    """Why ``name`` certainly cannot run here (a runtime module is missing, or what a
+    ``ChecksCheaply`` backend finds), or ``None``.
 
     Cheap: looks modules up without importing them. ``check`` in the worker has the last word.
     """
@@ -488,6 +501,9 @@ def quick_unavailable_reason(name: str) -> str | None:
     if missing:
         hint = f" ({caps.install_hint})" if caps.install_hint else ""
         return f"{', '.join(missing)} is not installed{hint}"
+    cls = backend_class(name)
+    if issubclass(cls, ChecksCheaply):
+        return cls.unavailable_without_import()
     return None
 
 

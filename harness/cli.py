@@ -628,7 +628,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--target",
         metavar="URL",
-        help="measure a running server at http://HOST:PORT (KServe v2 or OpenAI embeddings)",
+        help="measure a running server at http://HOST:PORT (KServe v2, OpenAI embeddings, or "
+        "OpenAI completions for llm-server)",
     )
     add("--inputs", metavar="FILE.npz", help="sample inputs for the onnx: model (arrays by name)")
     add("--text", metavar="FILE", help="sentences for the hf: model, one per line")

@@ -148,8 +148,23 @@ def finalize(
         )
         or None
     )
+    if _nothing_served(m, details):  # every request failed: a measurement of nothing
+        row.status = "failed"
+        if m.load is not None and not failed:
+            row.reason = "; ".join(m.load.reasons) or f"all {m.load.requests} requests failed"
     row.details = strict_json.dumps(details)
     return row, samples.tolist()
+
+
+def _nothing_served(m: Measurement, details: dict[str, Any]) -> bool:
+    """Whether a load sent requests and every one failed (a refused, erroring or stalled
+    server): the row keeps its error rate and reason, and its status is ``failed``."""
+    if m.llm_load is not None:
+        llm = details["llm_server"]
+        return bool(llm["requests"]) and llm["completed"] == 0
+    if m.load is not None and m.load.requests:
+        return m.load.errors >= m.load.requests
+    return False
 
 
 def _generative(

@@ -90,9 +90,11 @@ def select(suite: Suite, selection: Selection) -> Suite:
     scenarios = tuple(choice(where, "--scenario", s, list(SCENARIOS)) for s in selection.scenarios)
     options = dict(suite.options)
     if selection.target is not None:
-        if not re.fullmatch(r"https?://[^/\s:]+:\d+/?", selection.target):
+        found = re.fullmatch(r"https?://[^/\s:]+:(\d+)/?", selection.target)
+        if not found or not 1 <= int(found.group(1)) <= 65535:
             raise ConfigError(
-                f"{where}: --target must be http://HOST:PORT, got {selection.target!r}"
+                f"{where}: --target must be http://HOST:PORT (port 1-65535), got "
+                f"{selection.target!r}"
             )
         backends = ("http",)
         options["http"] = {**options.get("http", {}), "url": selection.target}

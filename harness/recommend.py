@@ -28,6 +28,7 @@ from typing import Literal
 
 from harness import cost
 from harness.errors import ConfigError
+from harness.measure.stats import min_samples_for
 from harness.result import CaseResult
 
 
@@ -152,6 +153,20 @@ LATENCY_BOUNDS = (("p99", "latency_ms_p99", "max_p99_ms"), ("TTFT p99", "ttft_ms
                   "max_ttft_ms"), ("TPOT p99", "tpot_ms_p99", "max_tpot_ms"))  # fmt: skip
 
 
+def _unboundable(what: str, column: str, rows: Sequence[CaseResult]) -> str:
+    """Why a bound on ``column`` cannot be judged on any of ``rows``: decoder metrics on
+    encoder rows, or a p99 that no row measured with enough samples for its interval."""
+    decoder_bound = column.startswith(("ttft", "tpot"))
+    if decoder_bound and all(r.gen_len is None for r in rows):
+        return f"a {what} bound applies to decoder (text generation) rows; these rows have none"
+    needed = min_samples_for(0.99, 0.95)
+    return (
+        f"a {what} bound needs a p99 with its interval, which takes at least {needed} "
+        f"{'generations' if decoder_bound else 'samples'}; no row has one (raise the suite's "
+        "[measure] min_samples and budget_s, or bound another constraint)"
+    )
+
+
 def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]:
     """Every constraint the row does not meet with confidence, one phrase each (empty: met).
 
@@ -271,9 +286,7 @@ def recommend(
         raise ConfigError(f"rows of several models ({', '.join(models)}): choose one with --model")
     for what, column, name in LATENCY_BOUNDS:
         if getattr(constraints, name) is not None and all(getattr(r, column) is None for r in rows):
-            raise ConfigError(
-                f"a {what} bound needs generative rows; none of these rows has {column}"
-            )
+            raise ConfigError(_unboundable(what, column, rows))
     obj = OBJECTIVES[objective]
     names = dict(zip((id(r) for r in rows), labels(rows), strict=True))
     reasons = {id(r): violations(r, constraints) for r in rows}

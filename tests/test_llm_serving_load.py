@@ -22,7 +22,7 @@ from harness.scenarios.arrivals import PlannedRequest
 from harness.scenarios.config import ServingKnobs, ServingSettings
 from harness.scenarios.goodput import Objectives
 from harness.scenarios.llm_serve import POLL_S, run_load
-from harness.scenarios.record import LlmLoadRaw
+from harness.scenarios.record import LlmLoadRaw, LoadMeasurement
 
 MS = 1_000_000
 
@@ -167,7 +167,7 @@ def test_finalize_makes_the_rate_points_row() -> None:
     assert row.reason == "1 of 4 requests failed: HTTP 500"
 
 
-def test_every_request_failing_still_gives_a_row() -> None:
+def test_every_request_failing_is_a_failed_row_with_its_error_rate() -> None:
     clock = FakeClock()
     _, records = run_load(FakeEngine(clock, refuse=True), [PlannedRequest(0, 0.0, 8, 4)],
                           _prompts(1), clock, 1.0)  # fmt: skip
@@ -175,8 +175,21 @@ def test_every_request_failing_still_gives_a_row() -> None:
     m = Measurement((), 0, 0.0, True, "llm-server load", None, 1.0, None, 0.0, 1.0, 1.0, "0",
                     None, {}, "", llm_load=raw)  # fmt: skip
     row, _ = finalize("run", _case(1.0), _Artifact(), m, default_prices())  # type: ignore[arg-type]
-    assert (row.status, row.n_samples, row.error_rate, row.goodput_rps) == ("ok", 0, 1.0, 0.0)
+    assert (row.status, row.n_samples, row.error_rate, row.goodput_rps) == ("failed", 0, 1.0, 0.0)
     assert row.ttft_ms_p50 is None and "refused" in (row.reason or "")
+
+
+@pytest.mark.parametrize(("errors", "status"), [(4, "failed"), (3, "ok")])
+def test_an_encoder_load_whose_every_request_failed_is_failed(errors: int, status: str) -> None:
+    reasons = (f"{errors} of 4 requests failed: ConnectError: Connection refused",)
+    load = LoadMeasurement("server", False, 50.0, 10.0, 0.0, False, reasons, None, {}, {}, None,
+                           4, 0.0, 4, errors)  # fmt: skip
+    m = Measurement((), 0, 0.0, True, "load", None, 1.0, None, 0.0, 1.0, 1.0, "0", None, {}, "",
+                    load=load)  # fmt: skip
+    row, _ = finalize("run", _case(1.0), _Artifact(), m, default_prices())  # type: ignore[arg-type]
+    assert (row.status, row.error_rate) == (status, errors / 4)
+    if status == "failed":
+        assert row.reason == reasons[0]
 
 
 def _needs_smollm2() -> None:

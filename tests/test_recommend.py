@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +201,15 @@ def test_bad_input_is_a_config_error() -> None:
         recommend([], "cost", Constraints())
     with pytest.raises(ConfigError, match=r"several models \(m, other\)"):
         recommend([*grid(), row("fp32", model="other")], "cost", Constraints())
-    with pytest.raises(ConfigError, match="TTFT p99 bound needs generative rows"):
+    with pytest.raises(ConfigError, match="TTFT p99 bound applies to decoder"):
         recommend(grid(), "cost", Constraints(max_ttft_ms=50.0))
+    decoders = [replace(r, gen_len=8, seq_len=32) for r in grid()]  # 5 generations: no p99
+    with pytest.raises(ConfigError, match="TPOT p99 bound needs a p99 with its interval, which "
+                                          "takes at least 368 generations"):  # fmt: skip
+        recommend(decoders, "cost", Constraints(max_tpot_ms=50.0))
+    with pytest.raises(ConfigError, match=r"p99 bound needs a p99 .* at least 368 samples"):
+        recommend([replace(r, latency_ms_p99=None) for r in grid()], "cost",
+                  Constraints(max_p99_ms=50.0))  # fmt: skip
     with pytest.raises(ConfigError, match="unknown energy source 'guessed'"):
         recommend(grid(), "cost", Constraints(), energy_source="guessed")
 
@@ -304,7 +312,7 @@ def test_cli_exits_1_when_nothing_meets_the_constraints(
         (["--objective", "cost", "nope"], "no run matches 'nope'"),
         (["--objective", "cost", "--model", "x"], "recommend: no rows of model 'x' in run(s)"),
         (["--objective", "cost", "--min-fidelity", "1.5"], "must lie in (0, 1], got 1.5"),
-        (["--objective", "cost", "--max-ttft-ms", "5"], "TTFT p99 bound needs generative rows"),
+        (["--objective", "cost", "--max-ttft-ms", "5"], "TTFT p99 bound applies to decoder"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(

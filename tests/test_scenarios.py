@@ -5,6 +5,7 @@ backend (LoadGen's clock is the wall clock: assertions are on structure, never o
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -224,8 +225,10 @@ def test_the_command_line_replaces_scenarios_and_refuses_a_bad_target(write_suit
     path = write_suite(SUITE.format(scenarios='["single-stream"]', loadgen="false"))
     cases = plan(load_suite(path), Selection(scenarios=("offline",))).cases
     assert {c.scenario for c in cases} == {"offline"}
-    with pytest.raises(ConfigError, match="--target must be http://HOST:PORT, got 'localhost'"):
-        plan(load_suite(path), Selection(target="localhost"))
+    for bad in ("localhost", "http://127.0.0.1:99999", "http://127.0.0.1:0"):
+        with pytest.raises(ConfigError, match=rf"--target must be http://HOST:PORT \(port "
+                                              rf"1-65535\), got '{re.escape(bad)}'"):  # fmt: skip
+            plan(load_suite(path), Selection(target=bad))
     with pytest.raises(ConfigError, match="--scenario: unknown value 'batch'"):
         plan(load_suite(path), Selection(scenarios=("batch",)))
 

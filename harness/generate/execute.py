@@ -59,8 +59,9 @@ ENGINE_EXCESS_NS = 100_000  # rounding: the engine's call lies inside the harnes
 def engine_token_times(start_ns: int, end_ns: int, engine: StepTimes, gen_len: int) -> TokenTimes:
     """The token times of a call the engine timed itself, on the harness clock: each step's
     offset added to the harness's reading before the call. MeasurementError unless the
-    engine's steps are ``gen_len``, in order and within its call, and its call's duration is
-    the harness's minus at most ``ENGINE_SHORTFALL_REL`` (or ``ENGINE_SHORTFALL_NS``)."""
+    engine's steps are ``gen_len``, in order and within its call, its call's duration is the
+    harness's minus at most ``ENGINE_SHORTFALL_REL`` (or ``ENGINE_SHORTFALL_NS``), and its last
+    step is within the same slack of the call's end (the last token ends a call)."""
     harness_ns = end_ns - start_ns
     steps = engine.steps_ns
     said = (f"{engine.source}: {len(steps)} steps, call {engine.total_ns / 1e6:.3f} ms; harness "
@@ -72,6 +73,8 @@ def engine_token_times(start_ns: int, end_ns: int, engine: StepTimes, gen_len: i
     slack = max(ENGINE_SHORTFALL_REL * harness_ns, ENGINE_SHORTFALL_NS)
     if not harness_ns - slack <= engine.total_ns <= harness_ns + ENGINE_EXCESS_NS:
         raise MeasurementError(f"the engine's clock disagrees with the harness's ({said})")
+    if engine.total_ns - steps[-1] > slack:  # the last token ends the call: steps in a wrong unit
+        raise MeasurementError(f"the engine's last step is not at the end of its call ({said})")
     return TokenTimes(start_ns, tuple(start_ns + s for s in steps))
 
 
