@@ -13,8 +13,11 @@ of its intervals, it cannot win:
   long a case is timed);
 * its objective at its optimistic end is worse than the pessimistic end of the best case that
   meets every constraint with confidence (energy-derived objectives: the best of the same energy
-  source). The objective's interval is the p99's for latency; for cost, energy and CO2 (which
-  scale with the time per inference) the p50's relative interval, inverted for throughput.
+  source); not for a row the machine watch flagged (other processes, load): an interval from
+  samples taken while other work ran does not cover the drift between rounds, so such a row is
+  measured again instead (on a busy machine the search then saves less). The objective's
+  interval is the p99's for latency; for cost, energy and CO2 (which scale with the time per
+  inference) the p50's relative interval, inverted for throughput.
 
 A p99 interval needs enough samples (``harness.measure.stats.min_samples_for``): under a latency
 bound, a round too short for any case to show it meets the bound prunes nothing on the objective
@@ -31,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from harness.errors import ConfigError
+from harness.measure.noise import machine_flags_of
 from harness.recommend import (
     LATENCY_BOUNDS,
     OBJECTIVES,
@@ -140,6 +144,8 @@ def _prune(
         if r.case_id in why or ends is None or key not in best:
             continue
         bound, leader = best[key]
+        if machine_flags_of(r.noise):  # timed while other work ran: its interval does not
+            continue  # cover the machine's drift, so it is timed again, longer, not pruned
         if leader is not r and ends[0] > bound:
             sign = -1 if obj.maximize else 1
             why[r.case_id] = (

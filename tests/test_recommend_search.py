@@ -131,3 +131,44 @@ def test_when_every_case_is_pruned_there_is_no_winner_and_each_says_why() -> Non
         "pruned after round 0: p99 lower bound 19.2 > 1 ms",
         "pruned after round 0: failed: worker crashed",
     ]
+
+
+def test_a_noisy_row_is_timed_again_rather_than_pruned_on_its_objective() -> None:
+    """Round 0 timed c while other work ran (3x its quiet cost, flagged noisy): its interval
+    cannot rule it out, so it survives to the next round, where it wins."""
+    truth = {"a": 1.0, "c": 0.8}
+
+    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+        rows = []
+        for case in cases:
+            TRUTH[case.case_id] = (truth[case.case_id], 2.0, 1.0, "ok")
+            row = fake_row(case.case_id, budget_s)
+            if case.case_id == "c" and budget_s == 1.0:
+                row.cost_usd_per_million = 2.4
+                row.noise = (
+                    "p50 interval 9.0% wide, target 2%: the median did not settle; "
+                    "load average 4.2 on 2 CPUs"
+                )
+            rows.append(row)
+        return rows
+
+    saved = dict(TRUTH)
+    try:
+        result = successive_halving([FakeCase("a"), FakeCase("c")], measure, "cost",
+                                    Constraints(min_fidelity=0.99), 1.0, 9.0)  # fmt: skip
+    finally:
+        TRUTH.clear()
+        TRUTH.update(saved)
+    assert result.pruned == [] or all(p.case_id != "c" for p in result.pruned)
+    assert result.recommendation.winner is not None
+    assert result.recommendation.winner.row.case_id == "c"
+
+
+def test_only_the_machine_flags_keep_a_row_from_being_pruned() -> None:
+    from harness.measure.noise import machine_flags_of
+
+    text = ("other processes used 1.2 cores (python 1.0); cv 0.37 above 0.10: samples vary "
+            "widely; p50 interval 7.8% wide, target 2%: the median did not settle")  # fmt: skip
+    assert machine_flags_of(text) == ["other processes used 1.2 cores (python 1.0)"]
+    assert machine_flags_of("cv 0.37 above 0.10: samples vary widely") == []
+    assert machine_flags_of(None) == []

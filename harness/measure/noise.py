@@ -127,6 +127,16 @@ def case_flags(
     return flags
 
 
+CASE_FLAG_STARTS = ("cv ", "p50 interval ")  # case_flags' sentences; the rest: the machine's
+
+
+def machine_flags_of(noise: str | None) -> list[str]:
+    """The machine's flags (``system_flags``, and a fleet node's) in a row's ``noise`` field,
+    leaving out the flags of the samples themselves (``case_flags``)."""
+    flags = noise.split("; ") if noise else []
+    return [f for f in flags if not f.startswith(CASE_FLAG_STARTS)]
+
+
 def row_noise(system: list[str], case: list[str]) -> str | None:
     """The value of a result row's ``noise`` field: the flags joined by "; ", ``None`` when
     there are none (the views split it on "; ")."""
