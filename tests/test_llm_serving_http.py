@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,8 @@ from harness.backend import GenerationSettings
 from harness.measure.clock import PerfCounterClock
 from harness.scenarios.arrivals import PlannedRequest
 from harness.scenarios.llm_serve import load_prompts, run_load
-from tests.test_scenarios_http import _free_port, _stalling_socket
+from tests.servers import free_port, served
+from tests.test_scenarios_http import _stalling_socket
 
 pytest.importorskip("httpx", reason="httpx not installed (infrabench[serving])")
 pytest.importorskip("uvicorn", reason="uvicorn not installed (infrabench[serving])")
@@ -31,7 +30,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 START_TIMEOUT_S = 180.0
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _model_dir() -> Path:
@@ -43,35 +41,9 @@ def _model_dir() -> Path:
 @contextlib.contextmanager
 def llm_server(*args: str) -> Iterator[str]:
     """The OpenAI-compatible server (``harness.scenarios.llm_server_app``); yields its URL."""
-    import httpx
-
     _model_dir()  # built here, not in the server's start-up
-    port = _free_port()
-    command = [sys.executable, "-m", "harness.scenarios.llm_server_app", "--port", str(port),
-               *args]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > end:
-                pytest.fail("server did not become ready")
-            time.sleep(0.2)
+    with served("harness.scenarios.llm_server_app", list(args), "/health", START_TIMEOUT_S) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def client(url: str, protocol: str = "openai-completions", timeout_s: float = 30.0
@@ -99,7 +71,7 @@ def _load(backend: HttpBackend, count: int, gap_s: float, timeout_s: float, toke
 def test_a_failing_server_gives_counted_failures_and_a_reason_never_a_hang(failure: str) -> None:
     with contextlib.ExitStack() as stack:
         if failure == "refused":
-            url, expected = f"http://127.0.0.1:{_free_port()}", "ConnectError"
+            url, expected = f"http://127.0.0.1:{free_port()}", "ConnectError"
         elif failure == "http-500":
             url, expected = stack.enter_context(llm_server("--fail")), "HTTP 500"
         else:

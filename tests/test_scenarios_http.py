@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,54 +28,22 @@ from harness.scenarios.config import ServingKnobs, ServingSettings
 from harness.scenarios.measure import infer_fn, run_scenario, samples_of
 from harness.store import Store
 from harness.suite import load_suite
+from tests.servers import free_port, served
 
 pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen not installed (infrabench[serving])")
 pytest.importorskip("httpx", reason="httpx not installed (infrabench[serving])")
 pytest.importorskip("uvicorn", reason="uvicorn not installed (infrabench[serving])")
 
 START_TIMEOUT_S = 60.0
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
 def _server(*options: str) -> Iterator[str]:
     """The test server around the fake backend for tiny-mlp; yields its URL."""
-    import httpx
-
     build_artifact("tiny-mlp", "fp32", cache_root())  # built here, not in the server's start-up
-    port = _free_port()
-    args = [sys.executable, "-m", "harness.scenarios.server_app", "--model", "tiny-mlp",
-            "--backend", "fake", "--port", str(port)]  # fmt: skip
-    args += [f"--option={o}" for o in options]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"test server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > end:
-                pytest.fail("test server did not become ready")
-            time.sleep(0.1)
+    args = ["--model", "tiny-mlp", "--backend", "fake", *(f"--option={o}" for o in options)]
+    with served("harness.scenarios.server_app", args, "/v2/health/ready", START_TIMEOUT_S) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +129,7 @@ def test_a_failing_target_gives_counted_failures_and_a_reason_never_a_hang(
 ) -> None:
     with contextlib.ExitStack() as stack:
         if failure == "refused":
-            url, expected = f"http://127.0.0.1:{_free_port()}", "ConnectError"
+            url, expected = f"http://127.0.0.1:{free_port()}", "ConnectError"
         elif failure == "http-500":
             url, expected = stack.enter_context(_server("fail=run")), "HTTP 500"
         else:
