@@ -21,7 +21,7 @@ from harness.execute import Measurement
 from harness.generate.stats import GenerativeRaw, generative_stats
 from harness.launch.base import Outcome
 from harness.measure import noise
-from harness.measure.stats import LatencyStats, min_samples_for, samples_to_ms
+from harness.measure.stats import LatencyStats, Quantile, min_samples_for, samples_to_ms
 from harness.optimize.artifacts import Artifact
 from harness.optimize.variants import parse_variant
 from harness.result import CaseResult
@@ -156,6 +156,16 @@ def finalize(
     return row, samples.tolist()
 
 
+def _token_quantiles(row: CaseResult, ttft: Sequence[Quantile], tpot: Sequence[Quantile]) -> None:
+    """The row's ``ttft_ms_pNN`` and ``tpot_ms_pNN`` columns, with their intervals."""
+    for metric, quantiles in (("ttft", ttft), ("tpot", tpot)):
+        for q in quantiles:
+            name = f"{metric}_ms_p{round(q.q * 100)}"
+            setattr(row, name, q.value)
+            setattr(row, f"{name}_ci_low", q.ci_low)
+            setattr(row, f"{name}_ci_high", q.ci_high)
+
+
 def _nothing_served(m: Measurement, details: dict[str, Any]) -> bool:
     """Whether a load sent requests and every one failed (a refused, erroring or stalled
     server): the row keeps its error rate and reason, and its status is ``failed``."""
@@ -187,12 +197,7 @@ def _generative(
     stats = generative_stats(list(g.runs), case.batch_size, g.prompt_len,
                              case.settings.timing.confidence)  # fmt: skip
     row.prompt_len, row.gen_len = g.prompt_len, g.gen_len
-    for metric, quantiles in (("ttft", stats.ttft), ("tpot", stats.tpot)):
-        for q in quantiles:
-            name = f"{metric}_ms_p{round(q.q * 100)}"
-            setattr(row, name, q.value)
-            setattr(row, f"{name}_ci_low", q.ci_low)
-            setattr(row, f"{name}_ci_high", q.ci_high)
+    _token_quantiles(row, stats.ttft, stats.tpot)
     row.itl_ms_p99 = stats.itl_p99.value
     row.e2e_ms_p50 = stats.e2e_p50
     row.prefill_tokens_per_s = stats.prefill_tokens_per_s
@@ -371,12 +376,7 @@ def _llm_load(
     row.goodput_rps, row.error_rate = s.goodput_rps, s.error_rate
     row.valid = s.completed == s.requests
     row.throughput_per_s = s.achieved_rps
-    for metric, quantiles in (("ttft", s.ttft), ("tpot", s.tpot)):
-        for q in quantiles:
-            name = f"{metric}_ms_p{round(q.q * 100)}"
-            setattr(row, name, q.value)
-            setattr(row, f"{name}_ci_low", q.ci_low)
-            setattr(row, f"{name}_ci_high", q.ci_high)
+    _token_quantiles(row, s.ttft, s.tpot)
     row.e2e_ms_p50 = s.e2e[0].value
     output_tokens = sum(r.n_output for r in raw.records if r.ok)
     details["llm_server"] = {

@@ -350,7 +350,6 @@ def test_onnxruntime_gpu_providers_plan_cases_on_the_gpu(write_suite: Any) -> No
 @pytest.mark.usefixtures("stand_in_cuda")
 def test_a_torch_cuda_case_goes_through_the_harness_on_the_stand_in() -> None:
     """execute -> finalize: the events' time is every sample, device memory reaches the row."""
-    import os
 
     from harness.case import CaseSettings
     from harness.measure.timing import TimingPolicy
@@ -362,11 +361,7 @@ def test_a_torch_cuda_case_goes_through_the_harness_on_the_stand_in() -> None:
                 seq_len=None, threads=1, device="cuda",
                 settings=CaseSettings(timing=TimingPolicy(budget_s=0.1, warmup_max_s=0.1,
                                                           min_samples=10)))  # fmt: skip
-    allowed = os.sched_getaffinity(0)
-    try:
-        row, samples = measure_here("r", case, artifact, artifact)
-    finally:
-        os.sched_setaffinity(0, allowed)
+    row, samples = measure_here("r", case, artifact, artifact)  # conftest restores the affinity
     assert row.status == "ok", row.reason
     assert set(samples) == {0.25} and row.latency_ms_p50 == 0.25
     assert row.device_mem_mb == 3.0 and row.compile_s is None

@@ -5,7 +5,6 @@ tokenizer, and a tiny model of the same class through the harness on the stand-i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -92,11 +91,7 @@ def test_a_decoder_runs_on_torch_cuda_through_the_harness(tiny_dir: Path, varian
     case = Case(model=name, variant=variant, backend="torch-cuda", batch_size=2, seq_len=16,
                 gen_len=4, threads=1, device="cuda",
                 settings=CaseSettings(timing=timing))  # fmt: skip
-    allowed = os.sched_getaffinity(0)
-    try:
-        row, _ = measure_here("r", case, artifact, artifact)
-    finally:
-        os.sched_setaffinity(0, allowed)
+    row, _ = measure_here("r", case, artifact, artifact)  # conftest restores the affinity
     assert row.status == "ok", row.reason
     assert row.executed_precision == variant and row.device_mem_mb == 3.0
     assert row.ttft_ms_p50 is not None and row.tpot_ms_p50 is not None
