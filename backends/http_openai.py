@@ -62,6 +62,8 @@ class OpenAiStreaming:
         self._pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="infrabench-stream")
         self._event = threading.Event()
         self._cancelled: set[int] = set()
+        self._lock = threading.Lock()
+        self._open = 0  # streams submitted and not finished
         return None
 
     def _body(self, request: ServeRequest) -> dict[str, Any]:
@@ -77,8 +79,17 @@ class OpenAiStreaming:
         return body
 
     def submit(self, request: ServeRequest, on_tokens: OnTokens, on_end: OnEnd) -> None:
+        """Start streaming ``request`` on a pool thread at once. With ``MAX_STREAMS`` streams
+        already open the request fails now, with that reason: queueing it in this client would
+        bill the client's wait to the server's TTFT."""
         if self._pool is None:
             raise ConfigError("http backend: load_server was not called")
+        with self._lock:
+            if self._open >= MAX_STREAMS:
+                on_end(f"client: {MAX_STREAMS} streams already open (infrabench's limit); the "
+                       "request was not sent", None)  # fmt: skip
+                return
+            self._open += 1
         self._pool.submit(self._stream, request, on_tokens, on_end)
 
     def _stream(self, request: ServeRequest, on_tokens: OnTokens, on_end: OnEnd) -> None:
@@ -86,20 +97,30 @@ class OpenAiStreaming:
 
         path = PATHS[self.protocol]
         where = f"{self.url}{path}"
+
+        def gone() -> bool:
+            return self._closing or request.request_id in self._cancelled
+
         try:
+            if gone():  # cancelled before its thread ran: never sent, no callback
+                return
             with self._stream_client.stream("POST", path, json=self._body(request)) as answer:
                 if answer.status_code != 200:
                     text = answer.read().decode(errors="replace")[:200].replace("\n", " ")
                     on_end(f"{where}: HTTP {answer.status_code}: {text}", None)
                     return
-                on_end(None, self._read_events(answer, request.request_id, on_tokens))
+                usage = self._read_events(answer, request.request_id, on_tokens)
+                if not gone():  # a cancelled request gets no callback
+                    on_end(None, usage)
         except httpx.TimeoutException as exc:
             on_end(f"{where}: timed out ({type(exc).__name__})", None)
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, httpx.StreamError) as exc:  # transport, decoding, redirects
             on_end(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", None)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             on_end(f"{where}: malformed stream: {type(exc).__name__}: {exc}", None)
         finally:
+            with self._lock:
+                self._open -= 1
             self._event.set()
 
     def _read_events(self, answer: Any, request_id: int, on_tokens: OnTokens) -> int | None:

@@ -42,6 +42,7 @@ class OpenVinoServer:
 
     _cb: Any = None
     _live: dict[int, _Live]
+    _engine_error: str | None = None  # why the engine failed; later requests fail with it
     _serve_facts: dict[str, Any]
 
     def load_server(self, model_dir: Path, settings: GenerationSettings) -> float | None:
@@ -74,19 +75,28 @@ class OpenVinoServer:
         config.ignore_eos = True
         config.do_sample = False
         ids = np.ascontiguousarray(request.prompt_ids, dtype=np.int64)[None]
-        handle = self._cb.add_request(request.request_id, ov.Tensor(ids), config)
+        if self._engine_error is not None:
+            on_end(self._engine_error, None)
+            return
+        try:
+            handle = self._cb.add_request(request.request_id, ov.Tensor(ids), config)
+        except RuntimeError as exc:  # refused by the engine: this request failed, not the load
+            on_end(f"the engine refused the request: {str(exc).splitlines()[0][:200]}", None)
+            return
         self._live[request.request_id] = _Live(handle, on_tokens, on_end)
 
     def pump(self, wait_s: float) -> None:
-        if not self._live and not self._cb.has_non_finished_requests():
+        idle = not self._live and not self._cb.has_non_finished_requests()
+        if idle or self._engine_error is not None:  # a failed engine is not stepped again
             time.sleep(max(wait_s, 0.0))
             return
         try:
             self._cb.step()
         except RuntimeError as exc:  # the engine failed: every request in it has failed
+            self._engine_error = f"engine step failed: {str(exc).splitlines()[0][:200]}"
             live, self._live = self._live, {}
             for entry in live.values():
-                entry.on_end(f"engine step failed: {str(exc).splitlines()[0][:200]}", None)
+                entry.on_end(self._engine_error, None)
             return
         status = self._genai.GenerationStatus  # type: ignore[attr-defined]
         for request_id, entry in list(self._live.items()):

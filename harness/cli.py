@@ -279,6 +279,9 @@ def _view(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, int | None,
 
 def _cmd_ci(args: argparse.Namespace) -> int:
     """Run the suite, compare with the baseline file, write summaries; 1 on a regression."""
+    if args.k8s_manifests or args.k8s_image or args.k8s_claim:
+        raise ConfigError("command line: ci runs the suite here; --k8s-manifests (and its "
+                          "--k8s-image, --k8s-claim) go with `infrabench run`")  # fmt: skip
     planned = _plan(args)
     suite = planned.suite
     chosen = executor_launcher(_executor(args), planned.cases)

@@ -130,10 +130,12 @@ def finalize(
     row.cost_usd_per_million_machine = costs.usd_per_million_machine
     row.cost_usd_per_million = costs.usd_per_million
     row.gco2_per_million = costs.gco2_per_million
-    row.noise = noise.row_noise(
-        list(machine_flags),
-        noise.case_flags(row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci),
-    )
+    # an llm-server row's samples are requests of different lengths and queueing: their spread
+    # is the load's, not noise (only the machine's flags apply)
+    spread = [] if m.llm_load is not None else noise.case_flags(
+        row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci
+    )  # fmt: skip
+    row.noise = noise.row_noise(list(machine_flags), spread)
     if m.generative is not None:
         _generative(row, case, m.generative, m, prices, details)
     short = _short_run(m, stats.n if stats else 0)

@@ -134,3 +134,13 @@ def test_an_operator_class_this_machine_does_not_advertise_is_refused_locally(
     err = capsys.readouterr().err
     assert "'warp-drive' is not a class infrabench can check" in err and len(err.splitlines()) == 1
     assert not store.exists()  # refused before the store opened
+
+
+def test_ci_refuses_the_k8s_flags_it_would_ignore(
+    write_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = tmp_path / "s.duckdb"
+    assert main(["ci", str(write_suite(SUITE)), "--k8s-manifests", str(tmp_path / "jobs"),
+                 "--baseline", str(tmp_path / "b.json"), "--update-baseline",
+                 "--store", str(store)]) == 2  # fmt: skip
+    assert "go with `infrabench run`" in capsys.readouterr().err and not store.exists()

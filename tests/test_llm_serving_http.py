@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backends.http import HttpBackend
-from harness.backend import GenerationSettings
+from harness.backend import GenerationSettings, ServeRequest
 from harness.measure.clock import PerfCounterClock
 from harness.scenarios.arrivals import PlannedRequest
 from harness.scenarios.llm_serve import load_prompts, run_load
@@ -95,3 +96,21 @@ def test_the_openai_server_streams_every_token_of_concurrent_requests(protocol: 
     assert all(r.ok for r in records), [r.error for r in records]
     assert all(r.n_output == 8 and r.output_tokens == 8 for r in records)
     assert all(len(r.token_ns) >= 2 and r.ttft_ms() > 0 for r in records)  # streamed, not at once
+
+
+def test_a_request_over_the_stream_limit_fails_at_once_instead_of_queueing() -> None:
+    """Queued in the client, its wait would count as the server's TTFT."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backends.http_openai import MAX_STREAMS
+
+    backend = HttpBackend()
+    backend._pool = ThreadPoolExecutor(1)  # type: ignore[attr-defined]
+    backend._lock, backend._open = threading.Lock(), MAX_STREAMS  # type: ignore[attr-defined]
+    ended: list[str | None] = []
+    request = ServeRequest(0, np.zeros(4, dtype=np.int64), "text", 4)
+    backend.submit(request, lambda ids: None, lambda error, n: ended.append(error))
+    assert ended == [f"client: {MAX_STREAMS} streams already open (infrabench's limit); the "
+                     "request was not sent"]  # fmt: skip
+    backend._pool.shutdown()  # type: ignore[attr-defined]

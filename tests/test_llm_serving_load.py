@@ -256,3 +256,7 @@ def test_the_report_draws_goodput_against_the_rate_and_marks_the_knee() -> None:
     svg = goodput_vs_rate(rows, "t")
     assert "knee 2/s" in svg and "int8-weight openvino t1 mb8 (knee 2/s)" in svg
     assert goodput_vs_rate([], "t") == ""
+    # a rate where every request failed is the overload point: no knee above it
+    failed = row(2, 0.0, 1.0)
+    failed.status, failed.details = "failed", "{}"
+    assert sweep_knee([row(1, 1.0, 1.0), failed, row(4, 3.9, 0.95)]) == 1

@@ -15,7 +15,6 @@ would on a trained model: the agreement is a lower bound for a trained model of 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import BackendUnavailable
@@ -99,6 +98,3 @@ class SeededLlama(CausalLMModel):
         torch.manual_seed(SEED)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         return model.eval(), byte_tokenizer()
-
-    def _source(self) -> Path:  # pragma: no cover - the weights come from the config
-        raise AssertionError("a seeded model has no source file")

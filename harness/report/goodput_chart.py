@@ -46,7 +46,11 @@ def sweep_knee(rows: Sequence[CaseResult]) -> float | None:
     """The knee of one sweep's rows (each row's attainment against its own goal)."""
     goals = {json.loads(r.details or "{}").get("llm_server", {}).get("attainment_goal", 0.9)
              for r in rows}  # fmt: skip
-    points = [RatePoint(r.target_qps or 0.0, a) for r in rows if (a := _attainment(r)) is not None]
+    points = []
+    for r in rows:  # a failed rate (every request failed) attained nothing
+        attained = 0.0 if r.status == "failed" else _attainment(r)
+        if attained is not None:
+            points.append(RatePoint(r.target_qps or 0.0, attained))
     return knee(points, max(goals)) if points else None
 
 

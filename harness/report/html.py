@@ -139,7 +139,8 @@ def _run_section(rr: ReportRun) -> str:
             pareto_chart(ok, "cost_usd_per_million", "USD per 1M inferences", False, titles[3]),
             latency_vs_load(ok, titles[4]),
             ttft_tpot_chart(ok, titles[5]),
-            goodput_vs_rate(ok, titles[6]),
+            goodput_vs_rate([r for r in rows_ if r.status != "skipped"], titles[6]),  # a
+            # rate where every request failed is the overload point: it stays in the sweep
         ]  # fmt: skip
         parts.append(f"<h3>{escape(label)}</h3>")
         parts += [_figure(t, svg) for t, svg in zip(titles, charts, strict=True) if svg]
