@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from harness.backend import backend_class, backend_names, case_device
@@ -358,12 +358,31 @@ def _check_length_flags(sweeps: Sweeps, probes: dict[str, ModelProbe]) -> None:
         )
 
 
+# [serving] keys that only one kind of load reads (harness.scenarios.config.ServingSettings)
+LOADGEN_KEYS = ("loadgen", "mode", "latency_bound_ms", "search_budget_s", "samples_per_query",
+                "short_duration_ms", "short_query_count")  # fmt: skip
+LLM_SERVER_KEYS = ("burstiness", "ttft_slo_ms", "tpot_slo_ms", "rate_duration_s", "max_requests",
+                   "request_timeout_s", "length_range_ratio", "attainment_goal")  # fmt: skip
+
+
 def _check_llm_server(suite: Suite) -> None:
     """ConfigError for an llm-server suite without rates, mixed with other scenarios, or with
-    serving axes that do not apply to it (instances, queue delay: the engine schedules)."""
-    if "llm-server" not in suite.scenarios:
-        return
+    serving axes that do not apply to it (instances, queue delay: the engine schedules); and
+    for [serving] keys of the one kind of load in a suite that runs only the other (they would
+    be ignored)."""
     where = suite.path
+    llm = "llm-server" in suite.scenarios
+    given = [f.name for f in fields(suite.serving)
+             if getattr(suite.serving, f.name) != f.default]  # fmt: skip
+    foreign = [k for k in given if k in (LOADGEN_KEYS if llm else LLM_SERVER_KEYS)]
+    if not llm and suite.request_rates:
+        foreign.insert(0, "request_rates")
+    if foreign:
+        kind = "the LoadGen scenarios" if llm else "scenario llm-server"
+        raise ConfigError(f"{where}: [serving] {', '.join(foreign)} apply only to {kind}, which "
+                          "this suite does not run")  # fmt: skip
+    if not llm:
+        return
     if len(suite.scenarios) > 1:
         raise ConfigError(
             f"{where}: scenario llm-server cannot be mixed with other scenarios "

@@ -8,6 +8,7 @@ import importlib.util
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -260,3 +261,19 @@ def test_the_report_draws_goodput_against_the_rate_and_marks_the_knee() -> None:
     failed = row(2, 0.0, 1.0)
     failed.status, failed.details = "failed", "{}"
     assert sweep_knee([row(1, 1.0, 1.0), failed, row(4, 3.9, 0.95)]) == 1
+
+
+def test_serving_keys_of_the_other_kind_of_load_are_refused(write_suite: Any) -> None:
+    from harness.plan import plan
+    from harness.suite import load_suite
+
+    encoder = """
+        models = ["tiny-mlp"]
+        backends = ["fake"]
+        [serving]
+        ttft_slo_ms = 500
+        request_rates = [1]
+    """
+    with pytest.raises(ConfigError, match=r"\[serving\] request_rates, ttft_slo_ms apply only to "
+                                          "scenario llm-server"):  # fmt: skip
+        plan(load_suite(write_suite(encoder)))
