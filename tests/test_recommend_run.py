@@ -44,7 +44,9 @@ def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
     assert [store.run(r)["suite"] for r in run_ids] == ["search (search, 0.1 s)",
                                                         "search (search, 0.9 s)"]  # fmt: skip
     assert [len(store.cases(r)) for r in run_ids] == [3, 1]
-    assert with_budget(planned.cases[0], 0.1).settings.timing.budget_s == 0.1
+    short = with_budget(planned.cases[0], 0.1).settings.timing
+    assert short.budget_s == 0.1  # the warm-up is not cut short with it
+    assert short.warmup_max_s == planned.cases[0].settings.timing.warmup_max_s
 
 
 @pytest.mark.parametrize(
