@@ -115,6 +115,17 @@ def dispatch(
     for i, cls in enumerate(hardware):
         queues.setdefault(cls, deque()).append((i, 0, []))
     flights: dict[Hashable, _Flight] = {}
+
+    def retry(flight: _Flight, why: str) -> Outcome[Any] | None:
+        """Queue a lost task again while its retries last (None), else its failed outcome."""
+        lost = [*flight.lost, why]
+        if flight.attempt < retries[flight.index]:
+            queues.setdefault(flight.hardware, deque()).append(
+                (flight.index, flight.attempt + 1, lost)
+            )
+            return None
+        return _failed("; ".join(lost), "node lost")
+
     try:
         while queues or flights:
             for cls in list(queues):
@@ -144,13 +155,9 @@ def dispatch(
                 try:
                     got = backend.result(handle)
                 except NodeLost as exc:
-                    lost = [*flight.lost, f"node lost mid-case: {exc}"]
-                    if flight.attempt < retries[flight.index]:
-                        queues.setdefault(flight.hardware, deque()).append(
-                            (flight.index, flight.attempt + 1, lost)
-                        )
-                    else:
-                        yield flight.index, _failed("; ".join(lost), "node lost")
+                    failed = retry(flight, f"node lost mid-case: {exc}")
+                    if failed is not None:
+                        yield flight.index, failed
                     continue
                 placements.append(
                     Placement(flight.index, flight.hardware, got.node, got.start, got.end)
@@ -167,13 +174,9 @@ def dispatch(
                         why = f"fleet: timed out after {bound:g} s"
                         yield flight.index, _failed(why, "timeout")
                         continue
-                    lost = [*flight.lost, f"node lost mid-case: no result in {bound:g} s; {gone}"]
-                    if flight.attempt < retries[flight.index]:
-                        queues.setdefault(flight.hardware, deque()).append(
-                            (flight.index, flight.attempt + 1, lost)
-                        )
-                    else:
-                        yield flight.index, _failed("; ".join(lost), "node lost")
+                    failed = retry(flight, f"node lost mid-case: no result in {bound:g} s; {gone}")
+                    if failed is not None:
+                        yield flight.index, failed
     finally:
         for handle in flights:
             backend.cancel(handle)
