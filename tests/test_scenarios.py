@@ -20,8 +20,11 @@ from harness.optimize.artifacts import cache_root
 from harness.plan import Selection, plan
 from harness.runner import Runner
 from harness.scenarios.batcher import DynamicBatcher, Request
-from harness.scenarios.config import ServingKnobs
+from harness.scenarios.config import ServingKnobs, ServingSettings
+from harness.scenarios.loadgen import LoadRun, RunRecord, loadgen
+from harness.scenarios.loadgen import test_settings as settings_of
 from harness.scenarios.logparse import parse_detail, summarize
+from harness.scenarios.measure import run_scenario
 from harness.scenarios.search import Probe, max_qps
 from harness.store import Store
 from harness.suite import load_suite
@@ -219,6 +222,51 @@ def test_the_four_scenarios_run_in_short_mode_and_are_stored(
     assert json.loads(batched.details or "{}")["loadgen"]["mean_batch"] >= 1
     offline = next(r for r in rows if r.scenario == "offline")
     assert offline.target_qps is not None and offline.goodput_rps == offline.achieved_qps
+
+
+def test_full_mode_starts_from_loadgens_mlperf_conf_and_short_mode_lowers_it() -> None:
+    lg = loadgen()
+    full = ServingSettings(mode="full", latency_bound_ms=40)
+    short = ServingSettings(short_duration_ms=100, short_query_count=16)
+    multi = settings_of(lg, LoadRun("multi-stream", full, seed=3, model="minilm-l6"))
+    assert multi.min_duration_ms == 600_000 and multi.min_query_count == 662
+    assert multi.qsl_rng_seed == 2085463073848966840  # mlperf.conf's, not the run's seed
+    server = settings_of(lg, LoadRun("server", full, target_qps=20.0, model="minilm-l6"))
+    assert server.min_duration_ms == 600_000 and server.server_target_qps == 20.0
+    assert server.server_target_latency_ns == 40_000_000  # the suite's bound, not the conf's
+    lowered = settings_of(lg, LoadRun("multi-stream", short, seed=3))
+    assert (lowered.min_duration_ms, lowered.max_duration_ms) == (100, 1000)
+    assert lowered.min_query_count == 16 and lowered.qsl_rng_seed == 3
+
+
+def test_full_mode_server_searches_in_short_mode_then_confirms_once_in_full_mode(
+    monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path
+) -> None:
+    body = SUITE.format(scenarios='["server"]', loadgen="true").replace(
+        "max_batch_size = [1, 4]\n    max_queue_delay_ms = [1, 2]", 'mode = "full"'
+    )
+    case = plan(load_suite(write_suite(body))).cases[0]
+    runs: list[tuple[str, float]] = []
+
+    def scripted(run: LoadRun, *_: object) -> RunRecord:
+        # p99 within the 50 ms bound up to 30 QPS in short runs; the full run misses it
+        runs.append((run.serving.mode, run.target_qps))
+        p99 = 10.0 if run.target_qps <= 30 and run.serving.mode == "short" else 90.0
+        text = _log(effective_scenario="Server", result_validity="VALID" if p99 < 50 else
+                    "INVALID", result_perf_constraints_met=p99 < 50,
+                    result_completed_samples_per_sec=run.target_qps,
+                    **{"result_99.00_percentile_latency_ns": int(p99 * 1e6)})  # fmt: skip
+        return RunRecord(summarize(parse_detail(text)), tmp_path, [1], requests=1)
+
+    monkeypatch.setattr("harness.scenarios.measure.run_loadgen", scripted)
+    monkeypatch.setattr("harness.scenarios.measure.calibrate",
+                        lambda *_: {"sample_ms": 10.0, "capacity_qps": 40.0})  # fmt: skip
+    clock = FakeClock()
+    m, _ = run_scenario(case, [lambda _: None], [], clock, log_root=tmp_path)
+    assert {mode for mode, _ in runs[:-1]} == {"short"} and runs[-1][0] == "full"
+    assert runs[-1][1] == max(q for mode, q in runs if mode == "short" and q <= 30)
+    assert m.valid is False and m.compliant
+    assert m.reasons[0].startswith(f"the full-mode run at {runs[-1][1]:.2f} QPS")
 
 
 def test_the_command_line_replaces_scenarios_and_refuses_a_bad_target(write_suite: Write) -> None:

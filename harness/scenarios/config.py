@@ -33,9 +33,11 @@ class ServingSettings:
 
     loadgen:          drive ``single-stream`` through LoadGen too (the other scenarios always
                       are); false keeps the harness's own adaptive timing loop for it.
-    mode:             ``full``: MLPerf's 600 s minimum duration and LoadGen's query counts
-                      (the row may be VALID); ``short``: ``short_duration_ms`` and
-                      ``short_query_count`` instead, and the row says it is not MLPerf-compliant.
+    mode:             ``full``: the mlperf.conf LoadGen embeds (600 s minimum duration, query
+                      counts, seeds; the row may be VALID; the server search's probes stay short
+                      and its best QPS is confirmed by one full run); ``short``:
+                      ``short_duration_ms`` and ``short_query_count`` instead, and the row says
+                      it is not MLPerf-compliant.
     latency_bound_ms: the server scenario's p99 bound (MLPerf's ``target_latency``).
     search_budget_s:  wall-clock bound of the server max-QPS search (all its LoadGen runs).
     samples_per_query: multi-stream query size (MLPerf's default is 8).

@@ -27,9 +27,6 @@ from harness.scenarios.config import LOADGEN_SCENARIOS, ServingKnobs, ServingSet
 from harness.scenarios.logparse import LoadgenSummary, parse_detail, summarize
 
 INSTALL_HINT = "pip install 'infrabench[serving]' (mlcommons-loadgen)"
-# MLPerf Inference rules (mlperf.conf since v2.0: ``*.*.min_duration = 600000``); LoadGen's own
-# default without that file is 10 s.
-MLPERF_MIN_DURATION_MS = 600_000
 SHORT_MAX_DURATION_FACTOR = 10  # short mode: LoadGen stops issuing at 10x the minimum duration
 
 
@@ -54,6 +51,7 @@ class LoadRun:
     expected_qps: float = 1.0
     target_qps: float = 1.0
     seed: int = 0
+    model: str = "*"
 
 
 @dataclass
@@ -77,11 +75,20 @@ class RunRecord:
 
 def test_settings(lg: Any, run: LoadRun) -> Any:
     """LoadGen ``TestSettings`` for ``run``: the scenario, performance mode, the calibrated
-    expectations, the latency bound at the 99th percentile, MLPerf's 600 s minimum duration in
-    full mode, and in short mode the lowered minimum duration and query count (a bounded
-    maximum duration too)."""
+    expectations and the latency bound at the 99th percentile.
+
+    Full mode starts from the ``mlperf.conf`` that LoadGen embeds (``FromConfig`` with
+    ``conf_type=0``: the 600 s minimum duration of every scenario, multi-stream's 662 queries,
+    the official RNG seeds, the target percentiles) for ``run.model``; only the calibrated
+    expectations and the suite's latency bound (a per-model choice, MLPerf's ``user.conf``
+    part) are set over it. Short mode lowers the minimum duration and query count, bounds the
+    duration, and uses ``run.seed``.
+    """
     s = lg.TestSettings()
-    s.scenario = getattr(lg.TestScenario, LOADGEN_SCENARIOS[run.scenario])
+    name = LOADGEN_SCENARIOS[run.scenario]
+    s.scenario = getattr(lg.TestScenario, name)
+    if run.serving.compliant and s.FromConfig("", run.model, name, 0) != 0:
+        raise MeasurementError(f"LoadGen could not read its embedded mlperf.conf for {name}")
     s.mode = lg.TestMode.PerformanceOnly
     ns = lambda ms: max(1, int(ms * 1e6))  # noqa: E731
     s.single_stream_expected_latency_ns = ns(run.expected_latency_ms)
@@ -93,10 +100,8 @@ def test_settings(lg: Any, run: LoadRun) -> Any:
     s.server_target_qps = run.target_qps
     s.server_target_latency_ns = ns(run.serving.latency_bound_ms)
     s.server_target_latency_percentile = 0.99
-    s.schedule_rng_seed = s.sample_index_rng_seed = s.qsl_rng_seed = run.seed
-    if run.serving.compliant:
-        s.min_duration_ms = MLPERF_MIN_DURATION_MS
-    else:
+    if not run.serving.compliant:
+        s.schedule_rng_seed = s.sample_index_rng_seed = s.qsl_rng_seed = run.seed
         s.min_duration_ms = run.serving.short_duration_ms
         s.max_duration_ms = run.serving.short_duration_ms * SHORT_MAX_DURATION_FACTOR
         s.min_query_count = run.serving.short_query_count
