@@ -20,6 +20,10 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
 
 
+# the details key of a screening round's row (see ``CaseSettings.screening``)
+SCREENING = "screening"
+
+
 @dataclass(frozen=True)
 class CaseSettings:
     """How one case is measured. Times in seconds.
@@ -32,6 +36,10 @@ class CaseSettings:
     retries:            fleet executors: how many more times a case whose node was lost (or
                         whose worker died with it) runs, on another node of its class.
     serving:            how load scenarios run (the suite's ``[serving]`` table).
+    screening:          a short round of ``recommend --run``: timing only. The untimed passes
+                        (fidelity, executed precision, backend facts) are left to the rounds
+                        that measure the cases that can still win, and no peak RSS is kept
+                        (the round's cases share one worker process).
     """
 
     timing: TimingPolicy = field(default_factory=TimingPolicy)
@@ -41,6 +49,7 @@ class CaseSettings:
     fidelity_min_ratio: float = DEFAULT_MIN_RATIO
     retries: int = 0
     serving: ServingSettings = field(default_factory=ServingSettings)
+    screening: bool = False
 
 
 @dataclass(frozen=True)

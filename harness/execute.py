@@ -44,6 +44,7 @@ from harness.scenarios.record import LlmLoadRaw, LoadMeasurement
 # is scored on the whole set on any machine (the figure does not depend on the machine's speed);
 # a slower one on the batches that fit.
 FIDELITY_FLOOR_S = 10.0
+SCREENING_DEFERRED = "left to the search's later rounds (a short screening round times only)"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Measurement:
     compile_s: float | None
     first_inference_ms: float
     model_mem_mb: float
-    peak_rss_mb: float
+    peak_rss_mb: float | None
     affinity: str
     executed_precision: str | None
     versions: dict[str, str]
@@ -260,7 +261,11 @@ def measure_case(
             budget_s=policy.budget_s,
         )
         keep(timed)  # from here on, nothing can lose the samples
-        result = _untimed(backend, case, reference or artifact, timed, progress, untimed_errors)
+        if case.settings.screening:
+            result = replace(timed, fidelity_unscored={"outputs": SCREENING_DEFERRED})
+        else:
+            result = _untimed(backend, case, reference or artifact, timed, progress,
+                              untimed_errors)  # fmt: skip
     finally:
         backend.close()
     if untimed_errors:

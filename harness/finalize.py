@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness import strict_json
-from harness.case import Case
+from harness.case import SCREENING, Case
 from harness.cost import Prices, cost_columns, hardware_class, phase_split
 from harness.execute import Measurement
 from harness.generate.stats import GenerativeRaw, generative_stats
@@ -112,6 +112,11 @@ def finalize(
     }  # fmt: skip
     if len(m.fidelity_per_output) > 1:
         details["fidelity_per_output"] = m.fidelity_per_output
+    if case.settings.screening:
+        details[SCREENING] = (
+            "a short round of recommend --run: timed only, in a worker shared with the round's "
+            "earlier cases (no fidelity, executed precision or peak RSS)"
+        )
     _latency(row, stats, m, details, case.settings.timing.confidence)
     if m.load is not None:
         _load(row, m.load, details)

@@ -167,10 +167,14 @@ def _unboundable(what: str, column: str, rows: Sequence[CaseResult]) -> str:
     )
 
 
-def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]:
+def violations(
+    row: CaseResult, c: Constraints, timed: bool = True, known_only: bool = False
+) -> list[str]:
     """Every constraint the row does not meet with confidence, one phrase each (empty: met).
 
-    ``timed=False`` leaves out the latency bounds (whose intervals narrow with longer timing).
+    ``timed=False`` leaves out the latency bounds (whose intervals narrow with longer timing);
+    ``known_only`` leaves out fidelity and memory the row did not measure (a search's
+    screening round leaves them to later rounds).
     Raises ConfigError for a TTFT/TPOT bound when rows have no such column (not generative).
     """
     if row.status != "ok":
@@ -188,7 +192,7 @@ def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]
         found.append(_bound(what, upper, bound) or "")
     if c.min_fidelity is not None:
         if row.fidelity_ratio is None:
-            found.append("fidelity not scored")
+            found.append("" if known_only else "fidelity not scored")
         elif row.fidelity_ratio < c.min_fidelity:
             found.append(f"fidelity {_num(row.fidelity_ratio)} < {_num(c.min_fidelity)}")
     elif row.fidelity_ok is False:
@@ -196,7 +200,7 @@ def violations(row: CaseResult, c: Constraints, timed: bool = True) -> list[str]
     if c.max_memory_mb is not None:
         known = [m for m in (row.peak_rss_mb, row.device_mem_mb) if m is not None]
         if not known:
-            found.append("memory not measured")
+            found.append("" if known_only else "memory not measured")
         elif max(known) > c.max_memory_mb:
             found.append(f"memory {_num(max(known))} MB > {_num(c.max_memory_mb)} MB")
     return [f for f in found if f]

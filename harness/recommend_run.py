@@ -1,9 +1,9 @@
 """``infrabench recommend --run SUITE``: the successive-halving search of
 :mod:`harness.recommend_search` measuring real cases through the runner.
 
-Each round is one stored run (suite name plus the round's budget), so every measurement the
-search takes is kept and can be shown or compared like any other run; the last round measures
-the surviving cases at the suite's own budget.
+Each round is one stored run (suite name plus the round's kind and budget), so every
+measurement the search takes is kept and can be shown or compared like any other run; the last
+round measures the surviving cases at the suite's own budget.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.case import Case
+from harness.launch.pooled import PooledLauncher
+from harness.launch.process import ProcessLauncher
 from harness.plan import Plan
 from harness.recommend import Constraints
 from harness.recommend_search import SearchResult, successive_halving
@@ -18,13 +20,15 @@ from harness.result import CaseResult
 from harness.runner import Runner
 
 
-def with_budget(case: Case, budget_s: float) -> Case:
-    """``case`` sampled for ``budget_s`` seconds. Its warm-up keeps the suite's bound: a round
-    whose warm-up is cut short times kernels still warming, a bias no interval shows (in one
-    quiet run here, with the warm-up capped at a 0.67 s round, OpenVINO's int8 b8 case cost 15%
-    more than in the full grid, and the grid's winner was pruned)."""
+def with_budget(case: Case, budget_s: float, screening: bool = False) -> Case:
+    """``case`` sampled for ``budget_s`` seconds (``screening``: timing only, see
+    ``CaseSettings.screening``). Its warm-up keeps the suite's bound: a round whose warm-up is
+    cut short times kernels still warming, a bias no interval shows (in one quiet run here,
+    with the warm-up capped at a 0.67 s round, OpenVINO's int8 b8 case cost 15% more than in the
+    full grid, and the grid's winner was pruned)."""
     timing = replace(case.settings.timing, budget_s=budget_s)
-    return replace(case, settings=replace(case.settings, timing=timing))
+    settings = replace(case.settings, timing=timing, screening=screening)
+    return replace(case, settings=settings)
 
 
 def search_suite(
@@ -37,19 +41,31 @@ def search_suite(
     eta: float = 3.0,
 ) -> tuple[SearchResult, list[str]]:
     """Search ``planned``'s cases, the full budget being the suite's ``budget_s``; return the
-    result and the ids of the runs the rounds were stored as. Raises ConfigError as
+    result and the ids of the runs the rounds were stored as. The screening round's cases
+    share one worker (:class:`~harness.launch.pooled.PooledLauncher`); every later round's
+    cases each run in their own, as ``infrabench run`` runs them. Raises ConfigError as
     ``successive_halving`` does (e.g. a first budget above the suite's)."""
     full = planned.suite.timing.budget_s
-    run_ids: list[str] = []
+    runs: dict[float, str] = {}  # budget -> the run its round is stored as
 
-    def measure(cases: list[Case], budget_s: float) -> list[CaseResult]:
-        rounds = replace(planned.suite, name=f"{planned.suite.name} (search, {budget_s:g} s)")
-        cases_now = tuple(with_budget(c, budget_s) for c in cases)
-        run_id = runner.run(replace(planned, suite=rounds, cases=cases_now))
-        run_ids.append(run_id)
-        return runner.store.cases(run_id)
+    def measure(cases: list[Case], budget_s: float, screening: bool) -> list[CaseResult]:
+        kind = "screening" if screening else "search"
+        rounds = replace(planned.suite, name=f"{planned.suite.name} ({kind}, {budget_s:g} s)")
+        cases_now = tuple(with_budget(c, budget_s, screening) for c in cases)
+        own = runner.cases.launcher
+        if screening and type(own) is ProcessLauncher:  # not a fleet, a test's fake, --inline
+            runner.cases.launcher = pooled
+        try:
+            # a later round measures one case at a time: each lands in its round's run
+            run_id = runner.run(replace(planned, suite=rounds, cases=cases_now),
+                                runs.get(budget_s), resume=budget_s in runs)  # fmt: skip
+        finally:
+            runner.cases.launcher = own
+        runs[budget_s] = run_id
+        wanted = {c.case_id for c in cases}
+        return [r for r in runner.store.cases(run_id) if r.case_id in wanted]
 
-    result = successive_halving(
-        planned.cases, measure, objective, constraints, first_budget_s, full, eta, energy_source
-    )
-    return result, run_ids
+    with PooledLauncher() as pooled:
+        result = successive_halving(planned.cases, measure, objective, constraints,
+                                    first_budget_s, full, eta, energy_source)  # fmt: skip
+    return result, list(runs.values())

@@ -113,11 +113,13 @@ def objective_interval(row: CaseResult, obj: Objective) -> tuple[float, float] |
     return value * low_ratio, value * high_ratio
 
 
-def hopeless(row: CaseResult, c: Constraints) -> str | None:
-    """Why a constraint fails whatever longer timing shows; None when it still may hold."""
+def hopeless(row: CaseResult, c: Constraints, screening: bool = False) -> str | None:
+    """Why a constraint fails whatever longer timing shows; None when it still may hold.
+    ``screening``: the row is a screening round's, which leaves fidelity and memory unmeasured
+    (unknown there is not a failure)."""
     if row.status != "ok":
         return f"{row.status}: {row.reason or 'no reason recorded'}"
-    certain = violations(row, c, timed=False)
+    certain = violations(row, c, timed=False, known_only=screening)
     for what, column, name in LATENCY_BOUNDS:
         bound, low = getattr(c, name), getattr(row, f"{column}_ci_low", None)
         if bound is not None and low is not None and low > bound:
@@ -125,39 +127,67 @@ def hopeless(row: CaseResult, c: Constraints) -> str | None:
     return "; ".join(certain) or None
 
 
+Leaders = dict[str | None, tuple[float, CaseResult]]
+
+
+def _lead(leaders: Leaders, row: CaseResult, obj: Objective, c: Constraints) -> None:
+    """Make ``row`` the leader of its energy source when it meets every constraint with
+    confidence and its pessimistic objective is the best so far."""
+    ends = objective_interval(row, obj)
+    if ends is None or hopeless(row, c) or violations(row, c):
+        return
+    key = row.energy_source if obj.energy_based else None
+    if key not in leaders or ends[1] < leaders[key][0]:
+        leaders[key] = (ends[1], row)
+
+
+def _beaten(row: CaseResult, leaders: Leaders, obj: Objective, names: dict[str, str]) -> str | None:
+    """Why ``row`` cannot beat its energy source's leader even at its optimistic end; None
+    when it still may (or has no interval, or the machine watch flagged it: an interval from
+    samples taken while other work ran does not cover the machine's drift, so such a row is
+    timed again, longer, not pruned)."""
+    ends = objective_interval(row, obj)
+    key = row.energy_source if obj.energy_based else None
+    if ends is None or key not in leaders or machine_flags_of(row.noise):
+        return None
+    bound, leader = leaders[key]
+    if leader.case_id == row.case_id or ends[0] <= bound:
+        return None
+    sign = -1 if obj.maximize else 1
+    return (
+        f"cannot beat {names[leader.case_id]}: {obj.name} {_num(sign * ends[0])} "
+        f"{obj.unit} at best vs {_num(sign * bound)} at worst"
+    )
+
+
 def _prune(
-    rows: Sequence[CaseResult], obj: Objective, c: Constraints, names: dict[str, str]
+    rows: Sequence[CaseResult],
+    obj: Objective,
+    c: Constraints,
+    names: dict[str, str],
+    screening: bool = False,
 ) -> dict[str, str]:
-    """case_id -> why, for the rows that cannot win."""
-    why = {r.case_id: w for r in rows if (w := hopeless(r, c))}
-    best: dict[str | None, tuple[float, CaseResult]] = {}
+    """case_id -> why, for the rows of one round that cannot win. A screening round's rows
+    never lead (their fidelity and memory are not known), so they are pruned only when
+    hopeless."""
+    why = {r.case_id: w for r in rows if (w := hopeless(r, c, screening))}
+    leaders: Leaders = {}
+    for r in rows if not screening else ():
+        _lead(leaders, r, obj, c)
     for r in rows:
-        ends = objective_interval(r, obj)
-        if r.case_id in why or ends is None or violations(r, c):
-            continue
-        key = r.energy_source if obj.energy_based else None
-        if key not in best or ends[1] < best[key][0]:
-            best[key] = (ends[1], r)
-    for r in rows:
-        ends = objective_interval(r, obj)
-        key = r.energy_source if obj.energy_based else None
-        if r.case_id in why or ends is None or key not in best:
-            continue
-        bound, leader = best[key]
-        if machine_flags_of(r.noise):  # timed while other work ran: its interval does not
-            continue  # cover the machine's drift, so it is timed again, longer, not pruned
-        if leader is not r and ends[0] > bound:
-            sign = -1 if obj.maximize else 1
-            why[r.case_id] = (
-                f"cannot beat {names[leader.case_id]}: {obj.name} {_num(sign * ends[0])} "
-                f"{obj.unit} at best vs {_num(sign * bound)} at worst"
-            )
+        if r.case_id not in why and (w := _beaten(r, leaders, obj, names)):
+            why[r.case_id] = w
     return why
+
+
+def _optimistic(row: CaseResult | None, obj: Objective) -> float:
+    ends = objective_interval(row, obj) if row is not None else None
+    return ends[0] if ends is not None else float("inf")
 
 
 def successive_halving(
     cases: Sequence[C],
-    measure: Callable[[list[C], float], list[CaseResult]],
+    measure: Callable[[list[C], float, bool], list[CaseResult]],
     objective: str,
     constraints: Constraints,
     first_budget_s: float,
@@ -166,6 +196,12 @@ def successive_halving(
     energy_source: str | None = None,
 ) -> SearchResult:
     """Measure ``cases`` in rounds of growing budget (seconds per case), pruning hopeless ones.
+
+    ``measure(cases, budget_s, screening)`` returns one row per case. Round 0, when shorter
+    than the full budget, is a screening round (``screening=True``: timing only, no fidelity
+    or memory). Every later round measures its cases one at a time, most promising first
+    (optimistic objective of the last round), and prunes, before measuring it, a case that
+    cannot beat the best case of this round that meets every constraint.
 
     Raises ConfigError for an unknown objective, no cases, non-positive budgets or eta <= 1.
     """
@@ -183,19 +219,41 @@ def successive_halving(
     latest: dict[str, CaseResult] = {}
     rounds: list[Round] = []
     budget, planned = first_budget_s, 0.0
-    while True:
-        rows = measure(alive, budget)
-        planned += budget * len(alive)
+
+    def names() -> dict[str, str]:
+        return dict(zip(latest, labels(list(latest.values())), strict=True))
+
+    def measured(chosen: list[C], rows: list[CaseResult]) -> dict[str, CaseResult]:
         by_id = {r.case_id: r for r in rows}
-        missing = [c.case_id for c in alive if c.case_id not in by_id]
+        missing = [c.case_id for c in chosen if c.case_id not in by_id]
         if missing:
             raise ConfigError(f"search: measure returned no row for {', '.join(missing)}")
         latest.update(by_id)
+        return by_id
+
+    while True:
         final = budget >= full_budget_s
-        names = dict(zip(latest, labels(list(latest.values())), strict=True))
-        why = {} if final else _prune([by_id[c.case_id] for c in alive], obj, constraints, names)
+        skipped: dict[str, str] = {}
+        if not rounds:
+            screening = not final
+            by_id = measured(alive, measure(alive, budget, screening))
+        else:
+            screening, by_id = False, {}
+            leaders: Leaders = {}
+            for case in sorted(alive, key=lambda k: _optimistic(latest.get(k.case_id), obj)):
+                if beaten := _beaten(latest[case.case_id], leaders, obj, names()):
+                    skipped[case.case_id] = beaten
+                    continue
+                row = by_id[case.case_id] = measured([case], measure([case], budget, False))[
+                    case.case_id
+                ]
+                _lead(leaders, row, obj, constraints)
+        planned += budget * len(by_id)
+        rows = [by_id[c.case_id] for c in alive if c.case_id in by_id]
+        why = {} if final else _prune(rows, obj, constraints, names(), screening)
+        why.update(skipped)
         pruned = tuple(Pruned(k, len(rounds), w) for k, w in why.items())
-        rounds.append(Round(len(rounds), budget, tuple(c.case_id for c in alive), pruned))
+        rounds.append(Round(len(rounds), budget, tuple(by_id), pruned))
         alive = [c for c in alive if c.case_id not in why]
         if final or not alive:
             break

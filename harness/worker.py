@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -143,9 +143,19 @@ class MeasureTask:
         from harness.execute import measure_case
         from harness.measure.clock import PerfCounterClock
 
-        return measure_case(
-            self.case, self.artifact, self.reference, PerfCounterClock(), progress, keep
-        )
+        if not self.case.settings.screening:
+            return measure_case(
+                self.case, self.artifact, self.reference, PerfCounterClock(), progress, keep
+            )
+        # A screening round's worker also ran the round's earlier cases: its peak RSS is theirs
+        # as much as this case's, so none is kept.
+        measured = measure_case(self.case, self.artifact, self.reference, PerfCounterClock(),
+                                progress, lambda m: keep(_unshared(m)))  # fmt: skip
+        return _unshared(measured)
+
+
+def _unshared(measured: Measurement) -> Measurement:
+    return replace(measured, peak_rss_mb=None)
 
 
 @dataclass(frozen=True)

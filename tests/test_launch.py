@@ -120,3 +120,26 @@ def test_a_kept_result_survives_a_later_hang_crash_or_error(what: str) -> None:
     assert outcome.partial is not None and expected in outcome.partial
     inline = InlineLauncher().launch(KeepingJob("bug"))
     assert inline.value == {"kept": True} and "ZeroDivisionError" in (inline.partial or "")
+
+
+def test_the_pooled_launcher_reuses_one_worker_per_env_and_replaces_a_dead_one() -> None:
+    from harness.launch.pooled import PooledLauncher
+
+    with PooledLauncher() as pool:
+        first, second = pool.launch(Job()), pool.launch(Job())
+        other = pool.launch(Job(threads="5"))
+        assert first.value is not None and second.value is not None and other.value is not None
+        assert first.value["pid"] == second.value["pid"] != os.getpid()
+        assert other.value["pid"] != first.value["pid"] and other.value["threads"] == "5"
+        crashed = pool.launch(Job("crash"))
+        assert (crashed.error_kind, crashed.detail) == ("crashed", "about to crash")
+        hung = pool.launch(Job("hang", timeout_s=1.0))
+        assert hung.error_kind == "timeout"
+        failing = pool.launch(Job("runtime"))  # the task's own failure: the worker goes on
+        after = pool.launch(Job())
+        assert failing.reason == "ort: no kernel"
+        assert after.value is not None and after.value["pid"] not in (first.value["pid"],)
+        again = pool.launch(Job())
+        assert again.value is not None and again.value["pid"] == after.value["pid"]
+        workers = [w.proc for w in pool._workers.values()]
+    assert workers and not any(p.is_alive() for p in workers)

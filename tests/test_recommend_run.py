@@ -39,11 +39,15 @@ def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
     result, run_ids = search_suite(planned, runner, "throughput", Constraints(max_p99_ms=5), 0.1)
     assert result.recommendation.winner is not None
     assert result.recommendation.winner.row.batch_size == 16
-    assert [len(r.measured) for r in result.rounds] == [3, 1]  # b1, b4 pruned after round 0
-    assert {p.case_id.split("/")[3] for p in result.pruned} == {"b1", "b4"}
-    assert [store.run(r)["suite"] for r in run_ids] == ["search (search, 0.1 s)",
-                                                        "search (search, 0.9 s)"]  # fmt: skip
-    assert [len(store.cases(r)) for r in run_ids] == [3, 1]
+    # round 1 measures b16 first (the best at its optimistic end) and skips b1 and b4
+    assert [len(r.measured) for r in result.rounds] == [3, 1, 1]
+    assert {(p.case_id.split("/")[3], p.round) for p in result.pruned} == {("b1", 1), ("b4", 1)}
+    assert [store.run(r)["suite"] for r in run_ids] == [
+        "search (screening, 0.1 s)", "search (search, 0.3 s)", "search (search, 0.9 s)"
+    ]  # fmt: skip
+    assert [len(store.cases(r)) for r in run_ids] == [3, 1, 1]
+    screened = store.cases(run_ids[0])
+    assert all(r.fidelity is None and r.peak_rss_mb is None for r in screened)
     short = with_budget(planned.cases[0], 0.1).settings.timing
     assert short.budget_s == 0.1  # the warm-up is not cut short with it
     assert short.warmup_max_s == planned.cases[0].settings.timing.warmup_max_s

@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.recommend import Constraints, recommend
-from harness.recommend_search import successive_halving
+from harness.recommend_search import hopeless, successive_halving
 from harness.result import CaseResult
 
 
@@ -30,8 +30,9 @@ TRUTH: dict[str, tuple[float, float, float, str]] = {
 }
 
 
-def fake_row(name: str, budget_s: float) -> CaseResult:
-    """Intervals of relative half-width 0.2 / budget around the truth (p99 = 1.2 x p50)."""
+def fake_row(name: str, budget_s: float, screening: bool = False) -> CaseResult:
+    """Intervals of relative half-width 0.2 / budget around the truth (p99 = 1.2 x p50); a
+    screening round's row has no fidelity."""
     cost, p50, fidelity, status = TRUTH[name]
     rel = 0.2 / budget_s
     p99 = 1.2 * p50
@@ -43,7 +44,7 @@ def fake_row(name: str, budget_s: float) -> CaseResult:
             latency_ms_p50=p50, latency_ms_p50_ci_low=p50 * (1 - rel),
             latency_ms_p50_ci_high=p50 * (1 + rel), latency_ms_p99=p99,
             latency_ms_p99_ci_low=p99 * (1 - rel), latency_ms_p99_ci_high=p99 * (1 + rel),
-            cost_usd_per_million=cost, fidelity_ratio=fidelity,
+            cost_usd_per_million=cost, fidelity_ratio=None if screening else fidelity,
         )  # fmt: skip
     else:
         values["reason"] = "worker crashed"
@@ -51,49 +52,63 @@ def fake_row(name: str, budget_s: float) -> CaseResult:
 
 
 def test_hopeless_cases_are_pruned_and_the_pick_matches_the_full_grid() -> None:
-    calls: list[tuple[list[str], float]] = []
+    calls: list[tuple[list[str], float, bool]] = []
 
-    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
-        calls.append(([c.case_id for c in cases], budget_s))
-        return [fake_row(c.case_id, budget_s) for c in cases]
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
+        calls.append(([c.case_id for c in cases], budget_s, screening))
+        return [fake_row(c.case_id, budget_s, screening) for c in cases]
 
     bound = Constraints(max_p99_ms=10.0, min_fidelity=0.99)
     result = successive_halving([FakeCase(n) for n in TRUTH], measure, "cost", bound, 1.0, 9.0)
-    assert calls == [(list(TRUTH), 1.0), (["a", "b", "g"], 3.0), (["a", "b", "g"], 9.0)]
+    # round 0 screens every case (no fidelity yet); later rounds measure one case at a time,
+    # cheapest at its optimistic end first, and skip a case that cannot beat the round's leader
+    assert calls == [
+        (list(TRUTH), 1.0, True),
+        (["d"], 3.0, False), (["g"], 3.0, False), (["a"], 3.0, False), (["b"], 3.0, False),
+        (["g"], 9.0, False),
+    ]  # fmt: skip
     assert [(p.case_id, p.round, p.why) for p in result.pruned] == [
-        ("d", 0, "fidelity 0.9 < 0.99"),
         ("e", 0, "p99 lower bound 19.2 > 10 ms"),
         ("f", 0, "failed: worker crashed"),
-        ("c", 0, "cannot beat a/onnxruntime/b1/t2: cost 2.4 USD/M at best vs 1.2 at worst"),
+        ("d", 1, "fidelity 0.9 < 0.99"),
+        ("c", 1, "cannot beat a/onnxruntime/b1/t2: cost 2.4 USD/M at best vs 1.067 at worst"),
+        ("a", 2, "cannot beat g/onnxruntime/b1/t2: cost 0.9333 USD/M at best vs 0.5111 at worst"),
+        ("b", 2, "cannot beat g/onnxruntime/b1/t2: cost 1.027 USD/M at best vs 0.5111 at worst"),
     ]
-    assert (result.planned_s, result.full_grid_s) == (7 * 1 + 3 * 3 + 3 * 9, 63.0)
+    assert (result.planned_s, result.full_grid_s) == (7 * 1 + 4 * 3 + 1 * 9, 63.0)
     rec = result.recommendation
     full = recommend([fake_row(n, 9.0) for n in TRUTH], "cost", bound)
     assert rec.winner is not None and full.winner is not None
     assert rec.winner.row.case_id == full.winner.row.case_id == "g"
-    assert [v.why for v in rec.verdicts][-4:] == [
-        f"pruned after round 0: {p.why}" for p in result.pruned
+    assert [v.why for v in rec.verdicts][-6:] == [
+        f"pruned after round {p.round}: {p.why}" for p in result.pruned
     ]
-    assert rec.runner_up is not None and rec.runner_up.label == "a/onnxruntime/b1/t2"
+
+
+def test_a_screening_row_is_never_pruned_for_what_it_did_not_measure() -> None:
+    row = fake_row("a", 1.0, screening=True)
+    bound = Constraints(min_fidelity=0.99, max_memory_mb=100.0)
+    assert hopeless(row, bound, screening=True) is None
+    assert hopeless(row, bound) == "fidelity not scored; memory not measured"
 
 
 def test_a_lone_survivor_goes_straight_to_its_full_measurement() -> None:
     budgets: list[float] = []
 
-    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
         budgets.append(budget_s)
-        return [fake_row(c.case_id, budget_s) for c in cases]
+        return [fake_row(c.case_id, budget_s, screening) for c in cases]
 
     result = successive_halving([FakeCase("a"), FakeCase("c")], measure, "cost", Constraints(),
                                 0.5, 40.0, eta=2)  # fmt: skip
-    assert budgets == [0.5, 40.0]
-    assert [r.index for r in result.rounds] == [0, 1]
-    assert result.rounds[1].measured == ("a",)
+    # the screening round prunes nothing on cost (no fidelity yet); round 1 measures a, skips c
+    assert budgets == [0.5, 1.0, 40.0]
+    assert [r.measured for r in result.rounds] == [("a", "c"), ("a",), ("a",)]
 
 
 def test_throughput_prunes_on_the_inverted_interval() -> None:
-    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
-        rows = [fake_row(c.case_id, budget_s) for c in cases]
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
+        rows = [fake_row(c.case_id, budget_s, screening) for c in cases]
         for r in rows:
             r.throughput_per_s = 1000.0 / (r.latency_ms_p50 or 1.0)
         return rows
@@ -104,12 +119,13 @@ def test_throughput_prunes_on_the_inverted_interval() -> None:
     staged = successive_halving([FakeCase("a"), FakeCase("e")], measure, "throughput",
                                 Constraints(), 1.0, 3.0)  # fmt: skip
     assert [p.why for p in staged.pruned] == [
-        "cannot beat a/onnxruntime/b1/t2: throughput 62.5 /s at best vs 416.7 at worst"
+        "cannot beat a/onnxruntime/b1/t2: throughput 62.5 /s at best vs 468.8 at worst"
     ]
+    assert staged.pruned[0].round == 1
 
 
 def test_bad_search_settings_are_config_errors() -> None:
-    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
         return []
 
     with pytest.raises(ConfigError, match="eta"):
@@ -121,8 +137,8 @@ def test_bad_search_settings_are_config_errors() -> None:
 
 
 def test_when_every_case_is_pruned_there_is_no_winner_and_each_says_why() -> None:
-    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
-        return [fake_row(c.case_id, budget_s) for c in cases]
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
+        return [fake_row(c.case_id, budget_s, screening) for c in cases]
 
     bound = Constraints(max_p99_ms=1.0)
     result = successive_halving([FakeCase("e"), FakeCase("f")], measure, "cost", bound, 1.0, 9.0)
@@ -138,11 +154,11 @@ def test_a_noisy_row_is_timed_again_rather_than_pruned_on_its_objective() -> Non
     cannot rule it out, so it survives to the next round, where it wins."""
     truth = {"a": 1.0, "c": 0.8}
 
-    def measure(cases: list[FakeCase], budget_s: float) -> list[CaseResult]:
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
         rows = []
         for case in cases:
             TRUTH[case.case_id] = (truth[case.case_id], 2.0, 1.0, "ok")
-            row = fake_row(case.case_id, budget_s)
+            row = fake_row(case.case_id, budget_s, screening)
             if case.case_id == "c" and budget_s == 1.0:
                 row.cost_usd_per_million = 2.4
                 row.noise = (
