@@ -1,18 +1,25 @@
-"""The ``http`` target's serving side: OpenAI-compatible text generation, streamed.
+"""The ``http`` target's serving side: text generation, streamed, OpenAI-compatible or over
+Triton's generate extension.
 
 ``openai-completions`` posts ``/v1/completions`` with ``prompt`` (the prompt's text);
 ``openai-chat`` posts ``/v1/chat/completions`` with one user message. Both ask for
 ``stream: true`` with ``stream_options.include_usage`` (the last chunk's ``usage`` gives the
 output token count), ``max_tokens`` = ``min_tokens`` = the request's tokens, ``ignore_eos``
 (vLLM's and OpenVINO Model Server's extension; a server that ignores it may stop early, and
-usage says so) and greedy decoding (``temperature: 0``).
+usage says so) and greedy decoding (``temperature: 0``). ``triton-generate`` posts Triton's
+generate extension on the KServe v2 URL space (``/v2/models/NAME/generate_stream``,
+docs/protocol/extension_generate.md of triton-inference-server/server: ``text_input`` and a
+``parameters`` object, here the same sampling parameters with ``stream: true``); its chunks carry
+``text_output``, an ``error`` object reports a failure after the 200 status, and the stream ends
+when the server closes it (no usage: the output tokens are the chunks counted).
 
 The answer is Server-Sent Events read with httpx's streaming API: each ``data:`` chunk whose
-``choices[].text`` (completions) or ``choices[].delta.content`` (chat) is non-empty is one
-``on_tokens`` event (its first is the TTFT, as vLLM's ``benchmark_serving`` times it);
-``data: [DONE]`` ends it. Each request streams on its own thread of a pool of
-``MAX_STREAMS``. Every wait is bounded by ``timeout_s`` (connect, and each read: a server that
-stops sending mid-stream fails the request), besides the harness's per-request deadline.
+``choices[].text`` (completions), ``choices[].delta.content`` (chat) or ``text_output``
+(Triton) is non-empty is one ``on_tokens`` event (its first is the TTFT, as vLLM's
+``benchmark_serving`` times it); ``data: [DONE]`` ends an OpenAI stream. Each request streams on
+its own thread of a pool of ``MAX_STREAMS``. Every wait is bounded by ``timeout_s`` (connect,
+and each read: a server that stops sending mid-stream fails the request), besides the harness's
+per-request deadline.
 A refused connection, an HTTP error status, a timeout or a malformed chunk ends the request with
 the reason, one line; nothing is raised to the harness.
 """
@@ -27,10 +34,14 @@ from typing import Any
 
 from harness.backend import GenerationSettings, OnEnd, OnTokens, ServeRequest
 from harness.errors import ConfigError
+from harness.scenarios.config import GENERATION_PROTOCOLS
 
 MAX_STREAMS = 64  # concurrent streamed requests (threads and pooled connections)
-GENERATION_PROTOCOLS = ("openai-completions", "openai-chat")
 PATHS = {"openai-completions": "/v1/completions", "openai-chat": "/v1/chat/completions"}
+
+
+class _ServerError(Exception):
+    """An error object the server sent inside a stream whose status was already 200."""
 
 
 class OpenAiStreaming:
@@ -66,12 +77,19 @@ class OpenAiStreaming:
         self._open = 0  # streams submitted and not finished
         return None
 
+    def _path(self) -> str:
+        if self.protocol == "triton-generate":
+            return f"/v2/models/{self.model_name}/generate_stream"
+        return PATHS[self.protocol]
+
     def _body(self, request: ServeRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model_name, "stream": True,
-            "stream_options": {"include_usage": True}, "max_tokens": request.max_new_tokens,
-            "min_tokens": request.max_new_tokens, "ignore_eos": True, "temperature": 0.0,
-        }  # fmt: skip
+        sampling = {"max_tokens": request.max_new_tokens, "min_tokens": request.max_new_tokens,
+                    "ignore_eos": True, "temperature": 0.0}  # fmt: skip
+        if self.protocol == "triton-generate":
+            return {"text_input": request.prompt_text,
+                    "parameters": {**sampling, "stream": True}}  # fmt: skip
+        body: dict[str, Any] = {"model": self.model_name, "stream": True,
+                                "stream_options": {"include_usage": True}, **sampling}  # fmt: skip
         if self.protocol == "openai-chat":
             body["messages"] = [{"role": "user", "content": request.prompt_text}]
         else:
@@ -95,7 +113,7 @@ class OpenAiStreaming:
     def _stream(self, request: ServeRequest, on_tokens: OnTokens, on_end: OnEnd) -> None:
         import httpx
 
-        path = PATHS[self.protocol]
+        path = self._path()
         where = f"{self.url}{path}"
 
         def gone() -> bool:
@@ -116,6 +134,8 @@ class OpenAiStreaming:
             on_end(f"{where}: timed out ({type(exc).__name__})", None)
         except (httpx.HTTPError, httpx.StreamError) as exc:  # transport, decoding, redirects
             on_end(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", None)
+        except _ServerError as exc:
+            on_end(f"{where}: the server reported an error mid-stream: {exc}", None)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             on_end(f"{where}: malformed stream: {type(exc).__name__}: {exc}", None)
         finally:
@@ -124,27 +144,39 @@ class OpenAiStreaming:
             self._event.set()
 
     def _read_events(self, answer: Any, request_id: int, on_tokens: OnTokens) -> int | None:
-        """Read the SSE stream to ``[DONE]``; returns usage's completion_tokens, if sent."""
+        """Read the SSE stream to its end (OpenAI: ``[DONE]``; Triton: the server closing it);
+        returns usage's completion_tokens, if sent. Raises _ServerError for an error object,
+        ValueError for an OpenAI stream cut before ``[DONE]``."""
         usage = None
+        triton = self.protocol == "triton-generate"
         for line in answer.iter_lines():
             if self._closing or request_id in self._cancelled:
                 return usage
             if not line.startswith("data:"):
                 continue  # SSE comments, event names, keep-alive blank lines
             data = line[len("data:") :].strip()
-            if data == "[DONE]":
+            if data == "[DONE]" and not triton:
                 break
             chunk = json.loads(data)
+            if chunk.get("error"):
+                error = chunk["error"]
+                raise _ServerError(str(error.get("message", error) if isinstance(error, dict)
+                                       else error)[:200])  # fmt: skip
             if chunk.get("usage"):
                 usage = int(chunk["usage"]["completion_tokens"])
-            for choice in chunk.get("choices") or ():
-                piece = choice.get("text") if self.protocol == "openai-completions" else (
-                    choice.get("delta") or {}).get("content")  # fmt: skip
+            if triton:
+                pieces = [chunk.get("text_output")]
+            else:
+                pieces = [choice.get("text") if self.protocol == "openai-completions" else (
+                    choice.get("delta") or {}).get("content")
+                    for choice in chunk.get("choices") or ()]  # fmt: skip
+            for piece in pieces:
                 if piece:
                     on_tokens((-1,))
                     self._event.set()
         else:
-            raise ValueError("the stream ended without data: [DONE]")
+            if not triton:
+                raise ValueError("the stream ended without data: [DONE]")
         return usage
 
     def pump(self, wait_s: float) -> None:

@@ -22,7 +22,7 @@ from harness.launch import Launcher, ProcessLauncher
 from harness.models import get_model, is_user_model
 from harness.models.inputs import parse_binding
 from harness.optimize.variants import parse_variant
-from harness.scenarios.config import OPENAI_GENERATION, SCENARIOS, ServingKnobs
+from harness.scenarios.config import GENERATION_PROTOCOLS, SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
 from harness.worker import ModelProbe, ProbeModelTask
@@ -396,9 +396,9 @@ def _check_llm_server(suite: Suite) -> None:
                           "to llm-server (one engine whose scheduler batches; max_batch_size "
                           "is its max_num_seqs)")  # fmt: skip
     protocol = suite.options.get("http", {}).get("protocol")
-    if "http" in suite.backends and protocol not in (None, *OPENAI_GENERATION):
+    if "http" in suite.backends and protocol not in (None, *GENERATION_PROTOCOLS):
         raise ConfigError(f"{where}: options.http.protocol {protocol!r} does not generate text; "
-                          f"allowed for llm-server: {', '.join(OPENAI_GENERATION)}")  # fmt: skip
+                          f"allowed for llm-server: {', '.join(GENERATION_PROTOCOLS)}")  # fmt: skip
 
 
 def _check_lengths(

@@ -89,12 +89,14 @@ def test_a_failing_server_gives_counted_failures_and_a_reason_never_a_hang(failu
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol", ["openai-completions", "openai-chat"])
-def test_the_openai_server_streams_every_token_of_concurrent_requests(protocol: str) -> None:
+@pytest.mark.parametrize("protocol", ["openai-completions", "openai-chat", "triton-generate"])
+def test_the_server_streams_every_token_of_concurrent_requests(protocol: str) -> None:
     with llm_server("--threads", "1", "--max-num-seqs", "4") as url:
         records = _load(client(url, protocol), count=3, gap_s=0.0, timeout_s=120.0)
     assert all(r.ok for r in records), [r.error for r in records]
-    assert all(r.n_output == 8 and r.output_tokens == 8 for r in records)
+    # Triton's generate extension sends no usage: the chunks are the count
+    usage = None if protocol == "triton-generate" else 8
+    assert all(r.n_output == 8 and r.output_tokens == usage for r in records)
     assert all(len(r.token_ns) >= 2 and r.ttft_ms() > 0 for r in records)  # streamed, not at once
 
 
@@ -114,3 +116,40 @@ def test_a_request_over_the_stream_limit_fails_at_once_instead_of_queueing() -> 
     assert ended == [f"client: {MAX_STREAMS} streams already open (infrabench's limit); the "
                      "request was not sent"]  # fmt: skip
     backend._pool.shutdown()  # type: ignore[attr-defined]
+
+
+class _Answer:
+    def __init__(self, *lines: str) -> None:
+        self.lines = lines
+
+    def iter_lines(self) -> Iterator[str]:
+        return iter(self.lines)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "lines", "tokens", "error"),
+    [("triton-generate", ['data: {"text_output": "a"}', "", ": keep-alive",
+                          'data: {"text_output": ""}', 'data: {"text_output": "b"}'], 2, None),
+     ("triton-generate", ['data: {"text_output": "a"}', 'data: {"error": "engine died"}'], 1,
+      "engine died"),
+     ("openai-completions", ['data: {"choices": [{"text": "a"}]}',
+                             'data: {"error": {"message": "out of KV cache"}}'], 1,
+      "out of KV cache"),
+     ("openai-chat", ['data: {"choices": [{"delta": {"content": "a"}}]}'], 1,
+      "the stream ended without data: [DONE]")],
+)  # fmt: skip
+def test_each_protocol_counts_its_chunks_and_says_why_a_stream_failed(
+    protocol: str, lines: list[str], tokens: int, error: str | None
+) -> None:
+    import threading
+
+    backend = HttpBackend()
+    backend.protocol, backend._closing = protocol, False
+    backend._cancelled, backend._event = set(), threading.Event()  # type: ignore[attr-defined]
+    seen: list[object] = []
+    try:
+        backend._read_events(_Answer(*lines), 0, seen.append)
+        raised = None
+    except Exception as exc:  # the stream reader's own errors
+        raised = str(exc)
+    assert (len(seen), raised) == (tokens, error)

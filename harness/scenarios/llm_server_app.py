@@ -1,12 +1,15 @@
-"""An OpenAI-compatible text-generation server around an infrabench serving engine (the
-``http`` target's ``llm-server`` test server), on Starlette + uvicorn.
+"""A text-generation server around an infrabench serving engine (the ``http`` target's
+``llm-server`` test server), OpenAI-compatible and with Triton's generate extension, on
+Starlette + uvicorn.
 
 Routes: ``GET /health``; ``POST /v1/completions`` (``prompt``: text) and
 ``POST /v1/chat/completions`` (``messages``; the tokenizer's chat template), streamed as
 Server-Sent Events when ``stream`` is true (a chunk per decode step, then a ``usage`` chunk when
-``stream_options.include_usage``, then ``data: [DONE]``), else one JSON answer. Honoured:
-``max_tokens``, ``ignore_eos`` (otherwise generation still runs to ``max_tokens``: the engines
-here ignore EOS), greedy decoding.
+``stream_options.include_usage``, then ``data: [DONE]``), else one JSON answer;
+``POST /v2/models/NAME/generate_stream`` and ``.../generate`` (Triton's generate extension:
+``text_input``, ``parameters.max_tokens``; ``text_output`` chunks, an ``error`` object on a
+failure, the stream closed at the end). Honoured: ``max_tokens``, ``ignore_eos`` (otherwise
+generation still runs to ``max_tokens``: the engines here ignore EOS), greedy decoding.
 
 One thread owns the engine (a ``ServesRequests`` backend, e.g. openvino-genai's
 ``ContinuousBatchingPipeline``): it takes new requests from a queue, pumps the engine and hands
@@ -192,6 +195,40 @@ def make_app(engine: ServesRequests, tokenizer: Any, model_name: str, fail: bool
                          "choices": [], "usage": counts})  # fmt: skip
         yield "data: [DONE]\n\n"
 
+    async def triton(request: Request) -> Response:
+        if worker is None:
+            return JSONResponse({"error": "failing on purpose (--fail)"}, status_code=500)
+        if request.path_params["model"] != model_name:
+            return JSONResponse({"error": f"unknown model {request.path_params['model']!r}"},
+                                status_code=404)  # fmt: skip
+        try:
+            body = await request.json()
+            text = body["text_input"]
+            if not isinstance(text, str):
+                raise TypeError("text_input must be a string")
+            max_tokens = int((body.get("parameters") or {}).get("max_tokens") or 16)
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": f"bad request: {exc}"}, status_code=400)
+        prompt = np.asarray(tokenizer.encode(text, add_special_tokens=False), dtype=np.int64)
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        worker.submit(ServeRequest(next(ids), prompt, "", max_tokens), events,
+                      asyncio.get_running_loop())  # fmt: skip
+        head = {"model_name": model_name, "model_version": "1"}
+        if request.url.path.endswith("/generate_stream"):
+            return StreamingResponse(_triton_sse(events, head), media_type="text/event-stream")
+        made: list[int] = []
+        while (event := await events.get())[0] == "tokens":
+            made += event[1]
+        if event[1] is not None:
+            return JSONResponse({"error": event[1]}, status_code=500)
+        return JSONResponse({**head, "text_output": tokenizer.decode(made)})
+
+    async def _triton_sse(events: asyncio.Queue[Any], head: dict[str, str]) -> AsyncIterator[str]:
+        while (event := await events.get())[0] == "tokens":
+            yield _data({**head, "text_output": tokenizer.decode(event[1]) or " "})
+        if event[1] is not None:  # the engine failed mid-stream: an error object, then the end
+            yield _data({"error": event[1]})
+
     async def completions(request: Request) -> Response:
         return await generate(request, chat=False)
 
@@ -202,6 +239,8 @@ def make_app(engine: ServesRequests, tokenizer: Any, model_name: str, fail: bool
         Route("/health", health),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v2/models/{model}/generate", triton, methods=["POST"]),
+        Route("/v2/models/{model}/generate_stream", triton, methods=["POST"]),
     ])  # fmt: skip
 
 
