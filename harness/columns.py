@@ -34,8 +34,21 @@ GENERATIVE_DROP_ORDER = ("cost_mtok", "speedup", "ttft_p99", "tpot_p99", "decode
 # Encoder and decoder rows in one table: the encoders' view with TTFT and TPOT p50 after p99.
 MIXED_COLUMNS = (*DEFAULT_COLUMNS[:7], "ttft", "tpot", *DEFAULT_COLUMNS[7:])
 MIXED_DROP_ORDER = ("throughput", "cost", "tpot", "ttft", "p99", "speedup", "fidelity", "shape")
+# Rows under load (LoadGen scenarios, llm-server rates): what load each row carried and what it
+# achieved, in place of the quiet-loop columns.
+LOAD_COLUMNS = (
+    "model", "variant", "backend", "scenario", "serving", "status", "target_qps", "achieved_qps",
+    "p50", "p99", "goodput", "valid", "errors",
+)  # fmt: skip
+LOAD_DROP_ORDER = ("errors", "p50", "valid", "serving")
+LLM_LOAD_COLUMNS = (
+    "model", "variant", "backend", "serving", "status", "target_qps", "achieved_qps", "goodput",
+    "ttft", "ttft_p99", "tpot", "tpot_p99", "errors",
+)  # fmt: skip
+LLM_LOAD_DROP_ORDER = ("errors", "ttft_p99", "tpot_p99", "serving")
 VIEWS = {DEFAULT_COLUMNS: DROP_ORDER, GENERATIVE_COLUMNS: GENERATIVE_DROP_ORDER,
-         MIXED_COLUMNS: MIXED_DROP_ORDER}  # fmt: skip
+         MIXED_COLUMNS: MIXED_DROP_ORDER, LOAD_COLUMNS: LOAD_DROP_ORDER,
+         LLM_LOAD_COLUMNS: LLM_LOAD_DROP_ORDER}  # fmt: skip
 
 
 def is_generative(r: CaseResult) -> bool:
@@ -45,8 +58,14 @@ def is_generative(r: CaseResult) -> bool:
 
 def default_view(results: Sequence[CaseResult]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The columns shown when none are asked for, and the order they are dropped in when the
-    terminal is too narrow: the decoders' view when every row is a decoder's, the encoders'
-    when none is, both latencies when the rows mix."""
+    terminal is too narrow: the load view when every row ran under load (the llm-server one
+    when every row is an llm-server rate), else the decoders' view when every row is a
+    decoder's, the encoders' when none is, both latencies when the rows mix."""
+    keys: tuple[str, ...]
+    if results and all(r.serving is not None for r in results):  # every row under load
+        llm = all(r.scenario == "llm-server" for r in results)
+        keys = LLM_LOAD_COLUMNS if llm else LOAD_COLUMNS
+        return keys, VIEWS[keys]
     decoders = sum(is_generative(r) for r in results)
     keys = (DEFAULT_COLUMNS if not decoders else
             GENERATIVE_COLUMNS if decoders == len(results) else MIXED_COLUMNS)  # fmt: skip
@@ -152,6 +171,14 @@ _p99 = _tail("latency_ms_p99")
 _SOURCE_TAGS = {"measured": "meas", "estimated": "est", "simulated": "sim"}
 
 
+def _valid(r: CaseResult) -> str:
+    return "-" if r.valid is None else "VALID" if r.valid else "INVALID"
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.3g}%"
+
+
 def _fidelity(r: CaseResult) -> str:
     if r.fidelity_ratio is None:
         try:
@@ -220,6 +247,13 @@ def columns(results: Sequence[CaseResult]) -> dict[str, Column]:
         ),
         Column("seq", "seq", lambda r: "-" if r.seq_len is None else str(r.seq_len), True),
         Column("status", "status", _status),
+        Column("scenario", "scenario", lambda r: r.scenario or "-", elide=13),
+        Column("serving", "serving", lambda r: r.serving or "-", elide=14),
+        Column("target_qps", "target/s", lambda r: _sig(r.target_qps), right=True),
+        Column("achieved_qps", "achieved/s", lambda r: _sig(r.achieved_qps), right=True),
+        Column("goodput", "goodput/s", lambda r: _sig(r.goodput_rps), right=True),
+        Column("valid", "valid", _valid),
+        Column("errors", "errors", lambda r: _percent(r.error_rate), right=True),
         Column("p50", "p50 ms ±CI", _p50, right=True),
         Column("p50_ci", "p50 95% CI", _p50_interval, right=True),
         Column("p90", "p90 ms", lambda r: _sig(r.latency_ms_p90), right=True),

@@ -8,7 +8,13 @@ from html import unescape
 
 import numpy as np
 
-from harness.columns import GENERATIVE_COLUMNS, MIXED_COLUMNS, default_view
+from harness.columns import (
+    GENERATIVE_COLUMNS,
+    LLM_LOAD_COLUMNS,
+    LOAD_COLUMNS,
+    MIXED_COLUMNS,
+    default_view,
+)
 from harness.render import markdown, table
 from harness.report.generative_charts import decode_series, decode_vs_batch, ttft_tpot_chart
 from harness.report.html import ReportRun, html_report
@@ -66,6 +72,28 @@ def test_encoder_and_decoder_rows_together_show_both_latencies() -> None:
                          backend="onnxruntime", shape="b1s128", latency_ms_p50=3.0)  # fmt: skip
     keys, _ = default_view([encoder, *_rows()])
     assert keys == MIXED_COLUMNS and keys.index("ttft") == keys.index("p99") + 1
+
+
+def test_rows_under_load_show_their_offered_and_achieved_rate_goodput_and_validity() -> None:
+    def rate(r: float, achieved: float, goodput: float) -> CaseResult:
+        return CaseResult(run_id="r1", case_id=f"l{r}", model="smollm2-135m",
+                          variant="int8-weight", backend="openvino", scenario="llm-server",
+                          serving=f"mb8-r{r:g}rps", status="ok", target_qps=r,
+                          achieved_qps=achieved, goodput_rps=goodput, error_rate=0.25,
+                          valid=False, ttft_ms_p50=110.0, tpot_ms_p50=18.0)  # fmt: skip
+
+    rows = [rate(2, 1.66, 1.66), rate(8, 4.85, 2.02)]
+    assert default_view(rows)[0] == LLM_LOAD_COLUMNS
+    lines = table(rows).splitlines()
+    assert "target/s" in lines[0] and "goodput/s" in lines[0] and "errors" in lines[0]
+    line = next(x for x in lines if "mb8-r8rps" in x)
+    assert "8.000" in line and "4.850" in line and "2.020" in line and "25%" in line
+    server = CaseResult(run_id="r1", case_id="s", model="minilm-l6", variant="fp32",
+                        backend="onnxruntime", scenario="server", serving="i1-mb1-d0ms",
+                        status="ok", target_qps=27.9, achieved_qps=27.0, valid=True)  # fmt: skip
+    assert default_view([server])[0] == LOAD_COLUMNS
+    assert " VALID " in next(x for x in table([server]).splitlines() if "i1-mb1-d0ms" in x)
+    assert default_view([server, *rows])[0] == LOAD_COLUMNS
 
 
 def test_ttft_tpot_chart_draws_p50_bars_and_p99_ticks_per_configuration() -> None:
