@@ -32,9 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness.backend import GenerationSettings, OnEnd, OnTokens, ServeRequest
+from harness.backend import (
+    GENERATION_PROTOCOLS,
+    GenerationSettings,
+    OnEnd,
+    OnTokens,
+    ServeRequest,
+)
 from harness.errors import ConfigError
-from harness.scenarios.config import GENERATION_PROTOCOLS
 
 MAX_STREAMS = 64  # concurrent streamed requests (threads and pooled connections)
 PATHS = {"openai-completions": "/v1/completions", "openai-chat": "/v1/chat/completions"}

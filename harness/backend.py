@@ -37,8 +37,13 @@ if TYPE_CHECKING:
     import torch
 
 ENTRY_POINT_GROUP = "infrabench.backends"
+# The http target's protocols that stream generated text (the llm-server scenario): OpenAI's
+# completions and chat completions, and Triton's generate extension
+# (``/v2/models/NAME/generate_stream``). Here so that planning and the backend share one list.
+GENERATION_PROTOCOLS = ("openai-completions", "openai-chat", "triton-generate")
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GENERATION_PROTOCOLS",
     "INFRABENCH_VERSION",
     "NATIVE_PRECISION_FLAGS",
     "Artifact",

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from harness.backend import backend_class, backend_names, case_device
+from harness.backend import GENERATION_PROTOCOLS, backend_class, backend_names, case_device
 from harness.cache import cache_root
 from harness.case import Case
 from harness.cost import Prices, prices
@@ -22,7 +22,7 @@ from harness.launch import Launcher, ProcessLauncher
 from harness.models import get_model, is_user_model
 from harness.models.inputs import parse_binding
 from harness.optimize.variants import parse_variant
-from harness.scenarios.config import GENERATION_PROTOCOLS, SCENARIOS, ServingKnobs
+from harness.scenarios.config import SCENARIOS, ServingKnobs
 from harness.suite import Suite, choice, hardware_class_name, variant_name
 from harness.suite import _model as model_spec
 from harness.worker import ModelProbe, ProbeModelTask

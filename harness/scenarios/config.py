@@ -23,9 +23,6 @@ LOADGEN_SCENARIOS = {
     "server": "Server",
 }
 MODES = ("short", "full")
-# the http target's protocols that stream generated text (llm-server): OpenAI's completions and
-# chat completions, and Triton's generate extension (``/v2/models/NAME/generate_stream``)
-GENERATION_PROTOCOLS = ("openai-completions", "openai-chat", "triton-generate")
 
 
 @dataclass(frozen=True)
