@@ -488,12 +488,28 @@ def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
     check_threads(planned, usable_cpus())
     if args.runs != ["latest"]:
         raise ConfigError("recommend: give stored runs or --run SUITE, not both")
-    first = args.first_budget or planned.suite.timing.budget_s / 9
+    full = planned.suite.timing.budget_s
+    first = args.first_budget or full / 9
+    if first > full:
+        raise ConfigError(f"--first-budget {first:g} s is above the suite's budget_s ({full:g} s); "
+                          "the screening round must be the shorter one")  # fmt: skip
     with Store(store_path(args.store)) as store, ProgressReporter() as reporter:
         runner = Runner(store, cache_root(args.cache), ProcessLauncher(), reporter)
-        result, run_ids = search_suite(
-            planned, runner, args.objective, limits, first, args.energy_source
-        )
+        try:
+            result, run_ids = search_suite(
+                planned, runner, args.objective, limits, first, args.energy_source
+            )
+        except KeyboardInterrupt:
+            if runner.run_id is not None:
+                where = f" --store {args.store}" if args.store else ""
+                print(
+                    f"infrabench: interrupted: the search's rounds so far are stored in "
+                    f"{store.path}, the last one ({runner.stored} finished case(s)) as run "
+                    f"{runner.run_id}; `infrabench recommend {runner.run_id}{where} ...` ranks "
+                    "stored rows; a search does not resume, run it again to finish",
+                    file=sys.stderr,
+                )
+            raise _Reported() from None
     suites = dict.fromkeys(run_ids, args.run)  # the reproducing command names the same suite
     print(render_recommendation(result.recommendation, args.format, suites), end="")
     print(
@@ -829,8 +845,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def entry() -> None:
     """The console script: SIGTERM and SIGHUP end a run as Ctrl-C does (workers stopped,
-    finished cases kept, a message saying so)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    finished cases kept, a message saying so). SIGINT too, also where the shell started this
+    process with SIGINT ignored (a background job of a script)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     sys.exit(main())
 

@@ -143,7 +143,7 @@ def finalize(
     row.noise = noise.row_noise(list(machine_flags), spread)
     if m.generative is not None:
         _generative(row, case, m.generative, m, prices, details)
-    short = _short_run(m, stats.n if stats else 0)
+    short = _short_run(m, stats.n if stats else 0, case.settings.screening)
     if short:
         details["budget"] = short
     if m.incomplete:
@@ -252,11 +252,17 @@ def _generative(
         details["fidelity"] = "teacher-forced scores not available: the engine returns no logits"
 
 
-def _short_run(m: Measurement, n: int) -> str | None:
-    """Why the row has fewer samples than asked for: the model is too slow for the budget."""
+def _short_run(m: Measurement, n: int, screening: bool = False) -> str | None:
+    """Why the row has fewer samples than asked for: the model is too slow for the budget (a
+    screening round's own short budget, which the search chose, says so)."""
     if m.stop_reason != "budget" or not m.min_samples or n >= m.min_samples:
         return None
     per = sum(m.samples_ns) / n / 1e9 if n else float("inf")
+    if screening:
+        return (
+            f"a screening round: {n} of {m.min_samples} samples in its {m.budget_s:.3g} s (the "
+            "search's --first-budget; the cases that can still win are timed longer)"
+        )
     return (
         f"too slow for this budget: {n} of {m.min_samples} samples in budget_s = "
         f"{m.budget_s:g} s (about {per:.2g} s each); raise budget_s for more"

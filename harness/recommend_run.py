@@ -50,8 +50,12 @@ def search_suite(
 
     def measure(cases: list[Case], budget_s: float, screening: bool) -> list[CaseResult]:
         kind = "screening" if screening else "search"
-        rounds = replace(planned.suite, name=f"{planned.suite.name} ({kind}, {budget_s:g} s)")
+        name = f"{planned.suite.name} ({kind}, {budget_s:.3g} s)"
+        rounds = replace(planned.suite, name=name)
         cases_now = tuple(with_budget(c, budget_s, screening) for c in cases)
+        if budget_s not in runs:
+            what = "timing only, one shared worker" if screening else "one case at a time"
+            runner.reporter.notice(f"round {len(runs)}: {name}: {what}")
         own = runner.cases.launcher
         if screening and type(own) is ProcessLauncher:  # not a fleet, a test's fake, --inline
             runner.cases.launcher = pooled

@@ -56,7 +56,9 @@ def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [(["--run", "quick", "--what-if"], "--html and --what-if read stored runs"),
-     (["--first-budget", "1"], "--first-budget applies to a --run SUITE search")],
+     (["--first-budget", "1"], "--first-budget applies to a --run SUITE search"),
+     (["--run", "quick", "--first-budget", "99"],
+      "--first-budget 99 s is above the suite's budget_s")],
 )  # fmt: skip
 def test_search_only_flags_and_stored_run_flags_are_not_mixed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
