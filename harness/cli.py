@@ -49,7 +49,7 @@ from harness.progress import ProgressReporter
 from harness.recommend import Constraints
 from harness.render import FORMATS, WIDE, parse_columns, render, render_comparison, terminal_width
 from harness.runner import Runner
-from harness.store import Store, store_path
+from harness.store import Store, interrupted_query, store_path
 from harness.suite import MAX_INT, find_suite, load_suite, suite_names
 
 DEFAULT_SUITE = "quick"
@@ -502,9 +502,10 @@ def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
         except KeyboardInterrupt:
             if runner.run_id is not None:
                 where = f" --store {args.store}" if args.store else ""
+                kept = len(store.cases(runner.run_id))
                 print(
                     f"infrabench: interrupted: the search's rounds so far are stored in "
-                    f"{store.path}, the last one ({runner.stored} finished case(s)) as run "
+                    f"{store.path}, the last one ({kept} finished case(s)) as run "
                     f"{runner.run_id}; `infrabench recommend {runner.run_id}{where} ...` ranks "
                     "stored rows; a search does not resume, run it again to finish",
                     file=sys.stderr,
@@ -814,6 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = "infrabench: interrupted; every finished case is already stored"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     try:
@@ -828,8 +832,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except _Reported:
         return 130
+    except Exception as exc:
+        if not interrupted_query(exc):  # an interrupt during a store read (DuckDB's own error)
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("infrabench: interrupted; every finished case is already stored", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
 
 

@@ -31,7 +31,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -88,6 +90,38 @@ def lock_wait_s() -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ConfigError(f"${LOCK_ENV}: seconds in [0, inf), finite; got {text!r}")
     return value
+
+
+_ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def interrupted_query(exc: BaseException) -> bool:
+    """An interrupt that reached DuckDB in the middle of a read (it raises its own error)."""
+    return isinstance(exc, duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
+    )
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver the first one to its
+    own handler: a write commits whole or not at all, and an interrupt is raised after it (not
+    inside DuckDB, which would end the COMMIT with ``RuntimeError: Query interrupted``). Signals
+    reach only the main thread; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: h for s in _ENDING_SIGNALS if (h := signal.getsignal(s)) is not None}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 class Store:
@@ -308,10 +342,11 @@ class Store:
                 con.execute(sql, params)
             return
         try:
-            con.execute("BEGIN TRANSACTION")
-            for sql, params in steps:
-                con.execute(sql, params)
-            con.execute("COMMIT")
+            with interrupts_deferred():  # an interrupt lands after the row, never inside it
+                con.execute("BEGIN TRANSACTION")
+                for sql, params in steps:
+                    con.execute(sql, params)
+                con.execute("COMMIT")
         except duckdb.Error as exc:
             # the connection is closed below; nothing of this write was committed
             with contextlib.suppress(duckdb.Error):
@@ -329,7 +364,8 @@ class Store:
         self._in_transaction = True
         try:
             yield
-            self.con.execute("COMMIT")
+            with interrupts_deferred():
+                self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise

@@ -141,3 +141,23 @@ def test_an_import_with_an_incomplete_case_is_refused_before_storing(
     with pytest.raises(ConfigError, match="'test_x' lacks variant, backend in extra_info"):
         import_pytest_benchmark(path, store)
     assert store.runs() == []
+
+
+def test_an_interrupt_during_a_write_lands_after_the_row_is_committed(tmp_path: Path) -> None:
+    """Ctrl-C inside DuckDB's COMMIT would end it with 'Query interrupted' (a traceback, a lost
+    row): the write holds the signal and raises it once the row is in."""
+    import signal
+
+    from harness.store import interrupts_deferred
+
+    reached: list[str] = []
+
+    def write() -> None:
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            reached.append("after the signal, inside the write")
+
+    with pytest.raises(KeyboardInterrupt):
+        write()
+    assert reached == ["after the signal, inside the write"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
