@@ -5,8 +5,8 @@ What is timed: ``load_s`` is the first instance's ``backend.load``; the calibrat
 LoadGen its expected latency / QPS; then LoadGen times every query sample. For ``server`` the
 max-QPS search (:func:`harness.scenarios.search.max_qps`) runs LoadGen once per probe within
 ``search_budget_s``, and the row reports the highest passing probe; in full mode the probes
-run in short mode and the highest passing target is then run once in full mode, which is the
-row. Fidelity is not scored here
+run in short mode and a full-mode run then confirms 90% of the highest passing target (81% if
+that misses the bound), which is the row. Fidelity is not scored here
 (the single-stream case of the same artifact scores it).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,11 @@ from harness.scenarios.search import Probe, max_qps
 SAMPLE_POOL = 64  # distinct query samples in the QSL (all resident: they are small)
 CALIBRATION_RUNS = 7
 OFFLINE_HEADROOM = 1.5
+# Full mode confirms the short search's best server QPS with a margin: a 1 s probe sees few tail
+# events. In one quiet run here the full run at the short search's best (OpenVINO, 61.0 QPS)
+# missed the 50 ms bound with a p99 of 62.1 ms. Each try runs at FULL_STEP times the previous.
+FULL_STEP = 0.9
+FULL_TRIES = 2
 
 
 def samples_of(case: Case) -> list[dict[str, np.ndarray]]:
@@ -170,7 +175,7 @@ def run_scenario(
     if case.scenario == "server":
         records: dict[float, RunRecord] = {}
         # The search's probes run in short mode even in full mode (a 600 s probe per step would
-        # spend the search budget on one probe); full mode then confirms the found QPS once.
+        # spend the search budget on one probe); full mode then confirms what they found.
         short = replace(serving, mode="short")
 
         def probe(qps: float) -> Probe:
@@ -193,22 +198,49 @@ def run_scenario(
                 f"tried {chosen.target_qps:.2f} QPS: p99 {chosen.p99_ms} ms); its run is shown"
             )
         elif serving.compliant:
-            progress(f"server at {chosen.target_qps:.1f} QPS, full mode")
-            run = LoadRun("server", serving, target_qps=chosen.target_qps,
-                          expected_qps=capacity, model=case.model)  # fmt: skip
-            record = run_loadgen(run, instances, case.serving, samples, root / "full")
-            confirmed = _probe_of(record, chosen.target_qps, serving.latency_bound_ms)
-            if not confirmed.passed:
-                cal["no_passing_target"] = (
-                    f"the full-mode run at {chosen.target_qps:.2f} QPS, the short-mode "
-                    f"search's best, missed the p99 bound of {serving.latency_bound_ms:g} ms "
-                    f"(p99 {confirmed.p99_ms} ms)"
-                )
+
+            def full(qps: float) -> tuple[RunRecord, Probe]:
+                progress(f"server at {qps:.1f} QPS, full mode")
+                run = LoadRun("server", serving, target_qps=qps, expected_qps=capacity,
+                              model=case.model)  # fmt: skip
+                done = run_loadgen(run, instances, case.serving, samples, root / f"full-{qps:.2f}")
+                return done, _probe_of(done, qps, serving.latency_bound_ms)
+
+            record, target = _confirm_in_full_mode(full, chosen.target_qps, cal,
+                                                   serving.latency_bound_ms)  # fmt: skip
     else:
         progress(f"{case.scenario} under LoadGen")
         record = run_loadgen(base, instances, case.serving, samples, root / case.scenario)
         target = base.expected_qps if case.scenario == "offline" else None
     return _measurement(case, record, target, probes, stop, cal), record.latencies_ns
+
+
+def _confirm_in_full_mode(
+    full: Callable[[float], tuple[RunRecord, Probe]],
+    best_qps: float,
+    cal: dict[str, Any],
+    bound_ms: float,
+) -> tuple[RunRecord, float]:
+    """Run the server in full mode at ``FULL_STEP`` times the short search's best QPS, and at
+    ``FULL_STEP`` times that again if it misses the bound (at most ``FULL_TRIES`` runs); the
+    last run is the row. Each try is recorded in ``cal["full_runs"]``; when none passes,
+    ``cal["no_passing_target"]`` says so."""
+    tried: list[dict[str, Any]] = []
+    qps = best_qps
+    for _ in range(FULL_TRIES):
+        qps *= FULL_STEP
+        record, check = full(qps)
+        tried.append({"target_qps": qps, "p99_ms": check.p99_ms, "passed": check.passed})
+        if check.passed:
+            break
+    cal["full_runs"] = tried
+    if not tried[-1]["passed"]:
+        runs = "; ".join(f"{t['target_qps']:.2f} QPS: p99 {t['p99_ms']} ms" for t in tried)
+        cal["no_passing_target"] = (
+            f"no full-mode run met the p99 bound of {bound_ms:g} ms ({runs}; the short-mode "
+            f"search's best was {best_qps:.2f} QPS)"
+        )
+    return record, qps
 
 
 def _unserved(case: Case, error: str) -> LoadMeasurement:
