@@ -40,6 +40,9 @@ class CaseSettings:
                         (fidelity, executed precision, backend facts) are left to the rounds
                         that measure the cases that can still win, and no peak RSS is kept
                         (the round's cases share one worker process).
+    keep_warmup:        a search round's case: its warm-up keeps the bound the full
+                        measurement has, min(warmup_max_s, the suite's budget_s), instead of
+                        being capped at the round's shorter budget_s.
     """
 
     timing: TimingPolicy = field(default_factory=TimingPolicy)
@@ -50,6 +53,7 @@ class CaseSettings:
     retries: int = 0
     serving: ServingSettings = field(default_factory=ServingSettings)
     screening: bool = False
+    keep_warmup: bool = False
 
 
 @dataclass(frozen=True)

@@ -217,8 +217,10 @@ def measure_case(
     )
     policy = case.settings.timing
     # budget_s bounds the whole measurement: warm-up, sampling and the untimed passes each
-    # get at most that long (the samples are kept whatever happens after them).
-    policy = replace(policy, warmup_max_s=min(policy.warmup_max_s, policy.budget_s))
+    # get at most that long (the samples are kept whatever happens after them). A search
+    # round's warm-up was bounded by the full budget already (``keep_warmup``).
+    if not case.settings.keep_warmup:
+        policy = replace(policy, warmup_max_s=min(policy.warmup_max_s, policy.budget_s))
     untimed_errors: list[str] = []
     try:
         progress("loading")

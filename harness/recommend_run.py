@@ -26,8 +26,12 @@ def with_budget(case: Case, budget_s: float, screening: bool = False) -> Case:
     cut short times kernels still warming, a bias no interval shows (in one quiet run here,
     with the warm-up capped at a 0.67 s round, OpenVINO's int8 b8 case cost 15% more than in the
     full grid, and the grid's winner was pruned)."""
-    timing = replace(case.settings.timing, budget_s=budget_s)
-    settings = replace(case.settings, timing=timing, screening=screening)
+    suite = case.settings.timing
+    warmup = min(suite.warmup_max_s, suite.budget_s)  # what the full measurement warms up for
+    timing = replace(suite, budget_s=budget_s, warmup_max_s=warmup)
+    screenable = not case.load_driven and case.gen_len is None  # the encoder timing path
+    settings = replace(case.settings, timing=timing, screening=screening and screenable,
+                       keep_warmup=True)  # fmt: skip
     return replace(case, settings=settings)
 
 

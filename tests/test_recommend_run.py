@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.measure.timing import TimingPolicy
 from harness.optimize.artifacts import cache_root
 from harness.plan import plan
 from harness.recommend import Constraints
@@ -32,11 +33,28 @@ SUITE = """
 
 
 def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
-    write_suite: Callable[..., Path], store: Store
+    write_suite: Callable[..., Path], store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import harness.execute
+
+    policies: list[TimingPolicy] = []
+    timed = harness.execute.measure
+
+    def recording(backend: object, clock: object, policy: TimingPolicy, *rest: object) -> object:
+        policies.append(policy)
+        return timed(backend, clock, policy, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(harness.execute, "measure", recording)
     planned = plan(load_suite(write_suite(SUITE)))
     runner = Runner(store, cache_root(), ScriptedLauncher(), watch=FixedWatch())
     result, run_ids = search_suite(planned, runner, "throughput", Constraints(max_p99_ms=5), 0.1)
+    # every round warms up as the full measurement does (min(warm-up bound, the suite's 0.9 s)),
+    # not for at most its own shorter budget
+    assert {(round(p.budget_s, 6), p.warmup_max_s) for p in policies} == {
+        (0.1, 0.9),
+        (0.3, 0.9),
+        (0.9, 0.9),
+    }
     assert result.recommendation.winner is not None
     assert result.recommendation.winner.row.batch_size == 16
     # round 1 measures b16 first (the best at its optimistic end) and skips b1 and b4
@@ -48,9 +66,8 @@ def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
     assert [len(store.cases(r)) for r in run_ids] == [3, 1, 1]
     screened = store.cases(run_ids[0])
     assert all(r.fidelity is None and r.peak_rss_mb is None for r in screened)
-    short = with_budget(planned.cases[0], 0.1).settings.timing
-    assert short.budget_s == 0.1  # the warm-up is not cut short with it
-    assert short.warmup_max_s == planned.cases[0].settings.timing.warmup_max_s
+    short = with_budget(planned.cases[0], 0.1, screening=True).settings
+    assert short.timing.budget_s == 0.1 and short.keep_warmup and short.screening
 
 
 @pytest.mark.parametrize(
