@@ -9,8 +9,10 @@ round measures the surviving cases at the suite's own budget.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 from harness.case import Case
+from harness.launch.base import Launcher, Outcome, Progress, Task, no_progress
 from harness.launch.pooled import PooledLauncher
 from harness.launch.process import ProcessLauncher
 from harness.plan import Plan
@@ -18,6 +20,9 @@ from harness.recommend import Constraints
 from harness.recommend_search import SearchResult, successive_halving
 from harness.result import CaseResult
 from harness.runner import Runner
+from harness.worker import MeasureTask
+
+T = TypeVar("T")
 
 
 def with_budget(case: Case, budget_s: float, screening: bool = False) -> Case:
@@ -61,19 +66,34 @@ def search_suite(
             what = "timing only, one shared worker" if screening else "one case at a time"
             runner.reporter.notice(f"round {len(runs)}: {name}: {what}")
         own = runner.cases.launcher
-        if screening and type(own) is ProcessLauncher:  # not a fleet, a test's fake, --inline
-            runner.cases.launcher = pooled
-        try:
-            # a later round measures one case at a time: each lands in its round's run
-            run_id = runner.run(replace(planned, suite=rounds, cases=cases_now),
-                                runs.get(budget_s), resume=budget_s in runs)  # fmt: skip
-        finally:
-            runner.cases.launcher = own
+        # only a local run's screening shares a worker (not a fleet's, a test's fake, --inline)
+        shared = screening and isinstance(own, ProcessLauncher)
+        with PooledLauncher() as pool:
+            if shared:
+                runner.cases.launcher = _ScreeningLauncher(own, pool)
+            try:
+                # a later round measures one case at a time: each lands in its round's run
+                run_id = runner.run(replace(planned, suite=rounds, cases=cases_now),
+                                    runs.get(budget_s), resume=budget_s in runs)  # fmt: skip
+            finally:
+                runner.cases.launcher = own
         runs[budget_s] = run_id
         wanted = {c.case_id for c in cases}
         return [r for r in runner.store.cases(run_id) if r.case_id in wanted]
 
-    with PooledLauncher() as pooled:
-        result = successive_halving(planned.cases, measure, objective, constraints,
-                                    first_budget_s, full, eta, energy_source)  # fmt: skip
+    result = successive_halving(planned.cases, measure, objective, constraints,
+                                first_budget_s, full, eta, energy_source)  # fmt: skip
     return result, list(runs.values())
+
+
+class _ScreeningLauncher:
+    """A screening round's measure tasks to the shared worker; everything else (artifact
+    builds: quantisation, distillation) to ``own``, a fresh process each."""
+
+    def __init__(self, own: Launcher, pool: PooledLauncher) -> None:
+        self.own, self.pool = own, pool
+
+    def launch(self, task: Task[T], progress: Progress = no_progress) -> Outcome[T]:
+        if isinstance(task, MeasureTask) and task.case.settings.screening:
+            return self.pool.launch(task, progress)
+        return self.own.launch(task, progress)

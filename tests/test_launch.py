@@ -42,7 +42,14 @@ class Job:
                   "not-applicable": VariantNotApplicable("no torch module")}  # fmt: skip
         if self.what in errors:
             raise errors[self.what]
-        return {"pid": os.getpid(), "threads": os.environ.get("OMP_NUM_THREADS")}
+        if self.what == "child":  # leaves a process behind
+            import subprocess
+
+            subprocess.Popen(["sleep", "30"])
+        if self.what == "pin":
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        return {"pid": os.getpid(), "threads": os.environ.get("OMP_NUM_THREADS"),
+                "cpus": len(os.sched_getaffinity(0))}  # fmt: skip
 
 
 def _launch(job: Job) -> tuple[Outcome[dict[str, object]], list[str]]:
@@ -141,5 +148,12 @@ def test_the_pooled_launcher_reuses_one_worker_per_env_and_replaces_a_dead_one()
         assert after.value is not None and after.value["pid"] not in (first.value["pid"],)
         again = pool.launch(Job())
         assert again.value is not None and again.value["pid"] == after.value["pid"]
+        pinned, unpinned = pool.launch(Job("pin")), pool.launch(Job())
+        assert pinned.value is not None and unpinned.value is not None
+        assert unpinned.value["pid"] == pinned.value["pid"]
+        assert unpinned.value["cpus"] == len(os.sched_getaffinity(0))  # reset between tasks
+        left, fresh = pool.launch(Job("child")), pool.launch(Job())
+        assert left.value is not None and fresh.value is not None
+        assert fresh.value["pid"] != left.value["pid"]  # a worker with a child is retired
         workers = [w.proc for w in pool._workers.values()]
     assert workers and not any(p.is_alive() for p in workers)

@@ -27,7 +27,9 @@ JOIN_S = 5.0  # how long a finished or killed worker gets to exit
 TERM_GRACE_S = 3.0  # how long a worker asked to stop gets to remove its partial files
 
 
-def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, str]) -> None:
+def worker_setup(log_path: str, env: Mapping[str, str]) -> int:
+    """What every worker process does first; returns the log's file descriptor (opened for
+    appending, so a long-lived worker can truncate it between tasks)."""
     # Its own process group: a timeout or an interrupt ends the worker and every process it
     # started (a runtime's compiler, a user's subprocess) with one killpg.
     os.setpgrp()
@@ -37,9 +39,14 @@ def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, s
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent; it ends us
     # Thread-pool sizes must be in the environment before numpy or a runtime is imported.
     os.environ.update(env)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+    return log_fd
+
+
+def _entry(task: Task[Any], conn: Connection, log_path: str, env: Mapping[str, str]) -> None:
+    worker_setup(log_path, env)
     from harness.worker import failed, run_task
 
     try:
@@ -122,54 +129,57 @@ class ProcessLauncher:
             proc.start()
             child_conn.close()
             try:
-                return self._wait(task, proc, parent_conn, log_path, progress)
+                return wait_for_outcome(task, proc, parent_conn, log_path, progress)
             finally:
                 # Also on the way out of an interrupt: the worker's whole process group ends.
                 end_group(proc, 0.0 if proc.exitcode is not None else TERM_GRACE_S)
                 parent_conn.close()
 
-    @staticmethod
-    def _wait(
-        task: Task[T],
-        proc: Any,
-        conn: Connection,
-        log_path: Path,
-        progress: Progress,
-    ) -> Outcome[T]:
-        from harness.worker import salvaged
 
-        deadline = time.monotonic() + task.timeout_s
-        kept: list[T] = []
-        phase = ""
+def wait_for_outcome(
+    task: Task[T],
+    proc: Any,
+    conn: Connection,
+    log_path: Path,
+    progress: Progress,
+) -> Outcome[T]:
+    """Relay the worker's progress and return its outcome for ``task``; a crash or a wait
+    past ``task.timeout_s`` is a failed outcome (error kind ``crashed`` / ``timeout``) that
+    keeps a measurement the worker sent before it ended."""
+    from harness.worker import salvaged
 
-        def ended(reason: str, kind: str) -> Outcome[T]:
-            """The worker ended without an outcome: a failure of its stage, or, when it kept
-            a measurement before it ended, that measurement with the reason."""
-            failed: Outcome[T] = Outcome("failed", reason=f"{task.stage}: {reason}",
-                                         error_kind=kind, detail=_tail(log_path),
-                                         stage=task.stage)  # fmt: skip
-            return salvaged(kept[0], failed) if kept else failed
+    deadline = time.monotonic() + task.timeout_s
+    kept: list[T] = []
+    phase = ""
 
-        while True:
-            left = deadline - time.monotonic()
-            if not wait([conn, proc.sentinel], timeout=max(left, 0)):
-                where = f" (last step: {phase})" if phase else ""
-                return ended(f"timed out after {task.timeout_s:g} s{where}", "timeout")
-            try:
-                message = conn.recv() if conn.poll() else None
-            except EOFError:
-                message = None
-            if message is None:
-                proc.join(JOIN_S)
-                return ended(f"worker {_describe_exit(proc.exitcode)}", "crashed")
-            if message[0] == "progress":
-                phase = message[1]
-                progress(message[1])
-                continue
-            if message[0] == "kept":
-                kept[:] = [message[1]]
-                continue
-            outcome: Outcome[T] = message[1]
-            if outcome.status == "failed" and not outcome.detail:
-                return replace(outcome, detail=_tail(log_path))
-            return outcome
+    def ended(reason: str, kind: str) -> Outcome[T]:
+        """The worker ended without an outcome: a failure of its stage, or, when it kept
+        a measurement before it ended, that measurement with the reason."""
+        failed: Outcome[T] = Outcome("failed", reason=f"{task.stage}: {reason}",
+                                     error_kind=kind, detail=_tail(log_path),
+                                     stage=task.stage)  # fmt: skip
+        return salvaged(kept[0], failed) if kept else failed
+
+    while True:
+        left = deadline - time.monotonic()
+        if not wait([conn, proc.sentinel], timeout=max(left, 0)):
+            where = f" (last step: {phase})" if phase else ""
+            return ended(f"timed out after {task.timeout_s:g} s{where}", "timeout")
+        try:
+            message = conn.recv() if conn.poll() else None
+        except EOFError:
+            message = None
+        if message is None:
+            proc.join(JOIN_S)
+            return ended(f"worker {_describe_exit(proc.exitcode)}", "crashed")
+        if message[0] == "progress":
+            phase = message[1]
+            progress(message[1])
+            continue
+        if message[0] == "kept":
+            kept[:] = [message[1]]
+            continue
+        outcome: Outcome[T] = message[1]
+        if outcome.status == "failed" and not outcome.detail:
+            return replace(outcome, detail=_tail(log_path))
+        return outcome
