@@ -854,10 +854,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def entry() -> None:
     """The console script: SIGTERM and SIGHUP end a run as Ctrl-C does (workers stopped,
-    finished cases kept, a message saying so). SIGINT too, also where the shell started this
-    process with SIGINT ignored (a background job of a script)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    finished cases kept, a message saying so). A signal this process was started with
+    ignored stays ignored (``nohup``; a script's background job ignores SIGINT)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _interrupt)
     sys.exit(main())
 
 

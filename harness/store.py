@@ -96,10 +96,17 @@ _ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def interrupted_query(exc: BaseException) -> bool:
-    """An interrupt that reached DuckDB in the middle of a read (it raises its own error)."""
+    """An interrupt that reached DuckDB in the middle of a read (it raises its own error:
+    ``InterruptException``, or a RuntimeError in some DuckDB builds)."""
     return isinstance(exc, duckdb.InterruptException) or (
-        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
+        isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
     )
+
+
+def _interrupted(exc: BaseException) -> None:
+    """Raise KeyboardInterrupt when DuckDB's error is an interrupt, not a damaged store."""
+    if interrupted_query(exc):
+        raise KeyboardInterrupt from None
 
 
 @contextlib.contextmanager
@@ -223,6 +230,7 @@ class Store:
                 return None
             rows = self.con.execute("SELECT version FROM schema_info").fetchall()
         except duckdb.Error as exc:
+            _interrupted(exc)
             raise StoreError(f"{self.path}: damaged results store: {_first_line(exc)}") from None
         values = [r[0] for r in rows]
         if len(values) != 1 or not isinstance(values[0], int) or values[0] < 1:
@@ -240,6 +248,7 @@ class Store:
                 for table in _TABLES:  # reads every table's first block: truncation shows
                     self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
         except duckdb.Error as exc:
+            _interrupted(exc)
             raise StoreError(f"{self.path}: damaged results store: {_first_line(exc)}") from None
         if missing:
             raise StoreError(
@@ -260,11 +269,12 @@ class Store:
             create(self.con, SCHEMA_VERSION)
             return
         while found < SCHEMA_VERSION:
-            self.con.execute("BEGIN TRANSACTION")
             try:
-                MIGRATIONS[found](self.con)
-                self.con.execute("UPDATE schema_info SET version = ?", [found + 1])
-                self.con.execute("COMMIT")
+                with interrupts_deferred():  # a step is short: it lands whole, then the signal
+                    self.con.execute("BEGIN TRANSACTION")
+                    MIGRATIONS[found](self.con)
+                    self.con.execute("UPDATE schema_info SET version = ?", [found + 1])
+                    self.con.execute("COMMIT")
             except duckdb.Error as exc:
                 self.con.execute("ROLLBACK")
                 raise StoreError(
@@ -348,6 +358,7 @@ class Store:
                     con.execute(sql, params)
                 con.execute("COMMIT")
         except duckdb.Error as exc:
+            _interrupted(exc)
             # the connection is closed below; nothing of this write was committed
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -364,11 +375,13 @@ class Store:
         self._in_transaction = True
         try:
             yield
-            with interrupts_deferred():
-                self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
+            self._in_transaction = False
             raise
+        try:
+            with interrupts_deferred():  # an interrupt lands after the COMMIT, never inside
+                self.con.execute("COMMIT")
         finally:
             self._in_transaction = False
 
@@ -476,6 +489,7 @@ class Store:
         try:
             return self._read(sql, params)
         except duckdb.Error as exc:
+            _interrupted(exc)
             raise StoreError(f"{self.path}: damaged results store: {_first_line(exc)}") from None
 
     def _fetch(self, sql: str, params: list[Any]) -> list[Any]:
@@ -483,6 +497,7 @@ class Store:
         try:
             return self.con.execute(sql, params).fetchall()
         except duckdb.Error as exc:
+            _interrupted(exc)
             raise StoreError(f"{self.path}: damaged results store: {_first_line(exc)}") from None
 
     def _read(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
