@@ -90,7 +90,7 @@ class Measurement:
     load_s: float
     compile_s: float | None
     first_inference_ms: float
-    model_mem_mb: float
+    model_mem_mb: float | None
     peak_rss_mb: float | None
     affinity: str
     executed_precision: str | None

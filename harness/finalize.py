@@ -115,7 +115,8 @@ def finalize(
     if case.settings.screening:
         details[SCREENING] = (
             "a short round of recommend --run: timed only, in a worker shared with the round's "
-            "earlier cases (no fidelity, executed precision or peak RSS)"
+            "earlier cases (no fidelity, executed precision or memory; load and first-inference "
+            "times are from a process that had loaded the runtime before)"
         )
     _latency(row, stats, m, details, case.settings.timing.confidence)
     if m.load is not None:

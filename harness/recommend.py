@@ -21,12 +21,14 @@ hardware class, from any number of runs and machines):
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from harness import cost
+from harness.case import SCREENING
 from harness.errors import ConfigError
 from harness.measure.stats import min_samples_for
 from harness.result import CaseResult
@@ -167,6 +169,15 @@ def _unboundable(what: str, column: str, rows: Sequence[CaseResult]) -> str:
     )
 
 
+def is_screening(row: CaseResult) -> bool:
+    """A row of ``recommend --run``'s screening round (``CaseSettings.screening``)."""
+    try:
+        details = json.loads(row.details or "{}")
+    except ValueError:
+        return False
+    return isinstance(details, dict) and SCREENING in details
+
+
 def violations(
     row: CaseResult, c: Constraints, timed: bool = True, known_only: bool = False
 ) -> list[str]:
@@ -180,6 +191,8 @@ def violations(
     if row.status != "ok":
         return [f"{row.status}: {row.reason or 'no reason recorded'}"]
     found = []
+    if not known_only and is_screening(row):
+        found.append("a search's screening row: timed only (no fidelity or memory)")
     hw = row_hardware_class(row)
     if c.hardware and hw not in c.hardware:
         found.append(f"hardware {hw} not among {', '.join(c.hardware)}")

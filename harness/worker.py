@@ -147,15 +147,16 @@ class MeasureTask:
             return measure_case(
                 self.case, self.artifact, self.reference, PerfCounterClock(), progress, keep
             )
-        # A screening round's worker also ran the round's earlier cases: its peak RSS is theirs
-        # as much as this case's, so none is kept.
+        # A screening round's worker also ran the round's earlier cases: no memory figure is
+        # kept.
         measured = measure_case(self.case, self.artifact, self.reference, PerfCounterClock(),
                                 progress, lambda m: keep(_unshared(m)))  # fmt: skip
         return _unshared(measured)
 
 
 def _unshared(measured: Measurement) -> Measurement:
-    return replace(measured, peak_rss_mb=None)
+    """A shared worker's memory figures belong to its earlier cases as much as to this one."""
+    return replace(measured, peak_rss_mb=None, model_mem_mb=None, device_mem_mb=None)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harness.errors import ConfigError
-from harness.recommend import Constraints, recommend
+from harness.recommend import Constraints, recommend, violations
 from harness.recommend_search import hopeless, successive_halving
 from harness.result import CaseResult
 
@@ -90,6 +90,11 @@ def test_a_screening_row_is_never_pruned_for_what_it_did_not_measure() -> None:
     bound = Constraints(min_fidelity=0.99, max_memory_mb=100.0)
     assert hopeless(row, bound, screening=True) is None
     assert hopeless(row, bound) == "fidelity not scored; memory not measured"
+    row.details = '{"screening": "a short round of recommend --run"}'
+    assert violations(row, Constraints()) == [
+        "a search's screening row: timed only (no fidelity or memory)"
+    ]  # never recommended from a stored run, whatever the constraints
+    assert hopeless(row, bound, screening=True) is None
 
 
 def test_a_lone_survivor_goes_straight_to_its_full_measurement() -> None:
