@@ -520,11 +520,28 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
         values["pricing"] = _pricing(where, data["cost"])
     if "serving" in data:
         values.update(_serving(where, data["serving"]))
+        _full_mode_fits(where, values)
     if "scenario" in values:
         values["scenarios"] = values.pop("scenario")
     values["options"] = _options(where, data.get("options", {}))
     values.setdefault("name", Path(where).stem)
     return Suite(path=where, **values)
+
+
+def _full_mode_fits(where: str, values: dict[str, Any]) -> None:
+    """Full mode runs LoadGen for 600 s at least (offline about 1.65x that, the server its
+    search and up to two full runs): a case timeout under that would always kill the case,
+    and a load case keeps nothing of a run that did not finish."""
+    serving: ServingSettings = values["serving"]
+    if not serving.compliant:
+        return
+    least = 1500.0 + serving.search_budget_s
+    given = values.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if given < least:
+        raise ConfigError(
+            f"{where}: [measure] timeout_s = {given:g} s is too short for [serving] mode = "
+            f'"full" (a full-mode case runs 10-22 minutes); allowed: at least {least:g} s'
+        )
 
 
 def load_suite(path: Path) -> Suite:

@@ -188,6 +188,12 @@ def test_the_plan_sweeps_serving_axes_for_load_scenarios_only(write_suite: Write
         ("[serving]\ninstances = [0]", "serving.instances"),
         ("[serving]\nmax_queue_delay_ms = [-1]", "serving.max_queue_delay_ms"),
         ("[serving]\nbound = 3", r"unknown key 'bound' in \[serving\]"),
+        (
+            "[serving]\nmode = 'full'",
+            r"timeout_s = 600 s is too short for \[serving\] mode = "
+            r'"full" \(a full-mode case runs 10-22 minutes\); allowed: '
+            r"at least 1560 s",
+        ),
     ],
 )
 def test_bad_serving_input_is_one_config_error(write_suite: Write, body: str, message: str) -> None:
@@ -228,10 +234,10 @@ def test_full_mode_starts_from_loadgens_mlperf_conf_and_short_mode_lowers_it() -
     lg = loadgen()
     full = ServingSettings(mode="full", latency_bound_ms=40)
     short = ServingSettings(short_duration_ms=100, short_query_count=16)
-    multi = settings_of(lg, LoadRun("multi-stream", full, seed=3, model="minilm-l6"))
+    multi = settings_of(lg, LoadRun("multi-stream", full, seed=3))
     assert multi.min_duration_ms == 600_000 and multi.min_query_count == 662
     assert multi.qsl_rng_seed == 2085463073848966840  # mlperf.conf's, not the run's seed
-    server = settings_of(lg, LoadRun("server", full, target_qps=20.0, model="minilm-l6"))
+    server = settings_of(lg, LoadRun("server", full, target_qps=20.0))
     assert server.min_duration_ms == 600_000 and server.server_target_qps == 20.0
     assert server.server_target_latency_ns == 40_000_000  # the suite's bound, not the conf's
     lowered = settings_of(lg, LoadRun("multi-stream", short, seed=3))
@@ -239,21 +245,23 @@ def test_full_mode_starts_from_loadgens_mlperf_conf_and_short_mode_lowers_it() -
     assert lowered.min_query_count == 16 and lowered.qsl_rng_seed == 3
 
 
-@pytest.mark.parametrize("full_limit", [25.0, 0.0])
+@pytest.mark.parametrize("full_limit", [25.0, 0.0, -1.0])
 def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
     monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path, full_limit: float
 ) -> None:
     """Short probes meet the 50 ms bound up to 30 QPS; full runs up to ``full_limit``: the
     first full run (90% of the search's best) misses, the second (81%) passes or not."""
-    body = SUITE.format(scenarios='["server"]', loadgen="true").replace(
-        "max_batch_size = [1, 4]\n    max_queue_delay_ms = [1, 2]", 'mode = "full"'
+    body = (
+        SUITE.format(scenarios='["server"]', loadgen="true")
+        .replace("max_batch_size = [1, 4]\n    max_queue_delay_ms = [1, 2]", 'mode = "full"')
+        .replace("[serving]", "[measure]\n    timeout_s = 2400\n    [serving]")
     )
     case = plan(load_suite(write_suite(body))).cases[0]
     runs: list[tuple[str, float]] = []
 
     def scripted(run: LoadRun, *_: object) -> RunRecord:
         runs.append((run.serving.mode, run.target_qps))
-        limit = 30.0 if run.serving.mode == "short" else full_limit
+        limit = (30.0 if full_limit >= 0 else 0.0) if run.serving.mode == "short" else full_limit
         p99 = 10.0 if run.target_qps <= limit else 90.0
         text = _log(effective_scenario="Server", result_validity="VALID" if p99 < 50 else
                     "INVALID", result_perf_constraints_met=p99 < 50,
@@ -265,6 +273,10 @@ def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
     monkeypatch.setattr("harness.scenarios.measure.calibrate",
                         lambda *_: {"sample_ms": 10.0, "capacity_qps": 40.0})  # fmt: skip
     m, _ = run_scenario(case, [lambda _: None], [], FakeClock(), log_root=tmp_path)
+    if full_limit < 0:  # no short probe passed: the row is a short probe, and says so
+        assert {mode for mode, _ in runs} == {"short"} and not m.compliant and not m.valid
+        assert any("not MLPerf-compliant" in why for why in m.reasons)
+        return
     best = max(q for mode, q in runs if mode == "short" and q <= 30)
     assert [q for mode, q in runs if mode == "full"] == pytest.approx([0.9 * best, 0.81 * best])
     assert runs[-1][0] == "full" and m.target_qps == pytest.approx(0.81 * best) and m.compliant

@@ -27,6 +27,7 @@ from harness.scenarios.config import LOADGEN_SCENARIOS, ServingKnobs, ServingSet
 from harness.scenarios.logparse import LoadgenSummary, parse_detail, summarize
 
 INSTALL_HINT = "pip install 'infrabench[serving]' (mlcommons-loadgen)"
+CONF_MODEL = "infrabench"  # the model name mlperf.conf is read for: only its ``*`` lines apply
 SHORT_MAX_DURATION_FACTOR = 10  # short mode: LoadGen stops issuing at 10x the minimum duration
 
 
@@ -51,7 +52,6 @@ class LoadRun:
     expected_qps: float = 1.0
     target_qps: float = 1.0
     seed: int = 0
-    model: str = "*"
 
 
 @dataclass
@@ -79,7 +79,9 @@ def test_settings(lg: Any, run: LoadRun) -> Any:
 
     Full mode starts from the ``mlperf.conf`` that LoadGen embeds (``FromConfig`` with
     ``conf_type=0``: the 600 s minimum duration of every scenario, multi-stream's 662 queries,
-    the official RNG seeds, the target percentiles) for ``run.model``; only the calibrated
+    the official RNG seeds, the target percentiles): its ``*`` entries only, read for a model name
+    no MLPerf benchmark uses (an MLPerf model's own entries, e.g. resnet50's sample count, do
+    not fit the harness's query sample library); only the calibrated
     expectations and the suite's latency bound (a per-model choice, MLPerf's ``user.conf``
     part) are set over it. Short mode lowers the minimum duration and query count, bounds the
     duration, and uses ``run.seed``.
@@ -87,7 +89,7 @@ def test_settings(lg: Any, run: LoadRun) -> Any:
     s = lg.TestSettings()
     name = LOADGEN_SCENARIOS[run.scenario]
     s.scenario = getattr(lg.TestScenario, name)
-    if run.serving.compliant and s.FromConfig("", run.model, name, 0) != 0:
+    if run.serving.compliant and s.FromConfig("", CONF_MODEL, name, 0) != 0:
         raise MeasurementError(f"LoadGen could not read its embedded mlperf.conf for {name}")
     s.mode = lg.TestMode.PerformanceOnly
     ns = lambda ms: max(1, int(ms * 1e6))  # noqa: E731
