@@ -143,12 +143,16 @@ def _lead(leaders: Leaders, row: CaseResult, obj: Objective, c: Constraints) -> 
 
 def _beaten(row: CaseResult, leaders: Leaders, obj: Objective, names: dict[str, str]) -> str | None:
     """Why ``row`` cannot beat its energy source's leader even at its optimistic end; None
-    when it still may (or has no interval, or the machine watch flagged it: an interval from
-    samples taken while other work ran does not cover the machine's drift, so such a row is
-    timed again, longer, not pruned)."""
+    when it still may, or when its interval cannot say: it has none (a point estimate), its
+    warm-up did not settle, or the machine watch flagged it (an interval from samples taken
+    while other work ran does not cover the machine's drift). Such a row is timed again,
+    longer, not pruned."""
     ends = objective_interval(row, obj)
     key = row.energy_source if obj.energy_based else None
-    if ends is None or key not in leaders or machine_flags_of(row.noise):
+    column = "latency_ms_p99" if obj.name == "latency" else "latency_ms_p50"
+    if ends is None or key not in leaders or getattr(row, f"{column}_ci_low") is None:
+        return None
+    if row.warmup_steady is False or machine_flags_of(row.noise):
         return None
     bound, leader = leaders[key]
     if leader.case_id == row.case_id or ends[0] <= bound:

@@ -154,9 +154,11 @@ def test_when_every_case_is_pruned_there_is_no_winner_and_each_says_why() -> Non
     ]
 
 
-def test_a_noisy_row_is_timed_again_rather_than_pruned_on_its_objective() -> None:
-    """Round 0 timed c while other work ran (3x its quiet cost, flagged noisy): its interval
-    cannot rule it out, so it survives to the next round, where it wins."""
+@pytest.mark.parametrize("spoiled", ["noisy", "unsteady warm-up", "no interval"])
+def test_a_row_whose_interval_cannot_say_is_timed_again_rather_than_pruned(spoiled: str) -> None:
+    """Round 0 timed c at 3x its quiet cost while other work ran (flagged noisy), before its
+    warm-up settled, or without an interval: it cannot be ruled out, so it survives to the next
+    round, where it wins."""
     truth = {"a": 1.0, "c": 0.8}
 
     def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
@@ -166,10 +168,15 @@ def test_a_noisy_row_is_timed_again_rather_than_pruned_on_its_objective() -> Non
             row = fake_row(case.case_id, budget_s, screening)
             if case.case_id == "c" and budget_s == 1.0:
                 row.cost_usd_per_million = 2.4
-                row.noise = (
-                    "p50 interval 9.0% wide, target 2%: the median did not settle; "
-                    "load average 4.2 on 2 CPUs"
-                )
+                if spoiled == "noisy":
+                    row.noise = (
+                        "p50 interval 9.0% wide, target 2%: the median did not settle; "
+                        "load average 4.2 on 2 CPUs"
+                    )
+                elif spoiled == "unsteady warm-up":
+                    row.warmup_steady = False
+                else:
+                    row.latency_ms_p50_ci_low = row.latency_ms_p50_ci_high = None
             rows.append(row)
         return rows
 
