@@ -1,6 +1,7 @@
 """An already running inference server as a backend: KServe v2 (Triton, OpenVINO Model
 Server), an OpenAI-compatible embeddings endpoint, or OpenAI-compatible streamed text
-generation for the ``llm-server`` scenario (:mod:`backends.http_openai`), over HTTP with httpx.
+generation (OpenAI-compatible or Triton's generate extension) for the ``llm-server`` scenario
+(:mod:`backends.http_openai`), over HTTP with httpx.
 
 ``run`` sends the prepared batch as one request and waits for the answer; the harness times it
 (the network round trip is part of the latency, as a client sees it). Every wait is bounded by
@@ -15,8 +16,9 @@ Protocols (option ``protocol``):
 * ``openai-embeddings``: ``POST {url}/v1/embeddings`` with ``input`` = one token-id list per
   row (``input_ids`` with the padding cut by ``attention_mask``), as the OpenAI API allows;
   ``data[i].embedding`` is row i of the model's first output.
-* ``openai-completions``, ``openai-chat``: ``llm-server`` only (the default there), streamed;
-  see :mod:`backends.http_openai`.
+* ``openai-completions``, ``openai-chat``, ``triton-generate`` (Triton's generate extension):
+  ``llm-server`` only (``openai-completions`` is the default there), streamed; see
+  :mod:`backends.http_openai`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ generate extension on the KServe v2 URL space (``/v2/models/NAME/generate_stream
 docs/protocol/extension_generate.md of triton-inference-server/server: ``text_input`` and a
 ``parameters`` object, here the same sampling parameters with ``stream: true``); its chunks carry
 ``text_output``, an ``error`` object reports a failure after the 200 status, and the stream ends
-when the server closes it (no usage: the output tokens are the chunks counted).
+when the server closes it (no usage: the output tokens are the chunks counted, so a server that
+sends several tokens in one chunk gets a TPOT per chunk, and one that stops early is not told
+from one that finished; Triton's vLLM and TensorRT-LLM backends stream a token per chunk).
 
 The answer is Server-Sent Events read with httpx's streaming API: each ``data:`` chunk whose
 ``choices[].text`` (completions), ``choices[].delta.content`` (chat) or ``text_output``

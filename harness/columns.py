@@ -40,7 +40,7 @@ LOAD_COLUMNS = (
     "model", "variant", "backend", "scenario", "serving", "status", "target_qps", "achieved_qps",
     "p50", "p99", "goodput", "valid", "errors",
 )  # fmt: skip
-LOAD_DROP_ORDER = ("errors", "p50", "valid", "serving")
+LOAD_DROP_ORDER = ("p50", "serving", "scenario", "valid", "errors")
 LLM_LOAD_COLUMNS = (
     "model", "variant", "backend", "serving", "status", "target_qps", "achieved_qps", "goodput",
     "ttft", "ttft_p99", "tpot", "tpot_p99", "errors",

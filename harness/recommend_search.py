@@ -1,30 +1,35 @@
 """Search instead of the full grid: successive halving of measurement budgets, pruning every
 case that cannot win (``infrabench recommend --run SUITE``).
 
-Round 0 measures every case briefly (``first_budget_s`` each); each later round multiplies the
-budget by ``eta`` up to ``full_budget_s`` and measures only the cases still alive, the last
-round at the full budget. After each round a case is **pruned** when, even at the optimistic end
-of its intervals, it cannot win:
+Round 0, when shorter than the full budget, is a **screening** round: every case is timed
+briefly (``first_budget_s``) and nothing else (no fidelity, no memory: see
+``CaseSettings.screening``). Each later round multiplies the budget by ``eta`` up to
+``full_budget_s`` (the last round) and measures the cases still alive **one at a time, most
+promising first** (the optimistic end of the objective in the last round), each in full. A case
+is **pruned** when, even at the optimistic end of its intervals, it cannot win:
 
 * it failed or was skipped;
 * a constraint fails for certain: the p99's *lower* interval bound above the bound (the upper
   bound decides "met"; the lower one decides "hopeless"), the fidelity ratio below its minimum,
   memory over its bound, a hardware class not allowed (fidelity and memory do not depend on how
-  long a case is timed);
-* its objective at its optimistic end is worse than the pessimistic end of the best case that
-  meets every constraint with confidence (energy-derived objectives: the best of the same energy
-  source); not for a row the machine watch flagged (other processes, load): an interval from
-  samples taken while other work ran does not cover the drift between rounds, so such a row is
-  measured again instead (on a busy machine the search then saves less). The objective's
-  interval is the p99's for latency; for cost, energy and CO2 (which scale with the time per
-  inference) the p50's relative interval, inverted for throughput.
+  long a case is timed; a screening row has neither, and unknown is not a failure);
+* its objective at its optimistic end is worse than the pessimistic end of the round's
+  **leader**, the best case measured so far in the round that meets every constraint with
+  confidence (energy-derived objectives: the best of the same energy source). A screening row
+  never leads. In a later round this is checked *before* a case is measured, against its last
+  row, so a case that cannot beat the leader is not measured again. Not for a row whose
+  interval cannot say: a point estimate, an unsettled warm-up, or one the machine watch flagged
+  (an interval from samples taken while other work ran does not cover the drift between
+  rounds): such a row is measured again (on a busy machine the search then saves less). The
+  objective's interval is the p99's for latency; for cost, energy and CO2 (which scale with the
+  time per inference) the p50's relative interval, inverted for throughput.
 
 A p99 interval needs enough samples (``harness.measure.stats.min_samples_for``): under a latency
-bound, a round too short for any case to show it meets the bound prunes nothing on the objective
-(no case is yet a safe leader), so the first budget should allow that many samples.
+bound, a case too slow for that many samples in the full budget never meets the bound with
+confidence. The runner-up of a search may have been measured only in a shorter round.
 
-The caller supplies ``measure(cases, budget_s) -> rows`` (one ``CaseResult`` per case, matched
-by ``case_id``); nothing here knows how cases are run.
+The caller supplies ``measure(cases, budget_s, screening) -> rows`` (one ``CaseResult`` per
+case, matched by ``case_id``); nothing here knows how cases are run.
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ class ServingSettings:
     mode:             ``full``: the mlperf.conf LoadGen embeds (600 s minimum duration, query
                       counts, seeds; the row may be VALID; the server search's probes stay short
                       and a full run confirms 90% of their best QPS, 81% if that misses);
-                      ``short``:
-                      ``short_duration_ms`` and ``short_query_count`` instead, and the row says
-                      it is not MLPerf-compliant.
+                      ``short``: ``short_duration_ms`` and ``short_query_count`` instead, and
+                      the row says it is not MLPerf-compliant.
     latency_bound_ms: the server scenario's p99 bound (MLPerf's ``target_latency``).
-    search_budget_s:  wall-clock bound of the server max-QPS search (all its LoadGen runs).
+    search_budget_s:  wall-clock bound of the server max-QPS search (its short probes; full
+                      mode's confirming runs come after it).
     samples_per_query: multi-stream query size (MLPerf's default is 8).
 
     ``llm-server`` (generation requests; see :mod:`harness.scenarios.arrivals` and
