@@ -258,9 +258,11 @@ def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
     )
     case = plan(load_suite(write_suite(body))).cases[0]
     runs: list[tuple[str, float]] = []
+    counts: list[tuple[str, float, int]] = []
 
     def scripted(run: LoadRun, *_: object) -> RunRecord:
         runs.append((run.serving.mode, run.target_qps))
+        counts.append((run.serving.mode, run.target_qps, run.serving.short_query_count))
         limit = (30.0 if full_limit >= 0 else 0.0) if run.serving.mode == "short" else full_limit
         p99 = 10.0 if run.target_qps <= limit else 90.0
         text = _log(effective_scenario="Server", result_validity="VALID" if p99 < 50 else
@@ -277,6 +279,7 @@ def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
         assert {mode for mode, _ in runs} == {"short"} and not m.compliant and not m.valid
         assert any("not MLPerf-compliant" in why for why in m.reasons)
         return
+    assert {n for mode, _, n in counts if mode == "short"} == {368}  # enough for a p99
     best = max(q for mode, q in runs if mode == "short" and q <= 30)
     assert [q for mode, q in runs if mode == "full"] == pytest.approx([0.9 * best, 0.81 * best])
     assert runs[-1][0] == "full" and m.target_qps == pytest.approx(0.81 * best) and m.compliant
