@@ -8,6 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,9 @@ def test_full_mode_starts_from_loadgens_mlperf_conf_and_short_mode_lowers_it() -
     assert server.server_target_latency_ns == 40_000_000  # the suite's bound, not the conf's
     lowered = settings_of(lg, LoadRun("multi-stream", short, seed=3))
     assert (lowered.min_duration_ms, lowered.max_duration_ms) == (100, 1000)
+    probe = settings_of(lg, LoadRun("server", replace(short, short_query_count=368),
+                                    target_qps=20.0))  # fmt: skip
+    assert probe.max_duration_ms == 36_800  # time for its 368 queries at 20 QPS, twice over
     assert lowered.min_query_count == 16 and lowered.qsl_rng_seed == 3
 
 

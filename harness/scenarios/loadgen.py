@@ -106,6 +106,9 @@ def test_settings(lg: Any, run: LoadRun) -> Any:
         s.schedule_rng_seed = s.sample_index_rng_seed = s.qsl_rng_seed = run.seed
         s.min_duration_ms = run.serving.short_duration_ms
         s.max_duration_ms = run.serving.short_duration_ms * SHORT_MAX_DURATION_FACTOR
+        if run.scenario == "server":  # room for the query count at the target rate, twice over
+            needed = 2000.0 * run.serving.short_query_count / max(run.target_qps, 0.1)
+            s.max_duration_ms = max(s.max_duration_ms, int(needed))
         s.min_query_count = run.serving.short_query_count
     return s
 
