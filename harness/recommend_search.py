@@ -146,12 +146,14 @@ def _lead(leaders: Leaders, row: CaseResult, obj: Objective, c: Constraints) -> 
         leaders[key] = (ends[1], row)
 
 
-def _beaten(row: CaseResult, leaders: Leaders, obj: Objective, names: dict[str, str]) -> str | None:
-    """Why ``row`` cannot beat its energy source's leader even at its optimistic end; None
-    when it still may, or when its interval cannot say: it has none (a point estimate), its
-    warm-up did not settle, or the machine watch flagged it (an interval from samples taken
-    while other work ran does not cover the machine's drift). Such a row is timed again,
-    longer, not pruned."""
+def _beaten(
+    row: CaseResult, leaders: Leaders, obj: Objective, names: dict[str, str]
+) -> tuple[str, str] | None:
+    """Why ``row`` cannot beat its energy source's leader even at its optimistic end, and that
+    leader's case id; None when it still may, or when its interval cannot say: it has none (a
+    point estimate), its warm-up did not settle, or the machine watch flagged it (an interval
+    from samples taken while other work ran does not cover the machine's drift). Such a row is
+    timed again, longer, not pruned."""
     ends = objective_interval(row, obj)
     key = row.energy_source if obj.energy_based else None
     column = "latency_ms_p99" if obj.name == "latency" else "latency_ms_p50"
@@ -163,10 +165,11 @@ def _beaten(row: CaseResult, leaders: Leaders, obj: Objective, names: dict[str, 
     if leader.case_id == row.case_id or ends[0] <= bound:
         return None
     sign = -1 if obj.maximize else 1
-    return (
+    why = (
         f"cannot beat {names[leader.case_id]}: {obj.name} {_num(sign * ends[0])} "
         f"{obj.unit} at best vs {_num(sign * bound)} at worst"
     )
+    return why, leader.case_id
 
 
 def _prune(
@@ -175,17 +178,20 @@ def _prune(
     c: Constraints,
     names: dict[str, str],
     screening: bool = False,
+    beaten_by: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """case_id -> why, for the rows of one round that cannot win. A screening round's rows
-    never lead (their fidelity and memory are not known), so they are pruned only when
-    hopeless."""
+    """case_id -> why, for the rows of one round that cannot win; ``beaten_by`` gets the
+    leader of each one pruned on the objective. A screening round's rows never lead (their
+    fidelity and memory are not known), so they are pruned only when hopeless."""
     why = {r.case_id: w for r in rows if (w := hopeless(r, c, screening))}
     leaders: Leaders = {}
     for r in rows if not screening else ():
         _lead(leaders, r, obj, c)
     for r in rows:
-        if r.case_id not in why and (w := _beaten(r, leaders, obj, names)):
-            why[r.case_id] = w
+        if r.case_id not in why and (beaten := _beaten(r, leaders, obj, names)):
+            why[r.case_id] = beaten[0]
+            if beaten_by is not None:
+                beaten_by[r.case_id] = beaten[1]
     return why
 
 
@@ -240,6 +246,24 @@ def successive_halving(
         latest.update(by_id)
         return by_id
 
+    beaten_by: dict[str, str] = {}  # a case pruned on the objective -> the leader that beat it
+
+    def walk(
+        chosen: list[C], budget: float, leaders: Leaders
+    ) -> tuple[dict[str, CaseResult], dict[str, str]]:
+        """Measure ``chosen`` one at a time, most promising first; skip (prune) a case that
+        cannot beat the leader so far."""
+        by_id: dict[str, CaseResult] = {}
+        skipped: dict[str, str] = {}
+        for case in sorted(chosen, key=lambda k: _optimistic(latest.get(k.case_id), obj)):
+            if beaten := _beaten(latest[case.case_id], leaders, obj, names()):
+                skipped[case.case_id], beaten_by[case.case_id] = beaten
+                continue
+            row = measured([case], measure([case], budget, False))[case.case_id]
+            by_id[case.case_id] = row
+            _lead(leaders, row, obj, constraints)
+        return by_id, skipped
+
     while True:
         final = budget >= full_budget_s
         skipped: dict[str, str] = {}
@@ -247,19 +271,12 @@ def successive_halving(
             screening = not final
             by_id = measured(alive, measure(alive, budget, screening))
         else:
-            screening, by_id = False, {}
-            leaders: Leaders = {}
-            for case in sorted(alive, key=lambda k: _optimistic(latest.get(k.case_id), obj)):
-                if beaten := _beaten(latest[case.case_id], leaders, obj, names()):
-                    skipped[case.case_id] = beaten
-                    continue
-                row = by_id[case.case_id] = measured([case], measure([case], budget, False))[
-                    case.case_id
-                ]
-                _lead(leaders, row, obj, constraints)
+            screening = False
+            final_leaders: Leaders = {}
+            by_id, skipped = walk(alive, budget, final_leaders)
         planned += budget * len(by_id)
         rows = [by_id[c.case_id] for c in alive if c.case_id in by_id]
-        why = {} if final else _prune(rows, obj, constraints, names(), screening)
+        why = {} if final else _prune(rows, obj, constraints, names(), screening, beaten_by)
         why.update(skipped)
         pruned = tuple(Pruned(k, len(rounds), w) for k, w in why.items())
         rounds.append(Round(len(rounds), budget, tuple(by_id), pruned))
@@ -268,6 +285,22 @@ def successive_halving(
             break
         # one case left: no need for intermediate rounds, it only needs its full measurement
         budget = full_budget_s if len(alive) == 1 else min(full_budget_s, budget * eta)
+    # A leader's full measurement may miss a constraint its shorter one met (a p99 upper
+    # bound just over the bound): the cases it beat are measured in full after all.
+    while revived := [c for c in cases if c.case_id in beaten_by
+                      and violations(latest[beaten_by[c.case_id]], constraints)]:  # fmt: skip
+        for c in revived:
+            del beaten_by[c.case_id]
+        again = {c.case_id for c in revived}
+        rounds = [replace(r, pruned=tuple(p for p in r.pruned if p.case_id not in again))
+                  for r in rounds]  # fmt: skip
+        leaders: Leaders = {}
+        for full_id in {k for r in rounds if r.budget_s >= full_budget_s for k in r.measured}:
+            _lead(leaders, latest[full_id], obj, constraints)
+        by_id, skipped = walk(revived, full_budget_s, leaders)
+        planned += full_budget_s * len(by_id)
+        pruned = tuple(Pruned(k, len(rounds), w) for k, w in skipped.items())
+        rounds.append(Round(len(rounds), full_budget_s, tuple(by_id), pruned))
     return SearchResult(
         list(latest.values()),
         rounds,

@@ -200,3 +200,28 @@ def test_only_the_machine_flags_keep_a_row_from_being_pruned() -> None:
     assert machine_flags_of(text) == ["other processes used 1.2 cores (python 1.0)"]
     assert machine_flags_of("cv 0.37 above 0.10: samples vary widely") == []
     assert machine_flags_of(None) == []
+
+
+def test_cases_a_leader_beat_are_measured_in_full_when_its_full_measurement_misses() -> None:
+    """a leads round 1 (its p99 meets the bound) and b is pruned as unable to beat it; a's
+    full measurement then misses the bound (a noisy tail), so b is measured in full after all,
+    and wins."""
+    calls: list[tuple[list[str], float]] = []
+
+    def measure(cases: list[FakeCase], budget_s: float, screening: bool) -> list[CaseResult]:
+        calls.append(([c.case_id for c in cases], budget_s))
+        rows = [fake_row(c.case_id, budget_s, screening) for c in cases]
+        for row in rows:
+            if row.case_id == "b":
+                row.cost_usd_per_million = 1.5
+            if row.case_id == "a" and budget_s == 9.0:
+                row.latency_ms_p99_ci_high = 20.0
+        return rows
+
+    bound = Constraints(max_p99_ms=10.0)
+    result = successive_halving([FakeCase("a"), FakeCase("b")], measure, "cost", bound, 1.0, 9.0)
+    assert calls == [(["a", "b"], 1.0), (["a"], 3.0), (["a"], 9.0), (["b"], 9.0)]
+    assert [(r.index, r.budget_s, r.measured) for r in result.rounds][-1] == (3, 9.0, ("b",))
+    assert result.pruned == []  # b's pruning by a was undone
+    assert result.recommendation.winner is not None
+    assert result.recommendation.winner.row.case_id == "b"
