@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,10 @@ def test_the_search_prunes_hopeless_cases_and_keeps_every_round(
     assert all(r.fidelity is None and r.peak_rss_mb is None for r in screened)
     short = with_budget(planned.cases[0], 0.1, screening=True).settings
     assert short.timing.budget_s == 0.1 and short.keep_warmup and short.screening
+    few = replace(planned.cases[0].settings.timing, min_samples=30)
+    case = replace(planned.cases[0], settings=replace(planned.cases[0].settings, timing=few))
+    assert with_budget(case, 0.3, for_p99=True).settings.timing.min_samples == 368
+    assert with_budget(case, 0.3).settings.timing.min_samples == 30
 
 
 @pytest.mark.parametrize(
