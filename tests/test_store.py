@@ -157,7 +157,11 @@ def test_an_interrupt_during_a_write_lands_after_the_row_is_committed(tmp_path: 
             signal.raise_signal(signal.SIGINT)
             reached.append("after the signal, inside the write")
 
-    with pytest.raises(KeyboardInterrupt):
-        write()
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever tests ran
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert reached == ["after the signal, inside the write"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
