@@ -538,9 +538,10 @@ def _full_mode_fits(where: str, values: dict[str, Any]) -> None:
     least = 1500.0 + serving.search_budget_s
     given = values.get("timeout_s", DEFAULT_TIMEOUT_S)
     if given < least:
+        unset = "" if "timeout_s" in values else " (the default)"
         raise ConfigError(
-            f"{where}: [measure] timeout_s = {given:g} s is too short for [serving] mode = "
-            f'"full" (a full-mode case runs 10-22 minutes); allowed: at least {least:g} s'
+            f"{where}: [measure] timeout_s = {given:g} s{unset} is too short for [serving] mode "
+            f'= "full" (a full-mode case runs 10-22 minutes); allowed: at least {least:g} s'
         )
 
 

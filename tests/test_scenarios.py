@@ -191,7 +191,7 @@ def test_the_plan_sweeps_serving_axes_for_load_scenarios_only(write_suite: Write
         ("[serving]\nbound = 3", r"unknown key 'bound' in \[serving\]"),
         (
             "[serving]\nmode = 'full'",
-            r"timeout_s = 600 s is too short for \[serving\] mode = "
+            r"timeout_s = 600 s \(the default\) is too short for \[serving\] mode = "
             r'"full" \(a full-mode case runs 10-22 minutes\); allowed: '
             r"at least 1560 s",
         ),
