@@ -503,11 +503,12 @@ def _recommend_search(args: argparse.Namespace, limits: Constraints) -> int:
             if runner.run_id is not None:
                 where = f" --store {args.store}" if args.store else ""
                 kept = len(store.cases(runner.run_id))
+                hint = (f"`infrabench show {runner.run_id}{where}` shows them"
+                        if kept else "no case of that round finished")  # fmt: skip
                 print(
                     f"infrabench: interrupted: the search's rounds so far are stored in "
                     f"{store.path}, the last one ({kept} finished case(s)) as run "
-                    f"{runner.run_id}; `infrabench recommend {runner.run_id}{where} ...` ranks "
-                    "stored rows; a search does not resume, run it again to finish",
+                    f"{runner.run_id} ({hint}); a search does not resume, run it again to finish",
                     file=sys.stderr,
                 )
             raise _Reported() from None

@@ -307,7 +307,10 @@ def _fidelity(row: CaseResult, m: Measurement, min_ratio: float, details: dict[s
     if m.fidelity_unscored:
         details["fidelity_not_scored"] = m.fidelity_unscored
     if fidelity is None:
-        why = "; ".join(m.fidelity_unscored.values()) or "this backend computes no model outputs"
+        under_load = m.load is not None or m.llm_load is not None
+        default = ("not scored under load (the single-stream case of the same artifact scores it)"
+                   if under_load else "this backend computes no model outputs")  # fmt: skip
+        why = "; ".join(m.fidelity_unscored.values()) or default
         details["fidelity"] = f"not scored: {why}"
         return
     row.fidelity_metric = fidelity.metric
