@@ -262,6 +262,9 @@ def measure_case(
             min_samples=policy.min_samples,
             budget_s=policy.budget_s,
         )
+        if case.settings.screening:
+            # its worker also ran the round's earlier cases: no memory figure is its own
+            timed = replace(timed, peak_rss_mb=None, model_mem_mb=None, device_mem_mb=None)
         keep(timed)  # from here on, nothing can lose the samples
         if case.settings.screening:
             result = replace(timed, fidelity_unscored={"outputs": SCREENING_DEFERRED})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -143,20 +143,9 @@ class MeasureTask:
         from harness.execute import measure_case
         from harness.measure.clock import PerfCounterClock
 
-        if not self.case.settings.screening:
-            return measure_case(
-                self.case, self.artifact, self.reference, PerfCounterClock(), progress, keep
-            )
-        # A screening round's worker also ran the round's earlier cases: no memory figure is
-        # kept.
-        measured = measure_case(self.case, self.artifact, self.reference, PerfCounterClock(),
-                                progress, lambda m: keep(_unshared(m)))  # fmt: skip
-        return _unshared(measured)
-
-
-def _unshared(measured: Measurement) -> Measurement:
-    """A shared worker's memory figures belong to its earlier cases as much as to this one."""
-    return replace(measured, peak_rss_mb=None, model_mem_mb=None, device_mem_mb=None)
+        return measure_case(
+            self.case, self.artifact, self.reference, PerfCounterClock(), progress, keep
+        )
 
 
 @dataclass(frozen=True)
