@@ -33,6 +33,7 @@ from harness.models import get_model
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 from harness.scenarios.batcher import Infer, stack
+from harness.scenarios.config import ServingSettings
 from harness.scenarios.loadgen import LoadRun, RunRecord, run_loadgen
 from harness.scenarios.record import LoadMeasurement
 from harness.scenarios.search import Probe, max_qps
@@ -184,13 +185,18 @@ def run_scenario(
             least = min_samples_for(0.99, 0.95)
             short = replace(short, short_query_count=max(serving.short_query_count, least))
 
+        def server_at(qps: float, settings: ServingSettings) -> tuple[RunRecord, Probe]:
+            """One LoadGen server run at ``qps`` and whether it met the bound."""
+            full = settings.compliant
+            progress(f"server at {qps:.1f} QPS{', full mode' if full else ''}")
+            run = LoadRun("server", settings, target_qps=qps, expected_qps=capacity)
+            folder = root / f"{'full' if full else 'qps'}-{qps:.2f}"
+            done = run_loadgen(run, instances, case.serving, samples, folder)
+            return done, _probe_of(done, qps, serving.latency_bound_ms)
+
         def probe(qps: float) -> Probe:
-            progress(f"server at {qps:.1f} QPS")
-            run = LoadRun("server", short, target_qps=qps, expected_qps=capacity)
-            records[qps] = run_loadgen(
-                run, instances, case.serving, samples, root / f"qps-{qps:.2f}"
-            )
-            return _probe_of(records[qps], qps, serving.latency_bound_ms)
+            records[qps], passed = server_at(qps, short)
+            return passed
 
         result = max_qps(probe, 0.5 * capacity, clock, serving.search_budget_s)
         probes = tuple(vars(p) for p in result.probes)
@@ -205,14 +211,8 @@ def run_scenario(
             )
             cal["short_probe_shown"] = True  # that run is a short probe, even in full mode
         elif serving.compliant:
-
-            def full(qps: float) -> tuple[RunRecord, Probe]:
-                progress(f"server at {qps:.1f} QPS, full mode")
-                run = LoadRun("server", serving, target_qps=qps, expected_qps=capacity)
-                done = run_loadgen(run, instances, case.serving, samples, root / f"full-{qps:.2f}")
-                return done, _probe_of(done, qps, serving.latency_bound_ms)
-
-            record, target = _confirm_in_full_mode(full, chosen.target_qps, cal,
+            record, target = _confirm_in_full_mode(lambda qps: server_at(qps, serving),
+                                                   chosen.target_qps, cal,
                                                    serving.latency_bound_ms)  # fmt: skip
     else:
         progress(f"{case.scenario} under LoadGen")
