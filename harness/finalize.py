@@ -372,6 +372,8 @@ def _load(row: CaseResult, load: LoadMeasurement, details: dict[str, Any]) -> No
         "requests": load.requests,
         "errors": load.errors,
         "mean_batch": load.mean_batch,
+        "service_ms_p50": load.service_ms_p50,
+        "busy": load.busy,
         "calibration": load.calibration,
         "knobs": load.knobs,
     }

@@ -530,7 +530,7 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
 
 def _full_mode_fits(where: str, values: dict[str, Any]) -> None:
     """Full mode runs LoadGen for 600 s at least (offline about 1.65x that, the server its
-    search and up to two full runs): a case timeout under that would always kill the case,
+    search and at least two full runs): a case timeout under that would always kill the case,
     and a load case keeps nothing of a run that did not finish."""
     serving: ServingSettings = values["serving"]
     if not serving.compliant:
@@ -541,7 +541,7 @@ def _full_mode_fits(where: str, values: dict[str, Any]) -> None:
         unset = "" if "timeout_s" in values else " (the default)"
         raise ConfigError(
             f"{where}: [measure] timeout_s = {given:g} s{unset} is too short for [serving] mode "
-            f'= "full" (a full-mode case runs 10-22 minutes); allowed: at least {least:g} s'
+            f'= "full" (a full-mode case runs 10-45 minutes); allowed: at least {least:g} s'
         )
 
 

@@ -192,7 +192,7 @@ def test_the_plan_sweeps_serving_axes_for_load_scenarios_only(write_suite: Write
         (
             "[serving]\nmode = 'full'",
             r"timeout_s = 600 s \(the default\) is too short for \[serving\] mode = "
-            r'"full" \(a full-mode case runs 10-22 minutes\); allowed: '
+            r'"full" \(a full-mode case runs 10-45 minutes\); allowed: '
             r"at least 1560 s",
         ),
     ],
@@ -221,6 +221,7 @@ def test_the_four_scenarios_run_in_short_mode_and_are_stored(
         assert r.latency_ms_p50 is not None and r.latency_ms_p99 is not None
         assert r.n_samples == len(store.samples(run_id, r.case_id)) > 0
         assert r.serving in ("i1-mb1-d0ms", "i1-mb4-d1ms")
+        assert details["service_ms_p50"] > 0 and 0 < details["busy"] <= 1  # under load
     server = [r for r in rows if r.scenario == "server"]
     for r in server:
         assert r.latency_bound_ms == 50 and r.target_qps is not None
@@ -249,48 +250,90 @@ def test_full_mode_starts_from_loadgens_mlperf_conf_and_short_mode_lowers_it() -
     assert lowered.min_query_count == 16 and lowered.qsl_rng_seed == 3
 
 
-@pytest.mark.parametrize("full_limit", [25.0, 0.0, -1.0])
+def _queue_p99(qps: float, service_ms: float = 10.0, scale_ms: float = 120.0) -> float:
+    """A full run's p99 on a server that follows Kingman's law exactly: service time plus
+    ``scale_ms`` x rho / (1 - rho), rho = qps x service time."""
+    rho = qps * service_ms / 1e3
+    return service_ms + scale_ms * rho / (1 - rho)
+
+
+@pytest.mark.parametrize("world", ["queue", "never", "never-deadline", "no-probe"])
 def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
-    monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path, full_limit: float
+    monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path, world: str
 ) -> None:
-    """Short probes meet the 50 ms bound up to 30 QPS; full runs up to ``full_limit``: the
-    first full run (90% of the search's best) misses, the second (81%) passes or not."""
+    """Short probes meet the 50 ms bound up to 30 QPS (and take no time on the fake clock).
+    Full runs (610 s each) follow Kingman's law (``queue``: the first, at 90% of the search's
+    best, misses; the retry fitted to it lands at the aim and passes), or never pass: then the
+    retries go on for ``FULL_TRIES`` runs, or while the deadline has room for another
+    (``never-deadline``).
+    ``no-probe``: no short probe passes, and the row is a short probe."""
+    from harness.scenarios.measure import FULL_STEP, FULL_TRIES
+    from harness.scenarios.search import retry_qps
+
     body = (
         SUITE.format(scenarios='["server"]', loadgen="true")
         .replace("max_batch_size = [1, 4]\n    max_queue_delay_ms = [1, 2]", 'mode = "full"')
         .replace("[serving]", "[measure]\n    timeout_s = 2400\n    [serving]")
     )
     case = plan(load_suite(write_suite(body))).cases[0]
-    runs: list[tuple[str, float]] = []
-    counts: list[tuple[str, float, int]] = []
+    clock = FakeClock()
+    runs: list[tuple[str, float, int]] = []
 
     def scripted(run: LoadRun, *_: object) -> RunRecord:
-        runs.append((run.serving.mode, run.target_qps))
-        counts.append((run.serving.mode, run.target_qps, run.serving.short_query_count))
-        limit = (30.0 if full_limit >= 0 else 0.0) if run.serving.mode == "short" else full_limit
-        p99 = 10.0 if run.target_qps <= limit else 90.0
-        text = _log(effective_scenario="Server", result_validity="VALID" if p99 < 50 else
-                    "INVALID", result_perf_constraints_met=p99 < 50,
+        full = run.serving.mode == "full"
+        runs.append((run.serving.mode, run.target_qps, run.serving.short_query_count))
+        clock.advance(int(610e9) if full else 0)  # the short search's budget is never spent
+        if not full:
+            p99 = 10.0 if run.target_qps <= (0.0 if world == "no-probe" else 30.0) else 90.0
+        else:
+            p99 = _queue_p99(run.target_qps) if world == "queue" else 90.0
+        text = _log(effective_scenario="Server", result_validity="VALID" if p99 <= 50 else
+                    "INVALID", result_perf_constraints_met=p99 <= 50,
                     result_completed_samples_per_sec=run.target_qps,
                     **{"result_99.00_percentile_latency_ns": int(p99 * 1e6)})  # fmt: skip
-        return RunRecord(summarize(parse_detail(text)), tmp_path, [1], requests=1)
+        # ten 10 ms services at utilization qps x 10 ms
+        wall = 0.1 / (run.target_qps * 0.01)
+        return RunRecord(summarize(parse_detail(text)), tmp_path, [1], requests=1,
+                         service_ns=[10_000_000] * 10, wall_s=wall)  # fmt: skip
 
     monkeypatch.setattr("harness.scenarios.measure.run_loadgen", scripted)
     monkeypatch.setattr("harness.scenarios.measure.calibrate",
                         lambda *_: {"sample_ms": 10.0, "capacity_qps": 40.0})  # fmt: skip
-    m, _ = run_scenario(case, [lambda _: None], [], FakeClock(), log_root=tmp_path)
-    if full_limit < 0:  # no short probe passed: the row is a short probe, and says so
-        assert {mode for mode, _ in runs} == {"short"} and not m.compliant and not m.valid
+    deadline = int(1500e9) if world == "never-deadline" else None
+    m, _ = run_scenario(case, [lambda _: None], [], clock, log_root=tmp_path, deadline_ns=deadline)
+    if world == "no-probe":
+        assert {mode for mode, _, _ in runs} == {"short"} and not m.compliant and not m.valid
         assert any("not MLPerf-compliant" in why for why in m.reasons)
         return
-    assert {n for mode, _, n in counts if mode == "short"} == {368}  # enough for a p99
-    best = max(q for mode, q in runs if mode == "short" and q <= 30)
-    assert [q for mode, q in runs if mode == "full"] == pytest.approx([0.9 * best, 0.81 * best])
-    assert runs[-1][0] == "full" and m.target_qps == pytest.approx(0.81 * best) and m.compliant
-    assert [r["passed"] for r in m.calibration["full_runs"]] == [False, bool(full_limit)]
-    assert m.valid is bool(full_limit)
-    if not full_limit:
-        assert m.reasons[0].startswith("no full-mode run met the p99 bound of 50 ms (")
+    assert {n for mode, _, n in runs if mode == "short"} == {368}  # enough for a p99
+    best = max(q for mode, q, _ in runs if mode == "short" and q <= 30)
+    full = [q for mode, q, _ in runs if mode == "full"]
+    tried = m.calibration["full_runs"]
+    assert full[0] == pytest.approx(FULL_STEP * best) and runs[-1][0] == "full"
+    for before, after, t in zip(full, full[1:], tried, strict=False):  # each retry is fitted
+        assert after == pytest.approx(retry_qps(before, t["p99_ms"], 10.0, t["busy"], 50.0))
+        assert t["service_ms_p50"] == 10.0 and t["busy"] == pytest.approx(before / 100)
+    assert m.target_qps == pytest.approx(full[-1]) and m.compliant
+    if world == "queue":
+        assert [t["passed"] for t in tried] == [False, True] and m.valid
+        assert _queue_p99(full[1]) == pytest.approx(0.9 * 50)  # the fit hits its aim exactly
+        return
+    # a full run ends at 610 s past its start; the second ends at 1221 s: no room for a third
+    assert len(full) == (2 if world == "never-deadline" else FULL_TRIES) and not m.valid
+    assert not any(t["passed"] for t in tried)
+    assert m.reasons[0].startswith("no full-mode run met the p99 bound of 50 ms (")
+
+
+def test_a_retry_target_is_fitted_to_the_missed_run_and_bounded() -> None:
+    from harness.scenarios.search import retry_qps
+
+    # p99 90 ms, service 10 ms at rho 0.5: queueing scale 80 ms; the aim (45 ms) leaves 35 ms
+    # of queueing, rho = 35 / (35 + 80), so the target scales by that / 0.5
+    assert retry_qps(50.0, 90.0, 10.0, 0.5, 50.0) == pytest.approx(50.0 * (35 / 115) / 0.5)
+    assert retry_qps(50.0, 52.0, 10.0, 0.5, 50.0) == pytest.approx(45.0)  # at most 0.9
+    assert retry_qps(50.0, 5000.0, 10.0, 0.5, 50.0) == pytest.approx(25.0)  # at least 0.5
+    assert retry_qps(50.0, 90.0, None, None, 50.0) == pytest.approx(45.0)  # no fit: 0.9
+    assert retry_qps(50.0, 90.0, 46.0, 0.5, 50.0) is None  # the service alone is over the aim
 
 
 def test_the_command_line_replaces_scenarios_and_refuses_a_bad_target(write_suite: Write) -> None:

@@ -56,7 +56,9 @@ def stack(requests: Sequence[Request]) -> dict[str, np.ndarray]:
 
 class DynamicBatcher:
     """``len(instances)`` worker threads over one queue. ``done(requests, error)`` is called
-    from a worker thread after each batch (``error`` None on success)."""
+    from a worker thread after each batch (``error`` None on success). ``service_ns`` holds the
+    wall time (ns) of each successful batch's ``infer``: the service time under load, which is
+    not the calibration's back-to-back figure (idle gaps, the load generator's own threads)."""
 
     def __init__(self, instances: Sequence[Infer], knobs: ServingKnobs, done: Done) -> None:
         self.knobs = knobs
@@ -66,6 +68,7 @@ class DynamicBatcher:
         self._stop = False
         self._failures = 0  # consecutive failed batches, over all instances
         self._open: str | None = None  # the error that opened the circuit
+        self.service_ns: list[int] = []
         self._threads = [
             threading.Thread(target=self._serve, args=(infer,), daemon=True, name=f"instance-{i}")
             for i, infer in enumerate(instances)
@@ -105,8 +108,10 @@ class DynamicBatcher:
                 self.done(batch, f"not sent (circuit open after {MAX_CONSECUTIVE_FAILURES} "
                                  f"failed batches): {self._open}")  # fmt: skip
                 continue
+            inputs = stack(batch)
+            start = time.monotonic_ns()
             try:
-                infer(stack(batch))
+                infer(inputs)
             except HarnessError as exc:
                 error = str(exc) or type(exc).__name__
                 self._failures += 1
@@ -114,6 +119,7 @@ class DynamicBatcher:
                     self._open = error
                 self.done(batch, error)
                 continue
+            self.service_ns.append(time.monotonic_ns() - start)
             self._failures = 0
             self.done(batch, None)
 

@@ -58,7 +58,8 @@ class LoadRun:
 class RunRecord:
     """A finished run: LoadGen's summary, the SUT's own per-sample latencies (ns, issue to
     completion; successful ones only), failed requests and a few distinct error texts, the
-    batch sizes run."""
+    batch sizes run, each successful batch's service time (ns in ``infer``), the run's wall
+    time (s) and how many instances served it."""
 
     summary: LoadgenSummary
     log_dir: Path
@@ -67,10 +68,26 @@ class RunRecord:
     errors: int = 0
     error_texts: list[str] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
+    service_ns: list[int] = field(default_factory=list)
+    wall_s: float = 0.0
+    instances: int = 1
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def service_ms_p50(self) -> float | None:
+        """Median service time of a batch under this load (ms); None when none succeeded."""
+        return float(np.median(self.service_ns)) / 1e6 if self.service_ns else None
+
+    @property
+    def busy(self) -> float | None:
+        """The share of the instances' time spent serving (utilization, 0-1): the summed
+        service time over wall time x instances. None without a wall time."""
+        if self.wall_s <= 0:
+            return None
+        return min(1.0, sum(self.service_ns) / 1e9 / (self.wall_s * self.instances))
 
 
 def test_settings(lg: Any, run: LoadRun) -> Any:
@@ -129,7 +146,7 @@ def run_loadgen(
     """
     lg = loadgen()
     log_dir.mkdir(parents=True, exist_ok=True)
-    record = RunRecord(summary=None, log_dir=log_dir)  # type: ignore[arg-type]
+    record = RunRecord(None, log_dir, instances=len(instances))  # type: ignore[arg-type]
     issued: dict[int, int] = {}
     lock = threading.Lock()
 
@@ -165,10 +182,13 @@ def run_loadgen(
     log = lg.LogSettings()
     log.log_output = out
     log.enable_trace = False
+    start = time.monotonic()
     try:
         lg.StartTestWithLogSettings(sut, qsl, test_settings(lg, run), log)
     finally:
         batcher.stop()
+        record.wall_s = time.monotonic() - start
+        record.service_ns = batcher.service_ns
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
     detail = log_dir / "mlperf_log_detail.txt"

@@ -21,6 +21,9 @@ class LoadMeasurement:
     requests, errors: requests the SUT served in the reported run, and how many failed.
     early_stop:   every early-stopping estimate LoadGen gave, percentile -> ms (single-stream's
                   is the p90, as MLPerf asks).
+    service_ms_p50: the median time a batch spent in the runtime during the reported run (its
+                  service time under this load; calibration's ``sample_ms`` is back to back).
+    busy:         the instances' utilization in that run (service time / wall time, 0-1).
     probes:       the server search's runs (target, achieved, p50, p99, passed, error rate).
     calibration:  what the calibration measured and the expectations LoadGen was given.
     """
@@ -43,6 +46,8 @@ class LoadMeasurement:
     error_texts: tuple[str, ...] = ()
     knobs: dict[str, Any] = field(default_factory=dict)
     mean_batch: float | None = None
+    service_ms_p50: float | None = None
+    busy: float | None = None
     probes: tuple[dict[str, Any], ...] = ()
     search_stop: str | None = None
     calibration: dict[str, Any] = field(default_factory=dict)

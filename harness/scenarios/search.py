@@ -76,3 +76,37 @@ def max_qps(
         if fail_qps - best.target_qps <= precision * best.target_qps:
             return SearchResult(best, tuple(probes), "converged")
         qps = (best.target_qps + fail_qps) / 2
+
+
+def retry_qps(
+    qps: float,
+    p99_ms: float | None,
+    service_ms: float | None,
+    busy: float | None,
+    bound_ms: float,
+    aim: float = 0.9,
+    least: float = 0.5,
+    most: float = 0.9,
+) -> float | None:
+    """The next target (QPS) after a server run at ``qps`` missed the p99 bound.
+
+    The run's p99 less its median service time ``service_ms`` is taken as queueing delay,
+    which in heavy traffic grows as rho / (1 - rho) at utilization rho (Kingman's formula: J. F.
+    C. Kingman, "The single server queue in heavy traffic", Proc. Cambridge Phil. Soc. 57, 1961;
+    the delay's percentiles scale with its mean when its distribution keeps its shape). Fitted
+    to the missed run (``busy`` = its utilization), it gives the utilization whose p99 is
+    ``aim`` x ``bound_ms``, and the target scales with it, within ``least``..``most`` x
+    ``qps``. Without a usable fit (no p99, service time or utilization) the step is ``most``.
+    None when the service time alone leaves no room under the aim: no lower rate can pass.
+    """
+    room = aim * bound_ms - (service_ms or 0.0)
+    if room <= 0:
+        return None
+    if p99_ms is None or service_ms is None or busy is None or not 0.0 < busy < 1.0:
+        return qps * most
+    delay = p99_ms - service_ms
+    if delay <= room:  # missed by noise at the margin: the least step
+        return qps * most
+    scale = delay * (1.0 - busy) / busy
+    wanted = room / (room + scale)  # solves scale * r / (1 - r) = room
+    return qps * min(most, max(least, wanted / busy))
