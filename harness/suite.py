@@ -529,9 +529,10 @@ def parse_suite(data: Mapping[str, Any], where: str) -> Suite:
 
 
 def _full_mode_fits(where: str, values: dict[str, Any]) -> None:
-    """Full mode runs LoadGen for 600 s at least (offline about 1.65x that, the server its
-    search and at least two full runs): a case timeout under that would always kill the case,
-    and a load case keeps nothing of a run that did not finish."""
+    """Full mode runs LoadGen for 600 s at least (offline about 1.65x that; the server its
+    search, then a full run while the timeout has room for one): a shorter case timeout would
+    kill the other scenarios' cases, and leave the server no full run, every time (a load case
+    keeps nothing of a run that did not finish)."""
     serving: ServingSettings = values["serving"]
     if not serving.compliant:
         return

@@ -250,23 +250,23 @@ def test_full_mode_starts_from_loadgens_mlperf_conf_and_short_mode_lowers_it() -
     assert lowered.min_query_count == 16 and lowered.qsl_rng_seed == 3
 
 
-def _queue_p99(qps: float, service_ms: float = 10.0, scale_ms: float = 120.0) -> float:
-    """A full run's p99 on a server that follows Kingman's law exactly: service time plus
-    ``scale_ms`` x rho / (1 - rho), rho = qps x service time."""
-    rho = qps * service_ms / 1e3
-    return service_ms + scale_ms * rho / (1 - rho)
+def _queue_p99(qps: float, service_ms: float = 10.0, spread_ms: float = 30.0) -> float:
+    """A full run's p99 on a server whose p99 grows as 1 / (1 - rho) (rho = qps x service
+    time): the service time plus ``spread_ms`` / (1 - rho)."""
+    return service_ms + spread_ms / (1 - qps * service_ms / 1e3)
 
 
-@pytest.mark.parametrize("world", ["queue", "never", "never-deadline", "no-probe"])
+@pytest.mark.parametrize("world", ["queue", "never", "never-deadline", "no-room", "no-probe"])
 def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
     monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path, world: str
 ) -> None:
     """Short probes meet the 50 ms bound up to 30 QPS (and take no time on the fake clock).
-    Full runs (610 s each) follow Kingman's law (``queue``: the first, at 90% of the search's
-    best, misses; the retry fitted to it lands at the aim and passes), or never pass: then the
-    retries go on for ``FULL_TRIES`` runs, or while the deadline has room for another
-    (``never-deadline``).
-    ``no-probe``: no short probe passes, and the row is a short probe."""
+    Full runs (610 s each) have a p99 that grows as 1 / (1 - rho) (``queue``: the first, at 90%
+    of the search's best, misses; the retry fitted to it lands at the aim and passes), or never
+    pass: then the retries go on for ``FULL_TRIES`` runs, or while the deadline has room for
+    1.2 x the last run (``never-deadline``: 700 s are left after two). ``no-room``: the
+    deadline leaves no room for even one full run; ``no-probe``: no short probe passes. In
+    both the row is a short probe, and says so."""
     from harness.scenarios.measure import FULL_STEP, FULL_TRIES
     from harness.scenarios.search import retry_qps
 
@@ -299,11 +299,16 @@ def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
     monkeypatch.setattr("harness.scenarios.measure.run_loadgen", scripted)
     monkeypatch.setattr("harness.scenarios.measure.calibrate",
                         lambda *_: {"sample_ms": 10.0, "capacity_qps": 40.0})  # fmt: skip
-    deadline = int(1500e9) if world == "never-deadline" else None
+    deadline = {"never-deadline": int(1920e9), "no-room": int(700e9)}.get(world)
     m, _ = run_scenario(case, [lambda _: None], [], clock, log_root=tmp_path, deadline_ns=deadline)
-    if world == "no-probe":
+    if world in ("no-probe", "no-room"):
         assert {mode for mode, _, _ in runs} == {"short"} and not m.compliant and not m.valid
         assert any("not MLPerf-compliant" in why for why in m.reasons)
+        if world == "no-room":
+            assert m.reasons[0] == ("no full-mode run: the case's timeout_s leaves 700 s, too "
+                                    "little for a 610 s run; the short-mode search's best is "
+                                    "shown")  # fmt: skip
+            assert m.target_qps == 30.0 and m.calibration["full_runs"] == []
         return
     assert {n for mode, _, n in runs if mode == "short"} == {368}  # enough for a p99
     best = max(q for mode, q, _ in runs if mode == "short" and q <= 30)
@@ -318,21 +323,46 @@ def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
         assert [t["passed"] for t in tried] == [False, True] and m.valid
         assert _queue_p99(full[1]) == pytest.approx(0.9 * 50)  # the fit hits its aim exactly
         return
-    # a full run ends at 610 s past its start; the second ends at 1221 s: no room for a third
+    # never-deadline: 700 s are left after two 610 s runs, under 1.2 x 610 s: no third
     assert len(full) == (2 if world == "never-deadline" else FULL_TRIES) and not m.valid
     assert not any(t["passed"] for t in tried)
     assert m.reasons[0].startswith("no full-mode run met the p99 bound of 50 ms (")
+    stop = ("the case's timeout_s leaves 700 s, too little for a 610 s run"
+            if world == "never-deadline" else "4 full-mode runs, the most tried")  # fmt: skip
+    assert m.calibration["full_stop"] == stop
+
+
+def test_utilization_counts_failed_batches_and_a_slow_service_under_load_is_said(
+    tmp_path: Path,
+) -> None:
+    from harness.scenarios.measure import _slower_under_load
+
+    ms = 1_000_000
+    record = RunRecord(None, tmp_path, batch_sizes=[1, 1, 1], service_ns=[20 * ms, 30 * ms],  # type: ignore[arg-type]
+                       failed_ns=[50 * ms], wall_s=0.5, instances=2)  # fmt: skip
+    assert record.service_ms_p50 == 25.0 and record.busy == pytest.approx(0.1 / 1.0)
+    line = _slower_under_load(record, {"sample_ms": 10.0, "batch_ms": 30.0}, 4)
+    assert line is not None and line.startswith("a batch took 25 ms under load, 2.50x its 10 ms")
+    assert _slower_under_load(record, {"sample_ms": 20.0}, 4) is None  # 1.25x: not worth a line
+    record.batch_sizes = [4, 4]  # full batches: compared with the calibrated full batch
+    assert _slower_under_load(record, {"sample_ms": 1.0, "batch_ms": 30.0}, 4) is None
+    record.batch_sizes = [1, 4]  # mixed sizes: nothing to compare with
+    assert _slower_under_load(record, {"sample_ms": 1.0, "batch_ms": 1.0}, 4) is None
 
 
 def test_a_retry_target_is_fitted_to_the_missed_run_and_bounded() -> None:
     from harness.scenarios.search import retry_qps
 
-    # p99 90 ms, service 10 ms at rho 0.5: queueing scale 80 ms; the aim (45 ms) leaves 35 ms
-    # of queueing, rho = 35 / (35 + 80), so the target scales by that / 0.5
-    assert retry_qps(50.0, 90.0, 10.0, 0.5, 50.0) == pytest.approx(50.0 * (35 / 115) / 0.5)
-    assert retry_qps(50.0, 52.0, 10.0, 0.5, 50.0) == pytest.approx(45.0)  # at most 0.9
+    # p99 60 ms, service 10 ms at rho 0.5: spread 25 ms x (1 - 0.5); the aim (45 ms) is met at
+    # 1 - 25 / 35 = 0.2857, so the target scales by that / 0.5
+    assert retry_qps(50.0, 60.0, 10.0, 0.5, 50.0) == pytest.approx(50.0 * (1 - 25 / 35) / 0.5)
+    assert retry_qps(50.0, 46.0, 10.0, 0.5, 50.0) == pytest.approx(45.0)  # at most 0.9
     assert retry_qps(50.0, 5000.0, 10.0, 0.5, 50.0) == pytest.approx(25.0)  # at least 0.5
-    assert retry_qps(50.0, 90.0, None, None, 50.0) == pytest.approx(45.0)  # no fit: 0.9
+    assert retry_qps(50.0, 60.0, 10.0, 0.995, 50.0) == pytest.approx(25.0)  # overloaded
+    assert retry_qps(50.0, 60.0, None, None, 50.0) == pytest.approx(45.0)  # nothing to fit
+    assert retry_qps(50.0, 60.0, 10.0, 0.0, 50.0) == pytest.approx(45.0)
+    assert retry_qps(50.0, 60.0, 10.0, 0.5, 50.0, batching=True) == pytest.approx(45.0)
+    assert retry_qps(50.0, 40.0, 10.0, 0.5, 50.0) == pytest.approx(45.0)  # failed on errors
     assert retry_qps(50.0, 90.0, 46.0, 0.5, 50.0) is None  # the service alone is over the aim
 
 

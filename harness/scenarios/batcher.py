@@ -57,8 +57,9 @@ def stack(requests: Sequence[Request]) -> dict[str, np.ndarray]:
 class DynamicBatcher:
     """``len(instances)`` worker threads over one queue. ``done(requests, error)`` is called
     from a worker thread after each batch (``error`` None on success). ``service_ns`` holds the
-    wall time (ns) of each successful batch's ``infer``: the service time under load, which is
-    not the calibration's back-to-back figure (idle gaps, the load generator's own threads)."""
+    wall time (ns) of each successful batch's ``infer`` (the service time under load, which is
+    not the calibration's back-to-back figure: idle gaps, the load generator's own threads),
+    ``failed_ns`` that of each failed one (a timeout's wait keeps an instance busy too)."""
 
     def __init__(self, instances: Sequence[Infer], knobs: ServingKnobs, done: Done) -> None:
         self.knobs = knobs
@@ -69,6 +70,7 @@ class DynamicBatcher:
         self._failures = 0  # consecutive failed batches, over all instances
         self._open: str | None = None  # the error that opened the circuit
         self.service_ns: list[int] = []
+        self.failed_ns: list[int] = []
         self._threads = [
             threading.Thread(target=self._serve, args=(infer,), daemon=True, name=f"instance-{i}")
             for i, infer in enumerate(instances)
@@ -113,6 +115,7 @@ class DynamicBatcher:
             try:
                 infer(inputs)
             except HarnessError as exc:
+                self.failed_ns.append(time.monotonic_ns() - start)
                 error = str(exc) or type(exc).__name__
                 self._failures += 1
                 if self._failures >= MAX_CONSECUTIVE_FAILURES:

@@ -34,7 +34,7 @@ class ServingSettings:
     mode:             ``full``: the mlperf.conf LoadGen embeds (600 s minimum duration, query
                       counts, seeds; the row may be VALID; the server search's probes stay short
                       and a full run confirms 90% of their best QPS; a miss is retried at a
-                      rate fitted to it while ``timeout_s`` has room);
+                      rate fitted to it while ``timeout_s`` has room, at most 4 runs);
                       ``short``: ``short_duration_ms`` and ``short_query_count`` instead, and
                       the row says it is not MLPerf-compliant.
     latency_bound_ms: the server scenario's p99 bound (MLPerf's ``target_latency``).

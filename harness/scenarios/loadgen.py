@@ -58,8 +58,8 @@ class LoadRun:
 class RunRecord:
     """A finished run: LoadGen's summary, the SUT's own per-sample latencies (ns, issue to
     completion; successful ones only), failed requests and a few distinct error texts, the
-    batch sizes run, each successful batch's service time (ns in ``infer``), the run's wall
-    time (s) and how many instances served it."""
+    batch sizes run, each batch's service time (ns in ``infer``; successful and failed ones
+    apart), the run's wall time (s) and how many instances served it."""
 
     summary: LoadgenSummary
     log_dir: Path
@@ -69,6 +69,7 @@ class RunRecord:
     error_texts: list[str] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
     service_ns: list[int] = field(default_factory=list)
+    failed_ns: list[int] = field(default_factory=list)
     wall_s: float = 0.0
     instances: int = 1
 
@@ -78,16 +79,19 @@ class RunRecord:
 
     @property
     def service_ms_p50(self) -> float | None:
-        """Median service time of a batch under this load (ms); None when none succeeded."""
+        """Median service time of a successful batch under this load (ms; an HTTP target's
+        includes the network); None when none succeeded."""
         return float(np.median(self.service_ns)) / 1e6 if self.service_ns else None
 
     @property
     def busy(self) -> float | None:
         """The share of the instances' time spent serving (utilization, 0-1): the summed
-        service time over wall time x instances. None without a wall time."""
+        service time of every batch, failed ones included, over wall time x instances. None
+        without a wall time."""
         if self.wall_s <= 0:
             return None
-        return min(1.0, sum(self.service_ns) / 1e9 / (self.wall_s * self.instances))
+        served = sum(self.service_ns) + sum(self.failed_ns)
+        return min(1.0, served / 1e9 / (self.wall_s * self.instances))
 
 
 def test_settings(lg: Any, run: LoadRun) -> Any:
@@ -188,7 +192,8 @@ def run_loadgen(
     finally:
         batcher.stop()
         record.wall_s = time.monotonic() - start
-        record.service_ns = batcher.service_ns
+        # copies: an instance still busy after stop() may append to the batcher's lists
+        record.service_ns, record.failed_ns = list(batcher.service_ns), list(batcher.failed_ns)
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
     detail = log_dir / "mlperf_log_detail.txt"

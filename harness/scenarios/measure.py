@@ -51,6 +51,8 @@ OFFLINE_HEADROOM = 1.5
 FULL_STEP = 0.9
 FULL_TRIES = 4
 FULL_ROOM = 1.2
+FULL_RUN_S = 610.0  # mlperf.conf's 600 s minimum duration, and the queue's drain
+SLOWER_UNDER_LOAD = 1.5  # service time under load vs back to back worth a line in the row
 START_SLACK_S = 60.0  # a worker's time before measure_load starts (process start, imports)
 
 
@@ -219,10 +221,12 @@ def run_scenario(
             )
             cal["short_probe_shown"] = True  # that run is a short probe, even in full mode
         elif serving.compliant:
-            record, target = _confirm_in_full_mode(lambda qps: server_at(qps, serving),
-                                                   chosen.target_qps, cal,
-                                                   serving.latency_bound_ms, clock,
-                                                   deadline_ns)  # fmt: skip
+            confirmed = _confirm_in_full_mode(
+                lambda qps: server_at(qps, serving), chosen.target_qps, cal,
+                serving.latency_bound_ms, case.serving.max_batch_size > 1, clock, deadline_ns,
+            )  # fmt: skip
+            if confirmed is not None:
+                record, target = confirmed
     else:
         progress(f"{case.scenario} under LoadGen")
         record = run_loadgen(base, instances, case.serving, samples, root / case.scenario)
@@ -235,35 +239,70 @@ def _confirm_in_full_mode(
     best_qps: float,
     cal: dict[str, Any],
     bound_ms: float,
+    batching: bool,
     clock: Clock,
     deadline_ns: int | None,
-) -> tuple[RunRecord, float]:
+) -> tuple[RunRecord, float] | None:
     """Run the server in full mode at ``FULL_STEP`` times the short search's best QPS; while a
     run misses the bound, run again at the rate :func:`~harness.scenarios.search.retry_qps`
-    fits to the missed run, while ``clock`` has room before ``deadline_ns`` for another run
-    ``FULL_ROOM`` times as long as the last (and at most ``FULL_TRIES`` runs). The last run is
-    the row. Each try is recorded in ``cal["full_runs"]`` with its service time and
-    utilization; when none passes, ``cal["no_passing_target"]`` says so."""
+    fits to the missed run. A run starts only while ``clock`` has room before ``deadline_ns``
+    for ``FULL_ROOM`` times the last run's duration (``FULL_RUN_S`` before the first), and at
+    most ``FULL_TRIES`` runs. The last run is the row, and its target; None when not even the
+    first fits. Each try is in ``cal["full_runs"]`` with its service time and utilization,
+    why the tries ended in ``cal["full_stop"]``; when none passed, ``cal["no_passing_target"]``
+    says so."""
     tried: list[dict[str, Any]] = []
+    last: tuple[RunRecord, float] | None = None
     qps: float | None = best_qps * FULL_STEP
-    while qps is not None:
-        started = clock.now_ns()
-        record, check = full(qps)
-        tried.append({"target_qps": qps, "p99_ms": check.p99_ms, "passed": check.passed,
-                      "service_ms_p50": record.service_ms_p50, "busy": record.busy})  # fmt: skip
-        end = clock.now_ns()
-        room = deadline_ns is None or deadline_ns - end >= FULL_ROOM * (end - started)
-        if check.passed or len(tried) >= FULL_TRIES or not room:
-            break
-        qps = retry_qps(qps, check.p99_ms, record.service_ms_p50, record.busy, bound_ms)
-    cal["full_runs"] = tried
-    if not tried[-1]["passed"]:
+    took_s, why = FULL_RUN_S, ""
+    while not why:
+        left_s = None if deadline_ns is None else (deadline_ns - clock.now_ns()) / 1e9
+        if qps is None:
+            why = "the service time alone is over the p99 aim: no lower rate can pass"
+        elif len(tried) >= FULL_TRIES:
+            why = f"{FULL_TRIES} full-mode runs, the most tried"
+        elif left_s is not None and left_s < FULL_ROOM * took_s:
+            why = f"the case's timeout_s leaves {left_s:.0f} s, too little for a {took_s:.0f} s run"
+        else:
+            started = clock.now_ns()
+            record, check = full(qps)
+            took_s, last = (clock.now_ns() - started) / 1e9, (record, qps)
+            tried.append({"target_qps": qps, "p99_ms": check.p99_ms, "passed": check.passed,
+                          "service_ms_p50": record.service_ms_p50,
+                          "busy": record.busy})  # fmt: skip
+            if check.passed:
+                why = "passed"
+            else:
+                qps = retry_qps(qps, check.p99_ms, record.service_ms_p50, record.busy,
+                                bound_ms, batching)  # fmt: skip
+    cal["full_runs"], cal["full_stop"] = tried, why
+    if not tried:
+        cal["no_passing_target"] = f"no full-mode run: {why}; the short-mode search's best is shown"
+        cal["short_probe_shown"] = True
+    elif not tried[-1]["passed"]:
         runs = "; ".join(f"{t['target_qps']:.2f} QPS: p99 {t['p99_ms']} ms" for t in tried)
         cal["no_passing_target"] = (
             f"no full-mode run met the p99 bound of {bound_ms:g} ms ({runs}; the short-mode "
-            f"search's best was {best_qps:.2f} QPS)"
+            f"search's best was {best_qps:.2f} QPS; stopped: {why})"
         )
-    return record, tried[-1]["target_qps"]
+    return last
+
+
+def _slower_under_load(record: RunRecord, cal: dict[str, Any], max_batch: int) -> str | None:
+    """A line when the run's median batch took ``SLOWER_UNDER_LOAD`` times or more the
+    calibration's back-to-back median of the same size (only when every batch of the run had
+    one size the calibration timed: 1, or ``max_batch``)."""
+    sizes = set(record.batch_sizes)
+    timed = {1: cal.get("sample_ms"), max_batch: cal.get("batch_ms")}
+    calibrated = timed.get(sizes.pop()) if len(sizes) == 1 else None
+    served = record.service_ms_p50
+    if served is None or not calibrated or served < SLOWER_UNDER_LOAD * calibrated:
+        return None
+    return (
+        f"a batch took {served:.3g} ms under load, {served / calibrated:.2f}x its {calibrated:.3g}"
+        " ms back to back: the CPU slows between requests (idle states and clock ramp-up, a"
+        " virtual machine's vCPU descheduled, the load generator's threads on the same CPUs)"
+    )
 
 
 def _unserved(case: Case, error: str) -> LoadMeasurement:
@@ -306,6 +345,9 @@ def _measurement(
                           + "; ".join(record.error_texts))  # fmt: skip
     if "no_passing_target" in cal:
         reasons.insert(0, cal["no_passing_target"])
+    slower = _slower_under_load(record, cal, case.serving.max_batch_size)
+    if slower:
+        cal["slower_under_load"] = slower
     compliant = serving.compliant and not cal.get("short_probe_shown")
     if not compliant:
         reasons.append("short mode: minimum duration and query count lowered, not MLPerf-compliant")

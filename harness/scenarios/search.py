@@ -78,35 +78,46 @@ def max_qps(
         qps = (best.target_qps + fail_qps) / 2
 
 
+# A full-mode retry aims its p99 at RETRY_AIM x the bound (a 600 s run's p99 still varies), and
+# steps to between RETRY_LEAST and RETRY_MOST times the missed rate.
+RETRY_AIM = 0.9
+RETRY_LEAST = 0.5
+RETRY_MOST = 0.9
+OVERLOADED = 0.99  # a run this busy had a growing queue: its p99 says nothing of a lower rate
+
+
 def retry_qps(
     qps: float,
     p99_ms: float | None,
     service_ms: float | None,
     busy: float | None,
     bound_ms: float,
-    aim: float = 0.9,
-    least: float = 0.5,
-    most: float = 0.9,
+    batching: bool = False,
 ) -> float | None:
-    """The next target (QPS) after a server run at ``qps`` missed the p99 bound.
+    """The next target (QPS) after a server run at ``qps`` missed its p99 bound ``bound_ms``.
 
-    The run's p99 less its median service time ``service_ms`` is taken as queueing delay,
-    which in heavy traffic grows as rho / (1 - rho) at utilization rho (Kingman's formula: J. F.
-    C. Kingman, "The single server queue in heavy traffic", Proc. Cambridge Phil. Soc. 57, 1961;
-    the delay's percentiles scale with its mean when its distribution keeps its shape). Fitted
-    to the missed run (``busy`` = its utilization), it gives the utilization whose p99 is
-    ``aim`` x ``bound_ms``, and the target scales with it, within ``least``..``most`` x
-    ``qps``. Without a usable fit (no p99, service time or utilization) the step is ``most``.
-    None when the service time alone leaves no room under the aim: no lower rate can pass.
+    A heuristic fitted to the missed run: its p99 is taken as the median service time
+    ``service_ms`` plus a spread that grows as 1 / (1 - rho) with the utilization rho
+    (``busy``), the growth of a single-server queue's latency percentiles (exact for M/M/1,
+    whose sojourn time's p-quantile is ln(1 / (1 - p)) E[S] / (1 - rho); Kingman's
+    heavy-traffic formula gives the same pole for G/G/1: J. F. C. Kingman, "The single server
+    queue in heavy traffic", Proc. Cambridge Phil. Soc. 57, 1961). The retry takes the
+    utilization at which that p99 is ``RETRY_AIM`` x the bound, and scales the rate with it,
+    within ``RETRY_LEAST``..``RETRY_MOST`` x ``qps``.
+
+    The least step when the run was overloaded (``busy`` >= ``OVERLOADED``) or when even an
+    idle server's p99 would miss the aim; the most step when there is nothing to fit (no p99,
+    service time or utilization, a batcher, whose queue delay does not shrink with the rate)
+    or the run failed on errors, not latency. None when the service time alone is over the aim:
+    no lower rate can pass.
     """
-    room = aim * bound_ms - (service_ms or 0.0)
-    if room <= 0:
+    aim = RETRY_AIM * bound_ms
+    if service_ms is not None and service_ms >= aim:
         return None
-    if p99_ms is None or service_ms is None or busy is None or not 0.0 < busy < 1.0:
-        return qps * most
-    delay = p99_ms - service_ms
-    if delay <= room:  # missed by noise at the margin: the least step
-        return qps * most
-    scale = delay * (1.0 - busy) / busy
-    wanted = room / (room + scale)  # solves scale * r / (1 - r) = room
-    return qps * min(most, max(least, wanted / busy))
+    if busy is not None and busy >= OVERLOADED:
+        return qps * RETRY_LEAST
+    if p99_ms is None or service_ms is None or not busy or batching or p99_ms <= aim:
+        return qps * RETRY_MOST
+    spread = (p99_ms - service_ms) * (1.0 - busy)  # p99 = service + spread / (1 - rho)
+    wanted = 1.0 - spread / (aim - service_ms)  # the rho at which p99 = aim
+    return qps * min(RETRY_MOST, max(RETRY_LEAST, wanted / busy))
