@@ -28,6 +28,8 @@ from harness.result import CaseResult
 from harness.scenarios.goodput import summarize
 from harness.scenarios.record import LlmLoadRaw, LoadMeasurement
 
+QUEUED = ("server", "offline")  # LoadGen scenarios whose samples wait in a queue
+
 
 def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
     """The identifying columns of a case's row, before anything is measured."""
@@ -136,9 +138,11 @@ def finalize(
     row.cost_usd_per_million_machine = costs.usd_per_million_machine
     row.cost_usd_per_million = costs.usd_per_million
     row.gco2_per_million = costs.gco2_per_million
-    # an llm-server row's samples are requests of different lengths and queueing: their spread
-    # is the load's, not noise (only the machine's flags apply)
-    spread = [] if m.llm_load is not None else noise.case_flags(
+    # an llm-server row's samples are requests of different lengths and queueing, a server's
+    # queue for a random arrival process, offline's one query's completions spread over its
+    # run: their spread is the load's, not noise (only the machine's flags apply)
+    queued = m.llm_load is not None or (m.load is not None and m.load.scenario in QUEUED)
+    spread = [] if queued else noise.case_flags(
         row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci
     )  # fmt: skip
     row.noise = noise.row_noise(list(machine_flags), spread)

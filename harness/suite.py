@@ -536,7 +536,7 @@ def _full_mode_fits(where: str, values: dict[str, Any]) -> None:
     serving: ServingSettings = values["serving"]
     if not serving.compliant:
         return
-    least = 1500.0 + serving.search_budget_s
+    least = math.ceil(1500.0 + serving.search_budget_s)
     given = values.get("timeout_s", DEFAULT_TIMEOUT_S)
     if given < least:
         unset = "" if "timeout_s" in values else " (the default)"

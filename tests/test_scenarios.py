@@ -105,6 +105,37 @@ def test_the_search_finds_the_highest_passing_qps_within_its_precision() -> None
     assert failing - result.best.target_qps <= 0.02 * result.best.target_qps
 
 
+def test_an_overloaded_first_probe_drops_the_search_to_the_rate_it_served() -> None:
+    """A start far above capacity: the server completed 1000 QPS of the 100000 asked, so the
+    next target is 1000 (not 50000), then the search goes on from there."""
+    clock = FakeClock()
+    asked: list[float] = []
+
+    def probe(qps: float) -> Probe:
+        asked.append(qps)
+        served = min(qps, 1000.0)
+        return Probe(qps, served, 1.0, 10.0 if qps <= 600 else 900.0, qps <= 600)
+
+    result = max_qps(probe, 100_000.0, clock, budget_s=100, precision=0.05)
+    assert asked[:3] == [100_000.0, 1000.0, 500.0] and result.best is not None
+    assert 0.95 * 600 <= result.best.target_qps <= 600
+
+
+def test_a_server_that_did_not_keep_up_fails_its_probe_whatever_the_bound(
+    tmp_path: Path,
+) -> None:
+    from harness.scenarios.measure import _probe_of
+
+    def run(target: float, achieved: float) -> Probe:
+        text = _log(effective_scenario="Server", result_validity="VALID",
+                    result_perf_constraints_met=True, result_completed_samples_per_sec=achieved,
+                    **{"result_99.00_percentile_latency_ns": 3_700_000_000})  # fmt: skip
+        return _probe_of(RunRecord(summarize(parse_detail(text)), tmp_path), target, 1e9)
+
+    assert not run(242_170.0, 51_139.0).passed  # p99 3.7 s is within a 1e9 ms bound, but
+    assert run(62.6, 61.1).passed  # a short probe that kept up completes within a few %
+
+
 def test_the_search_stops_at_its_budget_and_at_its_floor() -> None:
     clock = FakeClock()
     result = max_qps(_scripted(1e9, clock, seconds=2.0), 10.0, clock, budget_s=5)
@@ -194,6 +225,10 @@ def test_the_plan_sweeps_serving_axes_for_load_scenarios_only(write_suite: Write
             r"timeout_s = 600 s \(the default\) is too short for \[serving\] mode = "
             r'"full" \(a full-mode case runs 10-45 minutes\); allowed: '
             r"at least 1560 s",
+        ),
+        (  # the least allowed is rounded up, never down to the value refused
+            "[measure]\ntimeout_s = 1500\n[serving]\nmode = 'full'\nsearch_budget_s = 0.001",
+            r"timeout_s = 1500 s is too short .* allowed: at least 1501 s",
         ),
     ],
 )
@@ -304,6 +339,8 @@ def test_full_mode_server_searches_in_short_mode_then_confirms_with_a_margin(
     if world in ("no-probe", "no-room"):
         assert {mode for mode, _, _ in runs} == {"short"} and not m.compliant and not m.valid
         assert any("not MLPerf-compliant" in why for why in m.reasons)
+        if world == "no-probe":
+            assert m.reasons[0].endswith("; with nothing to confirm, no full-mode run was made")
         if world == "no-room":
             assert m.reasons[0] == ("no full-mode run: the case's timeout_s leaves 700 s, too "
                                     "little for a 610 s run; the short-mode search's best is "
@@ -348,6 +385,34 @@ def test_utilization_counts_failed_batches_and_a_slow_service_under_load_is_said
     assert _slower_under_load(record, {"sample_ms": 1.0, "batch_ms": 30.0}, 4) is None
     record.batch_sizes = [1, 4]  # mixed sizes: nothing to compare with
     assert _slower_under_load(record, {"sample_ms": 1.0, "batch_ms": 1.0}, 4) is None
+
+
+def test_a_long_fast_run_keeps_an_even_subsample_of_its_latencies(
+    monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path
+) -> None:
+    """250,001 SUT-side latencies (a fast model's 600 s run has millions): the row keeps every
+    3rd, in order, and says so; goodput still counts all of them."""
+    from array import array
+
+    from harness.scenarios.measure import LOAD_SAMPLES_KEPT
+
+    case = plan(load_suite(write_suite(SUITE.format(scenarios='["offline"]',
+                                                    loadgen="true")))).cases[0]  # fmt: skip
+    n = 250_001
+
+    def scripted(*_: object) -> RunRecord:
+        text = _log(effective_scenario="Offline", result_validity="VALID",
+                    result_samples_per_second=100.0)  # fmt: skip
+        return RunRecord(summarize(parse_detail(text)), tmp_path, array("q", range(n)),
+                         requests=n)  # fmt: skip
+
+    monkeypatch.setattr("harness.scenarios.measure.run_loadgen", scripted)
+    monkeypatch.setattr("harness.scenarios.measure.calibrate",
+                        lambda *_: {"sample_ms": 10.0, "capacity_qps": 40.0})  # fmt: skip
+    m, kept = run_scenario(case, [lambda _: None], [], FakeClock(), log_root=tmp_path)
+    assert kept == list(range(0, n, 3)) and len(kept) <= LOAD_SAMPLES_KEPT
+    assert m.calibration["samples_kept"].startswith("1 in 3 of the run's 250001 SUT-side")
+    assert m.goodput_rps == pytest.approx(100.0)  # every request completed: all counted
 
 
 def test_a_retry_target_is_fitted_to_the_missed_run_and_bounded() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,8 +70,8 @@ class DynamicBatcher:
         self._stop = False
         self._failures = 0  # consecutive failed batches, over all instances
         self._open: str | None = None  # the error that opened the circuit
-        self.service_ns: list[int] = []
-        self.failed_ns: list[int] = []
+        self.service_ns = array("q")  # compact: one per batch, millions in a long run
+        self.failed_ns = array("q")
         self._threads = [
             threading.Thread(target=self._serve, args=(infer,), daemon=True, name=f"instance-{i}")
             for i, infer in enumerate(instances)

@@ -52,7 +52,13 @@ FULL_STEP = 0.9
 FULL_TRIES = 4
 FULL_ROOM = 1.2
 FULL_RUN_S = 610.0  # mlperf.conf's 600 s minimum duration, and the queue's drain
-SLOWER_UNDER_LOAD = 1.5  # service time under load vs back to back worth a line in the row
+# A row stores at most this many SUT-side latencies of its run (evenly spaced in completion
+# order): a 600 s run of a fast model has tens of millions, which the store cannot take.
+LOAD_SAMPLES_KEPT = 100_000
+SLOWER_UNDER_LOAD = 1.5
+# A server run that completed under this share of its target rate fell behind (a short probe's
+# completed rate is within a few % of its target when the server keeps up: 0.976 here).
+KEPT_UP = 0.8  # service time under load vs back to back worth a line in the row
 START_SLACK_S = 60.0  # a worker's time before measure_load starts (process start, imports)
 
 
@@ -137,9 +143,13 @@ def calibrate(
 
 
 def _probe_of(record: RunRecord, qps: float, bound_ms: float) -> Probe:
+    """The run as a search probe. It passes when its p99 met the bound, no request failed, and
+    it completed at least ``KEPT_UP`` x the target rate (an overloaded server under a loose
+    bound must not report a rate it never served)."""
     s = record.summary
     p99 = s.percentiles.get(99.0)
-    passed = bool(s.perf_constraints_met) and p99 is not None and p99 <= bound_ms
+    kept_up = s.achieved_qps is None or s.achieved_qps >= KEPT_UP * qps
+    passed = bool(s.perf_constraints_met) and p99 is not None and p99 <= bound_ms and kept_up
     return Probe(qps, s.achieved_qps, s.percentiles.get(50.0), p99, passed and not record.errors,
                  record.error_rate)  # fmt: skip
 
@@ -162,7 +172,8 @@ def run_scenario(
     ``server``: the max-QPS search). Logs under ``log_root`` (default: the cache's
     ``loadgen-logs/<case>/<time>``), one directory per LoadGen run. ``deadline_ns`` (on
     ``clock``): no full-mode confirming run starts that could not end before it. Also returns
-    the SUT-side latency (ns, issue to completion) of every sample of the reported run."""
+    the SUT-side latency (ns, issue to completion) of the reported run's samples: at most
+    ``LOAD_SAMPLES_KEPT``, evenly spaced (``calibration["samples_kept"]`` then says so)."""
     serving = case.settings.serving
     root = log_root or _log_root(case)
     progress("calibrating")
@@ -215,9 +226,13 @@ def run_scenario(
         record = records[chosen.target_qps]
         target: float | None = chosen.target_qps if result.best else None
         if result.best is None:
+            full = ""
+            if serving.compliant:
+                full = "; with nothing to confirm, no full-mode run was made"
             cal["no_passing_target"] = (
                 f"no target QPS met the p99 bound of {serving.latency_bound_ms:g} ms (lowest "
-                f"tried {chosen.target_qps:.2f} QPS: p99 {chosen.p99_ms} ms); its run is shown"
+                f"tried {chosen.target_qps:.2f} QPS: p99 {chosen.p99_ms} ms); its run is "
+                f"shown{full}"
             )
             cal["short_probe_shown"] = True  # that run is a short probe, even in full mode
         elif serving.compliant:
@@ -231,7 +246,14 @@ def run_scenario(
         progress(f"{case.scenario} under LoadGen")
         record = run_loadgen(base, instances, case.serving, samples, root / case.scenario)
         target = base.expected_qps if case.scenario == "offline" else None
-    return _measurement(case, record, target, probes, stop, cal), record.latencies_ns
+    latencies = record.latencies_ns
+    step = -(-len(latencies) // LOAD_SAMPLES_KEPT)  # ceil: every step-th sample is kept
+    if step > 1:
+        cal["samples_kept"] = (
+            f"1 in {step} of the run's {len(latencies)} SUT-side latencies is stored "
+            "(LoadGen's percentiles are over all of them)"
+        )
+    return _measurement(case, record, target, probes, stop, cal), list(latencies[:: step or 1])
 
 
 def _confirm_in_full_mode(
@@ -354,7 +376,7 @@ def _measurement(
     bound = serving.latency_bound_ms if case.scenario == "server" else None
     within = len(record.latencies_ns)
     if bound is not None:
-        within = sum(1 for ns in record.latencies_ns if ns <= bound * 1e6)
+        within = int(np.count_nonzero(np.asarray(record.latencies_ns) <= bound * 1e6))
     share = within / record.requests if record.requests else None
     goodput = s.achieved_qps * share if s.achieved_qps is not None and share is not None else None
     batches = record.batch_sizes
@@ -390,7 +412,7 @@ def measure_load(
     case: Case, artifact: Artifact, clock: Clock, progress: Progress = no_progress
 ) -> tuple[LoadMeasurement, list[int], dict[str, Any]]:
     """Load the case's instances, run its scenario, close them. Returns the load measurement,
-    the SUT-side latency of each sample of the reported run (ns) and the raw facts
+    the SUT-side latencies run_scenario keeps of the reported run (ns) and the raw facts
     ``execute.measure_case`` puts in the Measurement (load time, memory, versions)."""
     # The worker's deadline, less what it may have spent before this (start, imports).
     deadline = clock.now_ns() + int((case.settings.timeout_s - START_SLACK_S) * 1e9)

@@ -2,11 +2,13 @@
 
 :func:`max_qps` is a pure search over a ``probe(qps) -> Probe`` (one LoadGen server run at that
 target QPS) and a clock, so it can be tested with a scripted probe and a fake clock. It grows
-the target by ``growth`` from the calibrated start while probes pass (halves it while none has
-passed), then bisects between the highest passing and the lowest failing target until they are
-within ``precision`` (relative) or the time budget is spent. A probe passes when its p99 is
-within the bound and no request failed (LoadGen's ``result_perf_constraints_met`` is the same
-p99 test). Every probe is kept, for the report's latency-vs-load chart.
+the target by ``growth`` from the calibrated start while probes pass (while none has passed,
+halves it, or drops it to the rate a failed probe completed if that is lower), then bisects
+between the highest passing and the lowest failing target until they are within
+``precision`` (relative) or the time budget is spent. A probe passes when its p99 is within
+the bound, no request failed (LoadGen's ``result_perf_constraints_met`` is the same p99 test)
+and the server kept up with the rate. Every probe is kept, for the report's latency-vs-load
+chart.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def max_qps(
         if best is None:
             if qps <= floor_qps:
                 return SearchResult(None, tuple(probes), "floor")
-            qps = max(qps / 2, floor_qps)
+            # an overloaded server completed at about its capacity: no higher rate can pass
+            served = result.achieved_qps or qps
+            qps = max(min(qps / 2, served), floor_qps)
             continue
         if fail_qps - best.target_qps <= precision * best.target_qps:
             return SearchResult(best, tuple(probes), "converged")
