@@ -1,7 +1,8 @@
 """What a run tells the person watching it: the case, its phase, and how long is left.
 
 ``ProgressReporter`` draws one rich progress line on stderr (case, phase, done/total, elapsed,
-estimated time left) and prints one line per finished case. The estimate starts from the cases'
+estimated time left) and prints one line per finished case; when stderr is not a terminal it
+prints each phase as a line instead. The estimate starts from the cases'
 own bounds (warm-up bound + sampling budget, the most a case's timing loop may take) and, once
 cases have finished, follows the pace actually seen (mean wall time of a finished case); builds
 and fidelity passes make the first estimate low, which the pace corrects.
@@ -48,7 +49,11 @@ class ProgressReporter:
     def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[left]}"))  # fmt: skip
-        self.progress = Progress(*columns, console=Console(stderr=True), disable=quiet)
+        console = Console(stderr=True)
+        # Not a terminal (a log file, CI): no live line, whose last state would be printed
+        # stale at the end; each phase is a plain line instead, so a long case shows progress.
+        self.plain = not quiet and not console.is_terminal
+        self.progress = Progress(*columns, console=console, disable=quiet or self.plain)
         self.task = self.progress.add_task("starting", total=None, left="")
         self.clock = clock
         self.cases: Sequence[Case] = ()
@@ -70,6 +75,9 @@ class ProgressReporter:
         self.progress.console.print(f"  note: {text}", markup=False, highlight=False)
 
     def case_started(self, index: int, total: int, case: Case, activity: str) -> None:
+        if self.plain:
+            self.progress.console.print(f"  [{index + 1}/{total}] {case.case_id}: {activity}",
+                                        markup=False, highlight=False, soft_wrap=True)  # fmt: skip
         self.progress.update(
             self.task, total=total, description=f"{case.case_id}: {activity}", left=self._left()
         )

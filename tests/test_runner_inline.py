@@ -105,6 +105,21 @@ def test_time_left_starts_from_budgets_then_follows_the_pace(write_suite: Write)
     assert time_left_s(cases[1:], 1, 5.0, case_bound_s) == 10.0
 
 
+def test_without_a_terminal_each_phase_is_a_line_and_no_stale_bar_is_left(
+    write_suite: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stderr is captured here, so not a terminal: a 10-minute full-mode case must still show
+    its phases in a log, and the live bar's last state must not be printed after the rows."""
+    from harness.progress import ProgressReporter
+
+    cases = plan(load_suite(write_suite(SUITE))).cases
+    with ProgressReporter() as reporter:
+        reporter.run_started("r", cases)
+        reporter.case_started(0, 3, cases[0], "measuring: server at 61.0 QPS, full mode")
+    err = capsys.readouterr().err
+    assert err == f"  [1/3] {cases[0].case_id}: measuring: server at 61.0 QPS, full mode\n"
+
+
 def test_an_interrupt_says_what_was_saved_and_how_to_resume(
     write_suite: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
