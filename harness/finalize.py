@@ -28,7 +28,9 @@ from harness.result import CaseResult
 from harness.scenarios.goodput import summarize
 from harness.scenarios.record import LlmLoadRaw, LoadMeasurement
 
-QUEUED = ("server", "offline")  # LoadGen scenarios whose samples wait in a queue
+# LoadGen scenarios whose samples wait in a queue: a server's for random arrivals, a
+# multi-stream query's samples behind each other, offline's one query's over the whole run
+QUEUED = ("server", "multi-stream", "offline")
 
 
 def identity(run_id: str, case: Case, artifact: Artifact | None) -> CaseResult:
@@ -138,9 +140,9 @@ def finalize(
     row.cost_usd_per_million_machine = costs.usd_per_million_machine
     row.cost_usd_per_million = costs.usd_per_million
     row.gco2_per_million = costs.gco2_per_million
-    # an llm-server row's samples are requests of different lengths and queueing, a server's
-    # queue for a random arrival process, offline's one query's completions spread over its
-    # run: their spread is the load's, not noise (only the machine's flags apply)
+    # an llm-server row's samples are requests of different lengths and queueing, a queued
+    # LoadGen scenario's wait in its queue: their spread is the load's, not noise (only the
+    # machine's flags apply)
     queued = m.llm_load is not None or (m.load is not None and m.load.scenario in QUEUED)
     spread = [] if queued else noise.case_flags(
         row.cv, row.p50_rel_ci_width, case.settings.timing.target_rel_ci
