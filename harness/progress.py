@@ -2,10 +2,10 @@
 
 ``ProgressReporter`` draws one rich progress line on stderr (case, phase, done/total, elapsed,
 estimated time left) and prints one line per finished case; when stderr is not a terminal it
-prints each phase as a line instead. The estimate starts from the cases'
-own bounds (warm-up bound + sampling budget, the most a case's timing loop may take) and, once
-cases have finished, follows the pace actually seen (mean wall time of a finished case); builds
-and fidelity passes make the first estimate low, which the pace corrects.
+prints each phase as a line instead. The estimate starts from the cases' own bounds (warm-up
+bound + sampling budget, the most a case's timing loop may take) and, once cases have
+finished, follows the pace actually seen (mean wall time of a finished case); builds and
+fidelity passes make the first estimate low, which the pace corrects.
 """
 
 from __future__ import annotations

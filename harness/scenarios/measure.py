@@ -55,10 +55,10 @@ FULL_RUN_S = 610.0  # mlperf.conf's 600 s minimum duration, and the queue's drai
 # A row stores at most this many SUT-side latencies of its run (evenly spaced in completion
 # order): a 600 s run of a fast model has tens of millions, which the store cannot take.
 LOAD_SAMPLES_KEPT = 100_000
-SLOWER_UNDER_LOAD = 1.5
+SLOWER_UNDER_LOAD = 1.5  # service time under load vs back to back worth a line in the row
 # A server run that completed under this share of its target rate fell behind (a short probe's
 # completed rate is within a few % of its target when the server keeps up: 0.976 here).
-KEPT_UP = 0.8  # service time under load vs back to back worth a line in the row
+KEPT_UP = 0.8
 START_SLACK_S = 60.0  # a worker's time before measure_load starts (process start, imports)
 
 
