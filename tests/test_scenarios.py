@@ -417,6 +417,29 @@ def test_a_long_fast_run_keeps_an_even_subsample_of_its_latencies(
     assert m.goodput_rps == pytest.approx(100.0)  # every request completed: all counted
 
 
+def test_a_fast_model_is_calibrated_by_what_the_harness_serves_not_by_the_model_alone(
+    write_suite: Write,
+) -> None:
+    """A 1 us model whose requests cost 10 us each once the harness serves them (on the fake
+    clock): the capacity is the served 100k/s, not the model's 1M/s (an offline query sized
+    from 1M/s was 7x what a run could serve)."""
+    from harness.scenarios.measure import CALIBRATION_RUNS, calibrate, samples_of
+
+    case = plan(load_suite(write_suite(SUITE.format(scenarios='["offline"]',
+                                                    loadgen="true")))).cases[0]  # fmt: skip
+    clock, calls = FakeClock(), [0]
+
+    def infer(_: Mapping[str, np.ndarray]) -> None:
+        calls[0] += 1
+        clock.advance(1_000 if calls[0] <= CALIBRATION_RUNS else 10_000)
+
+    cal = calibrate(infer, samples_of(case), case, clock)
+    assert cal["sample_ms"] == 0.001 and cal["served_qps"] == pytest.approx(1e5)
+    assert cal["capacity_qps"] == pytest.approx(1e5 * case.serving.instances)
+    slow = calibrate(lambda _: clock.advance(2_000_000), samples_of(case), case, clock)
+    assert "served_qps" not in slow and slow["capacity_qps"] == pytest.approx(500.0)  # 2 ms
+
+
 def test_a_retry_target_is_fitted_to_the_missed_run_and_bounded() -> None:
     from harness.scenarios.search import retry_qps
 
@@ -478,7 +501,9 @@ def test_compare_keeps_rows_apart_that_differ_only_in_their_serving_configuratio
     assert sorted(c.scenario for c in out) == ["server/i1-mb1-d0ms", "server/i1-mb8-d5ms"]
 
 
-def test_a_target_failing_mid_run_is_counted_and_the_circuit_opens(tmp_path: Path) -> None:
+def test_a_target_failing_mid_run_is_counted_and_the_circuit_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from harness.case import Case, CaseSettings
     from harness.measure.clock import PerfCounterClock
     from harness.scenarios.batcher import MAX_CONSECUTIVE_FAILURES
@@ -495,6 +520,7 @@ def test_a_target_failing_mid_run_is_counted_and_the_circuit_opens(tmp_path: Pat
 
     serving = ServingSettings(loadgen=True, short_duration_ms=50, short_query_count=20)
     case = Case("tiny-mlp", "fp32", "fake", 1, None, 1, settings=CaseSettings(serving=serving))
+    monkeypatch.setattr("harness.scenarios.measure.OVERHEAD_MATTERS_MS", 0.0)  # calls counted
     load, latencies = run_scenario(
         case, [infer], samples_of(case), PerfCounterClock(), log_root=tmp_path
     )
