@@ -417,27 +417,37 @@ def test_a_long_fast_run_keeps_an_even_subsample_of_its_latencies(
     assert m.goodput_rps == pytest.approx(100.0)  # every request completed: all counted
 
 
+@pytest.mark.parametrize("sample_ms", [0.001, 2.0])
 def test_a_fast_model_is_calibrated_by_what_the_harness_serves_not_by_the_model_alone(
-    write_suite: Write,
+    monkeypatch: pytest.MonkeyPatch, write_suite: Write, tmp_path: Path, sample_ms: float
 ) -> None:
-    """A 1 us model whose requests cost 10 us each once the harness serves them (on the fake
-    clock): the capacity is the served 100k/s, not the model's 1M/s (an offline query sized
-    from 1M/s was 7x what a run could serve)."""
-    from harness.scenarios.measure import CALIBRATION_RUNS, calibrate, samples_of
+    """A 1 us model (capacity 1M/s from its own time) whose short LoadGen offline run through
+    the harness completes 100k/s: the offline query is sized from 100k/s (from 1M/s it was 7x
+    what a run could serve). A 2 ms model gets no such run."""
+    from harness.scenarios.measure import OFFLINE_HEADROOM, SERVED_RUN_MS
 
     case = plan(load_suite(write_suite(SUITE.format(scenarios='["offline"]',
                                                     loadgen="true")))).cases[0]  # fmt: skip
-    clock, calls = FakeClock(), [0]
+    runs: list[LoadRun] = []
 
-    def infer(_: Mapping[str, np.ndarray]) -> None:
-        calls[0] += 1
-        clock.advance(1_000 if calls[0] <= CALIBRATION_RUNS else 10_000)
+    def scripted(run: LoadRun, *_: object) -> RunRecord:
+        runs.append(run)
+        text = _log(effective_scenario="Offline", result_validity="VALID",
+                    result_samples_per_second=1e5)  # fmt: skip
+        return RunRecord(summarize(parse_detail(text)), tmp_path, [1], requests=1)
 
-    cal = calibrate(infer, samples_of(case), case, clock)
-    assert cal["sample_ms"] == 0.001 and cal["served_qps"] == pytest.approx(1e5)
-    assert cal["capacity_qps"] == pytest.approx(1e5 * case.serving.instances)
-    slow = calibrate(lambda _: clock.advance(2_000_000), samples_of(case), case, clock)
-    assert "served_qps" not in slow and slow["capacity_qps"] == pytest.approx(500.0)  # 2 ms
+    monkeypatch.setattr("harness.scenarios.measure.run_loadgen", scripted)
+    cal = {"sample_ms": sample_ms, "capacity_qps": 1e3 / sample_ms}
+    monkeypatch.setattr("harness.scenarios.measure.calibrate", lambda *_: dict(cal))
+    m, _ = run_scenario(case, [lambda _: None], [], FakeClock(), log_root=tmp_path)
+    if sample_ms >= 1:
+        assert len(runs) == 1 and "served_qps" not in m.calibration
+        assert runs[0].expected_qps == pytest.approx(OFFLINE_HEADROOM * 500)
+        return
+    served, offline = runs
+    assert served.serving.short_duration_ms == SERVED_RUN_MS and served.expected_qps == 1e6
+    assert m.calibration["served_qps"] == m.calibration["capacity_qps"] == 1e5
+    assert offline.expected_qps == pytest.approx(OFFLINE_HEADROOM * 1e5)
 
 
 def test_a_retry_target_is_fitted_to_the_missed_run_and_bounded() -> None:

@@ -15,7 +15,6 @@ the last full run is the row. Every LoadGen run also times the runtime's share o
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -36,7 +35,7 @@ from harness.models import get_model
 from harness.optimize.artifacts import Artifact, cache_root
 from harness.optimize.variants import parse_variant
 from harness.scenarios.batcher import Infer, stack
-from harness.scenarios.config import ServingKnobs, ServingSettings
+from harness.scenarios.config import ServingSettings
 from harness.scenarios.loadgen import LoadRun, RunRecord, run_loadgen
 from harness.scenarios.record import LoadMeasurement
 from harness.scenarios.search import Probe, max_qps, retry_qps
@@ -57,15 +56,12 @@ FULL_RUN_S = 610.0  # mlperf.conf's 600 s minimum duration, and the queue's drai
 # order): a 600 s run of a fast model has tens of millions, which the store cannot take.
 LOAD_SAMPLES_KEPT = 100_000
 SLOWER_UNDER_LOAD = 1.5  # service time under load vs back to back worth a line in the row
-# Calibration also serves a burst of requests through the batcher when a model runs in under
-# OVERHEAD_MATTERS_MS: then the harness's own per-request work (Python, queueing) can be the
-# limit (a fake model: 2 us per call, 100k requests/s served), and capacity from the model's
-# time alone sized an offline query at 7x what the run could serve. The burst is about
-# OVERHEAD_PASS_S of model time, within OVERHEAD_PASS requests.
+# When a model runs in under OVERHEAD_MATTERS_MS, the harness's own per-request work (LoadGen's
+# and Python's) can be the limit, so a short LoadGen offline run (SERVED_RUN_MS) measures the
+# rate served: from the model's time alone, a 2 us fake model's capacity was 710k/s, its offline
+# query 7x what a run could serve (about 100k/s), and the worker grew to 13.7 GB.
 OVERHEAD_MATTERS_MS = 1.0
-OVERHEAD_PASS_S = 0.2
-OVERHEAD_PASS = (32, 4096)
-OVERHEAD_PASS_TIMEOUT_S = 30.0
+SERVED_RUN_MS = 300
 # A server run that completed under this share of its target rate fell behind. Short probes
 # that kept up completed 0.96-0.98 of their target here (OpenVINO bf16, 106-260 QPS); one
 # that fell behind on a fast model, 0.83 (its queue grew to a p50 of 214 ms).
@@ -150,50 +146,24 @@ def calibrate(
             infer, stack([Request(i, s) for i, s in enumerate(samples[:batch])]), clock
         )
     per_instance = max(1e3 / max(one, 1e-3), batch * 1e3 / max(full, 1e-3))
-    out = {"sample_ms": one, "batch_ms": full, "capacity_qps": per_instance * knobs.instances}
-    if one < OVERHEAD_MATTERS_MS:  # the harness's own per-request work may be the limit
-        served = _served_qps(
-            infer, samples, knobs, clock, int(OVERHEAD_PASS_S * 1e3 / max(one, 1e-3))
-        )
-        if served is not None and served < per_instance:
-            out["served_qps"] = served
-            out["capacity_qps"] = served * knobs.instances
-    return out
+    return {"sample_ms": one, "batch_ms": full, "capacity_qps": per_instance * knobs.instances}
 
 
 def _served_qps(
-    infer: Infer,
+    capacity: float,
+    serving: ServingSettings,
+    instances: Sequence[Infer],
+    case: Case,
     samples: Sequence[Mapping[str, np.ndarray]],
-    knobs: ServingKnobs,
-    clock: Clock,
-    count: int,
+    folder: Path,
 ) -> float | None:
-    """Requests per second one instance served through the batcher, ``count`` (clamped to
-    ``OVERHEAD_PASS``) queued at once: the rate with the harness's per-request work (queueing,
-    stacking, completion) in it, which a model's back-to-back time leaves out. None when a
-    request failed, the burst did not finish in ``OVERHEAD_PASS_TIMEOUT_S``, or the clock saw
-    no time pass."""
-    from harness.scenarios.batcher import DynamicBatcher, Request
-
-    count = min(max(count, OVERHEAD_PASS[0]), OVERHEAD_PASS[1])
-    finished = threading.Event()
-    left, failed = [count], []
-
-    def done(requests: Sequence[Request], error: str | None) -> None:
-        left[0] -= len(requests)
-        if error is not None:
-            failed.append(error)
-        if left[0] <= 0:
-            finished.set()
-
-    batcher = DynamicBatcher([infer], knobs, done)
-    start = clock.now_ns()
-    batcher.submit([Request(i, samples[i % len(samples)]) for i in range(count)])
-    finished.wait(OVERHEAD_PASS_TIMEOUT_S)
-    elapsed = clock.now_ns() - start
-    batcher.stop()
-    served = finished.is_set() and not failed and elapsed > 0
-    return count / (elapsed / 1e9) if served else None
+    """The rate a short LoadGen offline run (``SERVED_RUN_MS``, its query sized from
+    ``capacity``) completed through the whole harness: LoadGen, the batcher and the
+    instances. None when a request failed."""
+    short = replace(serving, mode="short", short_duration_ms=SERVED_RUN_MS, short_query_count=1)
+    record = run_loadgen(LoadRun("offline", short, expected_qps=capacity), instances,
+                         case.serving, samples, folder)  # fmt: skip
+    return None if record.errors else record.summary.achieved_qps
 
 
 def _probe_of(record: RunRecord, qps: float, bound_ms: float) -> Probe:
@@ -237,6 +207,12 @@ def run_scenario(
         # timeout): a load run would only queue more failures, so none is started.
         return _unserved(case, cal["failed"]), []
     capacity = cal["capacity_qps"]
+    if cal["sample_ms"] < OVERHEAD_MATTERS_MS:  # the harness's per-request work may limit
+        progress("calibrating the served rate")
+        served = _served_qps(capacity, serving, instances, case, samples, root / "served")
+        if served is not None and served < capacity:
+            cal["served_qps"] = capacity = served
+            cal["capacity_qps"] = capacity
     spq = serving.samples_per_query
     expected = {
         "single-stream": cal["sample_ms"],
