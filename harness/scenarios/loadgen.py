@@ -17,6 +17,7 @@ import time
 from array import array
 from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,14 @@ class RunRecord:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
-    @property
+    @cached_property
     def service_ms_p50(self) -> float | None:
         """Median service time of a successful batch under this load (ms; an HTTP target's
-        includes the network); None when none succeeded."""
+        includes the network); None when none succeeded. Computed once, after the run (a long
+        run has millions of batches)."""
         return float(np.median(self.service_ns)) / 1e6 if self.service_ns else None
 
-    @property
+    @cached_property
     def busy(self) -> float | None:
         """The share of the instances' time spent serving (utilization, 0-1): the summed
         service time of every batch, failed ones included, over wall time x instances. None
