@@ -99,20 +99,27 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _interval(row: CaseResult, obj: Objective) -> tuple[float | None, float | None]:
+    """The interval (low, high, ms) that backs ``obj``'s: the p99's for latency, else the
+    p50's, whose relative width cost, energy and CO2 share; (None, None) for a point
+    estimate."""
+    column = "latency_ms_p99" if obj.name == "latency" else "latency_ms_p50"
+    return getattr(row, f"{column}_ci_low"), getattr(row, f"{column}_ci_high")
+
+
 def objective_interval(row: CaseResult, obj: Objective) -> tuple[float, float] | None:
     """(optimistic, pessimistic) ends of the row's objective, oriented so lower is better
     (throughput negated); None when the objective is unknown."""
     value: float | None = getattr(row, obj.column)
     if value is None:
         return None
+    low, high = _interval(row, obj)
     if obj.name == "latency":
-        low = row.latency_ms_p99_ci_low if row.latency_ms_p99_ci_low is not None else value
-        high = row.latency_ms_p99_ci_high if row.latency_ms_p99_ci_high is not None else value
-        return low, high
+        return (low if low is not None else value), (high if high is not None else value)
     p50 = row.latency_ms_p50
     low_ratio = high_ratio = 1.0
-    if p50 and row.latency_ms_p50_ci_low is not None and row.latency_ms_p50_ci_high is not None:
-        low_ratio, high_ratio = row.latency_ms_p50_ci_low / p50, row.latency_ms_p50_ci_high / p50
+    if p50 and low is not None and high is not None:
+        low_ratio, high_ratio = low / p50, high / p50
     if obj.maximize:  # throughput: faster (low latency) is the optimistic end
         return -value / low_ratio, -value / high_ratio
     return value * low_ratio, value * high_ratio
@@ -156,8 +163,7 @@ def _beaten(
     timed again, longer, not pruned."""
     ends = objective_interval(row, obj)
     key = row.energy_source if obj.energy_based else None
-    column = "latency_ms_p99" if obj.name == "latency" else "latency_ms_p50"
-    if ends is None or key not in leaders or getattr(row, f"{column}_ci_low") is None:
+    if ends is None or key not in leaders or _interval(row, obj)[0] is None:
         return None
     if row.warmup_steady is False or machine_flags_of(row.noise):
         return None
