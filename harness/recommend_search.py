@@ -278,8 +278,7 @@ def successive_halving(
             by_id = measured(alive, measure(alive, budget, screening))
         else:
             screening = False
-            final_leaders: Leaders = {}
-            by_id, skipped = walk(alive, budget, final_leaders)
+            by_id, skipped = walk(alive, budget, {})
         planned += budget * len(by_id)
         rows = [by_id[c.case_id] for c in alive if c.case_id in by_id]
         why = {} if final else _prune(rows, obj, constraints, names(), screening, beaten_by)
