@@ -151,16 +151,16 @@ def calibrate(
 
 def _served_qps(
     capacity: float,
-    serving: ServingSettings,
-    instances: Sequence[Infer],
     case: Case,
+    instances: Sequence[Infer],
     samples: Sequence[Mapping[str, np.ndarray]],
     folder: Path,
 ) -> float | None:
     """The rate a short LoadGen offline run (``SERVED_RUN_MS``, its query sized from
-    ``capacity``) completed through the whole harness: LoadGen, the batcher and the
-    instances. None when a request failed."""
-    short = replace(serving, mode="short", short_duration_ms=SERVED_RUN_MS, short_query_count=1)
+    ``capacity``) of ``case`` completed through the whole harness: LoadGen, the batcher and
+    the instances. None when a request failed."""
+    short = replace(case.settings.serving, mode="short", short_duration_ms=SERVED_RUN_MS,
+                    short_query_count=1)  # fmt: skip
     record = run_loadgen(LoadRun("offline", short, expected_qps=capacity), instances,
                          case.serving, samples, folder)  # fmt: skip
     return None if record.errors else record.summary.achieved_qps
@@ -209,7 +209,7 @@ def run_scenario(
     capacity = cal["capacity_qps"]
     if cal["sample_ms"] < OVERHEAD_MATTERS_MS:  # the harness's per-request work may limit
         progress("calibrating the served rate")
-        served = _served_qps(capacity, serving, instances, case, samples, root / "served")
+        served = _served_qps(capacity, case, instances, samples, root / "served")
         if served is not None and served < capacity:
             cal["served_qps"] = capacity = served
             cal["capacity_qps"] = capacity
